@@ -1,0 +1,5 @@
+//! Money, pricing and the ledger: pure arithmetic, no Kubernetes client.
+
+pub mod money;
+
+pub use money::{CURRENCY_PATTERN, MONEY_PATTERN, Money, MoneyError};
