@@ -551,3 +551,46 @@ fn a_group_member_namespace_is_for_service_accounts() {
         "role",
     );
 }
+
+/// The CRDs are valid `apiextensions.k8s.io/v1` objects for the oldest Kubernetes we support,
+/// as an independent validator (`kubernetes-validate`, strict) sees them.
+#[test]
+fn crds_are_valid_apiextensions_v1_objects() {
+    let validator = support::python::tool("kubernetes-validate");
+    let validate = |files: &[std::path::PathBuf]| {
+        Command::new(&validator)
+            .args(["--strict", "--kubernetes-version", "1.32.0"])
+            .args(files)
+            .output()
+            .expect("kubernetes-validate runs")
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let files: Vec<_> = certinext::crd::files()
+        .expect("CRDs render")
+        .into_iter()
+        .map(|(name, _)| dir.join(name))
+        .collect();
+    let output = validate(&files);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout)
+            .matches("passed")
+            .count(),
+        8
+    );
+
+    // The validator does refuse a broken CRD: the check above is not vacuous.
+    let broken = Path::new(env!("CARGO_TARGET_TMPDIR")).join("broken-crd.yaml");
+    let yaml = std::fs::read_to_string(&files[0]).expect("a CRD file");
+    std::fs::write(
+        &broken,
+        yaml.replace("scope: Cluster", "scope: Galaxy\n  scopes: 1"),
+    )
+    .expect("write the broken CRD");
+    assert!(!validate(&[broken]).status.success());
+}
