@@ -9,3 +9,5 @@ pub mod api;
 pub mod billing;
 pub mod capabilities;
 pub mod crd;
+pub mod dev;
+pub mod manifests;

@@ -12,6 +12,9 @@ use clap::{Parser, Subcommand};
     about = "A multi-tenant certificate platform for Kubernetes"
 )]
 struct Cli {
+    /// Log filter, as RUST_LOG: `info`, `certinext=debug,kube=warn`, …
+    #[arg(long, global = true, env = "CERTINEXT_LOG", default_value = "info")]
+    log: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,10 +27,16 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
     },
+    /// Run the operator on an embedded Kubernetes API server, with the quickstart applied.
+    Dev(certinext::dev::DevArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Crd {
             output_dir: Some(dir),
@@ -35,6 +44,7 @@ fn main() -> ExitCode {
         Command::Crd { output_dir: None } => certinext::crd::all_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(Into::into),
+        Command::Dev(args) => runtime().and_then(|rt| rt.block_on(certinext::dev::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,4 +53,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -1,4 +1,236 @@
 //! An embedded, Kubernetes-compatible API server for development and tests.
 //!
 //! `devcluster` serves the Kubernetes API surface that real clients (`kubectl`, kube-rs, the
-//! Python client) use, from a single process. It knows nothing of certinext.
+//! Python client) use, from a single process: discovery, the built-in resources an operator
+//! needs, CustomResourceDefinitions and their resources, every verb with Kubernetes
+//! semantics (optimistic concurrency, server-side apply with managed fields, finalizers,
+//! watches that resume or expire). It knows nothing of certinext.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), devcluster::Error> {
+//! let cluster = devcluster::DevCluster::start(devcluster::Config::default()).await?;
+//! println!("export KUBECONFIG={}", cluster.kubeconfig_path().display());
+//! cluster.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod api;
+mod housekeeping;
+pub mod patch;
+pub mod protobuf;
+pub mod registry;
+pub mod selector;
+mod server;
+pub mod ssa;
+pub mod status;
+pub mod store;
+mod tls;
+pub mod validation;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+use tokio::task::JoinHandle;
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free port. Always loopback by default.
+    pub bind: SocketAddr,
+    /// Where to write the kubeconfig; a fresh temporary directory when unset.
+    pub kubeconfig_path: Option<PathBuf>,
+    /// The bearer token clients must present; random when unset.
+    pub token: Option<String>,
+    /// How many recent changes a watch can resume from before it gets 410 Expired.
+    pub history_window: usize,
+    /// The name of the cluster, user and context in the kubeconfig.
+    pub context_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kubeconfig_path: None,
+            token: None,
+            history_window: 10_000,
+            context_name: "devcluster".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot write the kubeconfig to {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running cluster. Dropping it without [`DevCluster::shutdown`] stops it too.
+pub struct DevCluster {
+    address: SocketAddr,
+    kubeconfig_path: PathBuf,
+    kubeconfig: String,
+    ca_pem: String,
+    token: String,
+    cluster: Arc<api::Cluster>,
+    shutdown: signal::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl DevCluster {
+    /// Starts serving on `config.bind` and writes the kubeconfig.
+    pub async fn start(config: Config) -> Result<DevCluster, Error> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| Error::Bind {
+                address: config.bind,
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| Error::Bind {
+            address: config.bind,
+            source,
+        })?;
+        let pki = tls::generate()?;
+        let token = config
+            .token
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let kubeconfig = tls::kubeconfig(&config.context_name, address, &pki.ca_pem, &token);
+        let (kubeconfig_path, temp_dir) = match config.kubeconfig_path {
+            Some(path) => (path, None),
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix("devcluster-")
+                    .tempdir()
+                    .map_err(|source| Error::Kubeconfig {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                (dir.path().join("kubeconfig"), Some(dir))
+            }
+        };
+        write_private(&kubeconfig_path, &kubeconfig).map_err(|source| Error::Kubeconfig {
+            path: kubeconfig_path.clone(),
+            source,
+        })?;
+        let cluster = Arc::new(api::Cluster::new(
+            store::Store::new(config.history_window),
+            token.clone(),
+            address,
+        ));
+        cluster.bootstrap();
+        let (shutdown, stop) = signal::channel(false);
+        let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config);
+        let tasks = vec![
+            tokio::spawn(server::serve(
+                listener,
+                acceptor,
+                cluster.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(housekeeping::run(cluster.clone(), stop)),
+        ];
+        Ok(DevCluster {
+            address,
+            kubeconfig_path,
+            kubeconfig,
+            ca_pem: pki.ca_pem,
+            token,
+            cluster,
+            shutdown,
+            tasks,
+            _temp_dir: temp_dir,
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.address)
+    }
+
+    /// The kubeconfig file that points at this cluster.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig_path
+    }
+
+    /// The kubeconfig's contents.
+    pub fn kubeconfig(&self) -> &str {
+        &self.kubeconfig
+    }
+
+    /// The CA certificate that signed the serving certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The bearer token clients present.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The latest resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.cluster.store.current_rv()
+    }
+
+    /// Ends every open watch; clients resume from their last version.
+    pub fn close_watches(&self) {
+        self.cluster.close_watches();
+    }
+
+    /// Forgets the change window and ends every open watch, as etcd compaction with an API
+    /// server restart would: clients get 410 Expired on resuming and must relist.
+    pub fn compact(&self) {
+        self.cluster.store.compact();
+        self.cluster.close_watches();
+    }
+
+    /// Stops accepting requests, ends open watches and waits for the server's tasks.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Writes a file only its owner can read: it holds a credential.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}

@@ -1,0 +1,1435 @@
+//! The Kubernetes API: routing a request to a resource and a verb, and each verb's semantics.
+//!
+//! Every write is a read-modify-write under the store's lock, so optimistic concurrency,
+//! finalizers, managed fields and generation are decided against the object as it is.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use serde_json::{Map, Value, json};
+
+use crate::registry::{CRD_KEY, NAMESPACE_KEY, Registry, ResourceDef, defs_from_crd};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, Cause, qualified, success};
+use crate::store::{Change, ObjectKey, Outcome, Store};
+use crate::watch;
+use crate::{patch, ssa, validation};
+
+/// The finalizer that holds a CustomResourceDefinition until its objects are gone.
+pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+/// The finalizer that holds a Namespace until its contents are gone.
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+
+/// The state every request shares.
+pub struct Cluster {
+    pub store: Store,
+    pub registry: RwLock<Registry>,
+    pub token: String,
+    pub address: SocketAddr,
+    /// Bumped to end every open watch (clients resume or relist).
+    pub watch_epoch: tokio::sync::watch::Sender<u64>,
+}
+
+/// An HTTP request, reduced to what the API reads.
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub content_type: String,
+    pub user_agent: String,
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// What the API answers.
+pub enum Response {
+    Json(u16, Value),
+    Text(u16, &'static str),
+    Watch(tokio::sync::mpsc::Receiver<bytes_like::Chunk>),
+}
+
+/// Watch streams carry JSON lines.
+pub mod bytes_like {
+    pub type Chunk = Vec<u8>;
+}
+
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Self {
+        Response::Json(error.code, error.to_status())
+    }
+}
+
+/// The Kubernetes version devcluster reports.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "32",
+        "gitVersion": "v1.32.0-devcluster",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.23.0",
+        "compiler": "gc",
+        "platform": "linux/amd64"
+    })
+}
+
+impl Cluster {
+    pub fn new(store: Store, token: String, address: SocketAddr) -> Self {
+        Cluster {
+            store,
+            registry: RwLock::new(Registry::with_builtins()),
+            token,
+            address,
+            watch_epoch: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// Creates the namespaces every cluster has.
+    pub fn bootstrap(&self) {
+        let def = match self.def_by_key(NAMESPACE_KEY) {
+            Some(def) => def,
+            None => return,
+        };
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let key = ObjectKey::new(NAMESPACE_KEY, "", name);
+            let _ = self.store.mutate(&key, |_, _| {
+                let mut namespace = prepare_create(&def, json!({"metadata": {"name": name}}))?;
+                ssa::record_update(
+                    None,
+                    &mut namespace,
+                    &ssa::Manager {
+                        name: "devcluster",
+                        subresource: None,
+                        ignore_status: false,
+                    },
+                    None,
+                    &now(),
+                );
+                Ok::<_, ApiError>(Change::Put(namespace))
+            });
+        }
+    }
+
+    /// Ends every open watch, as an API server restart or a load balancer would.
+    pub fn close_watches(&self) {
+        self.watch_epoch.send_modify(|epoch| *epoch += 1);
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers one request.
+    pub fn handle(self: &Arc<Self>, request: Request) -> Response {
+        let path = request.path.trim_end_matches('/');
+        match path {
+            "/healthz" | "/livez" | "/readyz" => return Response::Text(200, "ok"),
+            "/version" => return Response::Json(200, version()),
+            _ => {}
+        }
+        let expected = format!("Bearer {}", self.token);
+        if request.authorization.as_deref() != Some(expected.as_str()) {
+            return ApiError::unauthorized().into();
+        }
+        match self.route(&request) {
+            Ok(response) => response,
+            Err(error) => error.into(),
+        }
+    }
+
+    fn route(self: &Arc<Self>, request: &Request) -> Result<Response, ApiError> {
+        let path = request.path.trim_end_matches('/');
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match segments.as_slice() {
+            ["api"] => Ok(Response::Json(
+                200,
+                json!({"kind": "APIVersions", "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": self.address.to_string()}]}),
+            )),
+            ["apis"] => Ok(Response::Json(200, self.registry().api_group_list())),
+            ["apis", group] => self
+                .registry()
+                .api_group(group)
+                .map(|g| Response::Json(200, g))
+                .ok_or_else(|| ApiError::no_route(path)),
+            ["api", "v1"] => self.resource_list("", "v1", path),
+            ["apis", group, version] => self.resource_list(group, version, path),
+            ["api", "v1", rest @ ..] => self.resource_request(request, "", "v1", rest),
+            ["apis", group, version, rest @ ..] => {
+                self.resource_request(request, group, version, rest)
+            }
+            _ => Err(ApiError::no_route(path)),
+        }
+    }
+
+    fn resource_list(&self, group: &str, version: &str, path: &str) -> Result<Response, ApiError> {
+        self.registry()
+            .api_resource_list(group, version)
+            .map(|list| Response::Json(200, list))
+            .ok_or_else(|| ApiError::no_route(path))
+    }
+
+    fn resource_request(
+        self: &Arc<Self>,
+        request: &Request,
+        group: &str,
+        version: &str,
+        rest: &[&str],
+    ) -> Result<Response, ApiError> {
+        let target = self.target(request, group, version, rest)?;
+        let method = request.method.as_str();
+        let media = request
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        let body_format_known =
+            media.is_empty() || media == "application/json" || media == "*/*" || media == PROTOBUF;
+        if matches!(method, "POST" | "PUT") && !body_format_known {
+            return Err(ApiError::unsupported_media_type(media));
+        }
+        let watch = target.watch_path || flag(&request.query, "watch");
+        match (method, &target.name) {
+            ("GET", None) if watch => self.watch(&target, request),
+            ("GET", None) => self.list(&target, request),
+            ("GET", Some(name)) => self.get(&target, name),
+            ("POST", None) => self.create(&target, request),
+            ("PUT", Some(name)) => self.update(&target, name, request),
+            ("PATCH", Some(name)) => self.patch(&target, name, request),
+            ("DELETE", Some(name)) => self.delete(&target, name, request),
+            ("DELETE", None) => self.delete_collection(&target, request),
+            _ => Err(ApiError::method_not_allowed(method, &request.path)),
+        }
+    }
+
+    /// Resolves `[watch/][namespaces/{ns}/]{resource}[/{name}[/{subresource}]]`.
+    fn target(
+        &self,
+        request: &Request,
+        group: &str,
+        version: &str,
+        rest: &[&str],
+    ) -> Result<Target, ApiError> {
+        let (watch_path, rest) = match rest {
+            ["watch", rest @ ..] => (true, rest),
+            rest => (false, rest),
+        };
+        let (namespace, plural, tail): (Option<&str>, &str, &[&str]) = match rest {
+            ["namespaces", ns, plural, tail @ ..]
+                if !(group.is_empty()
+                    && matches!(*plural, "status" | "finalize")
+                    && tail.is_empty()) =>
+            {
+                (Some(*ns), *plural, tail)
+            }
+            [plural, tail @ ..] => (None, *plural, tail),
+            [] => return Err(ApiError::no_route(&request.path)),
+        };
+        let def = self
+            .registry()
+            .get(group, version, plural)
+            .ok_or_else(|| ApiError::no_route(&request.path))?;
+        let (name, subresource) = match tail {
+            [] => (None, None),
+            [name] => (Some((*name).to_owned()), None),
+            [name, sub] => (Some((*name).to_owned()), Some((*sub).to_owned())),
+            _ => return Err(ApiError::no_route(&request.path)),
+        };
+        if namespace.is_some() && !def.namespaced {
+            return Err(ApiError::no_route(&request.path));
+        }
+        match subresource.as_deref() {
+            None => {}
+            Some("status") if def.status_subresource => {}
+            Some("finalize") if def.key() == NAMESPACE_KEY => {}
+            Some(_) => return Err(ApiError::no_route(&request.path)),
+        }
+        Ok(Target {
+            def,
+            namespace: namespace.map(str::to_owned),
+            name,
+            subresource,
+            watch_path,
+        })
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    fn get(&self, target: &Target, name: &str) -> Result<Response, ApiError> {
+        let key = target.key(name);
+        let object = self.store.get(&key).ok_or_else(|| target.not_found(name))?;
+        Ok(Response::Json(200, target.present(&object)))
+    }
+
+    fn list(&self, target: &Target, request: &Request) -> Result<Response, ApiError> {
+        let filter = Filter::from_query(&request.query, &target.def)?;
+        let limit = match request.query.get("limit").filter(|l| !l.is_empty()) {
+            Some(limit) => Some(limit.parse::<usize>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "limit: invalid value {limit:?}: must be a non-negative integer"
+                ))
+            })?),
+            None => None,
+        }
+        .filter(|l| *l > 0);
+        let start_after = match request.query.get("continue").filter(|c| !c.is_empty()) {
+            Some(token) => Some(decode_continue(token)?),
+            None => None,
+        };
+        let (objects, rv) = self
+            .store
+            .list(&target.def.key(), target.namespace.as_deref());
+        let mut matching = objects.iter().filter(|o| filter.matches(o)).filter(|o| {
+            start_after
+                .as_ref()
+                .is_none_or(|after| position(o) > (after.0.as_str(), after.1.as_str()))
+        });
+        let mut items = Vec::new();
+        let mut last = None;
+        for object in matching.by_ref() {
+            if limit.is_some_and(|l| items.len() == l) {
+                last = Some(position(&items[items.len() - 1]));
+                break;
+            }
+            items.push(target.present(object));
+        }
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if let Some((namespace, name)) = last {
+            let remaining = 1 + matching.count();
+            metadata["continue"] = json!(encode_continue(rv, namespace, name));
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+        Ok(Response::Json(
+            200,
+            json!({
+                "apiVersion": target.def.api_version(),
+                "kind": target.def.list_kind,
+                "metadata": metadata,
+                "items": items,
+            }),
+        ))
+    }
+
+    fn watch(self: &Arc<Self>, target: &Target, request: &Request) -> Result<Response, ApiError> {
+        let filter = Filter::from_query(&request.query, &target.def)?;
+        let from = match request.query.get("resourceVersion").map(String::as_str) {
+            None | Some("") | Some("0") => None,
+            Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("resourceVersion: invalid value {rv:?}"))
+            })?),
+        };
+        let timeout = match request
+            .query
+            .get("timeoutSeconds")
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) => Some(t.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("timeoutSeconds: invalid value {t:?}"))
+            })?),
+            None => None,
+        };
+        let options = watch::Options {
+            bookmarks: flag(&request.query, "allowWatchBookmarks"),
+            timeout: timeout.map(std::time::Duration::from_secs),
+        };
+        let receiver = watch::start(
+            self,
+            target.def.clone(),
+            target.namespace.clone(),
+            from,
+            filter,
+            options,
+        );
+        Ok(Response::Watch(receiver))
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    fn create(&self, target: &Target, request: &Request) -> Result<Response, ApiError> {
+        let mut object = parse_body(request)?;
+        check_type(&target.def, &object)?;
+        let namespace = target.namespace.clone().unwrap_or_default();
+        let metadata = metadata_mut(&mut object);
+        if target.def.namespaced {
+            match metadata.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() && ns != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {}
+            }
+            if namespace.is_empty() {
+                return Err(ApiError::method_not_allowed(
+                    "POST",
+                    "a namespaced resource without a namespace",
+                ));
+            }
+            metadata.insert("namespace".into(), json!(namespace));
+        } else {
+            metadata.remove("namespace");
+        }
+        let name = match metadata.get("name").and_then(Value::as_str) {
+            Some(name) if !name.is_empty() => name.to_owned(),
+            _ => match metadata.get("generateName").and_then(Value::as_str) {
+                Some(prefix) if !prefix.is_empty() => generate_name(prefix),
+                _ => {
+                    return Err(ApiError::invalid(
+                        &target.def.group,
+                        &target.def.kind,
+                        "",
+                        vec![Cause {
+                            reason: "FieldValueRequired",
+                            field: "metadata.name".into(),
+                            message: "Required value: name or generateName is required".into(),
+                        }],
+                    ));
+                }
+            },
+        };
+        metadata.insert("name".into(), json!(name));
+        self.check_namespace(&target.def, &namespace)?;
+        let manager = manager(request, None);
+        let dry_run = dry_run(request);
+        let key = target.key(&name);
+        let def = target.def.clone();
+        let mut preview = None;
+        let outcome = self.store.mutate(&key, |current, _| {
+            if current.is_some() {
+                return Err(ApiError::already_exists(&def.group, &def.plural, &name));
+            }
+            let mut created = prepare_create(&def, object)?;
+            ssa::record_update(
+                None,
+                &mut created,
+                &manager.as_ssa(),
+                def.schema.as_deref(),
+                &now(),
+            );
+            if dry_run {
+                preview = Some(created);
+                return Ok(Change::Keep);
+            }
+            Ok(Change::Put(created))
+        })?;
+        let object = match (preview, outcome) {
+            (Some(preview), _) => preview,
+            (None, Outcome::Written(object)) => {
+                self.after_write(&def, &object);
+                (*object).clone()
+            }
+            (None, _) => return Err(ApiError::internal("create did not write")),
+        };
+        Ok(Response::Json(201, target.present(&object)))
+    }
+
+    fn update(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
+        let object = parse_body(request)?;
+        check_type(&target.def, &object)?;
+        match object.pointer("/metadata/name").and_then(Value::as_str) {
+            Some(body_name) if body_name != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => {}
+        }
+        let manager = manager(request, target.subresource.as_deref());
+        self.write(target, name, request, &manager, |current| {
+            let current = current.ok_or_else(|| target.not_found(name))?;
+            if let Some(rv) = object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                && !rv.is_empty()
+                && Some(rv) != resource_version(current)
+            {
+                return Err(target.conflict(name));
+            }
+            Ok(Computed::Update(object))
+        })
+    }
+
+    fn patch(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
+        let content_type = request
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let is_apply = content_type == "application/apply-patch+yaml"
+            || content_type == "application/apply-patch+cbor";
+        let manager = manager(request, target.subresource.as_deref());
+        if is_apply {
+            if !request.query.contains_key("fieldManager") {
+                return Err(ApiError::bad_request(
+                    "PATCH requests with apply patch type must include a fieldManager",
+                ));
+            }
+            let applied = parse_yaml_or_json(&request.body)?;
+            if !applied.is_object() {
+                return Err(ApiError::bad_request(
+                    "the apply configuration must be an object",
+                ));
+            }
+            check_type(&target.def, &applied)?;
+            if let Some(body_name) = applied.pointer("/metadata/name").and_then(Value::as_str)
+                && body_name != name
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            let force = flag(&request.query, "force");
+            if target.def.namespaced {
+                self.check_namespace(&target.def, target.namespace.as_deref().unwrap_or(""))?;
+            }
+            return self.write(target, name, request, &manager, |current| {
+                Ok(Computed::Applied {
+                    applied: applied.clone(),
+                    force,
+                    existed: current.is_some(),
+                })
+            });
+        }
+        let body = request.body.clone();
+        self.write(target, name, request, &manager, |current| {
+            let current = current.ok_or_else(|| target.not_found(name))?;
+            let mut patched = (**current).clone();
+            match content_type.as_str() {
+                "application/json-patch+json" => patch::json_patch(&mut patched, &body)
+                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+                "application/merge-patch+json" => {
+                    let patch = parse_object(&body)?;
+                    patch::merge_patch(&mut patched, &patch)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                }
+                "application/strategic-merge-patch+json" => {
+                    // Strategic merge without list merge keys: a JSON merge patch of the
+                    // object with its directives removed.
+                    let mut patch = parse_object(&body)?;
+                    strip_directives(&mut patch);
+                    patch::merge_patch(&mut patched, &patch)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                }
+                other => return Err(ApiError::unsupported_media_type(other)),
+            }
+            if let Some(rv) = patched
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                && Some(rv) != resource_version(current)
+            {
+                return Err(target.conflict(name));
+            }
+            Ok(Computed::Update(patched))
+        })
+    }
+
+    /// The shared path of update, patch and apply: compute the next object from the current
+    /// one, keep what clients may not change, record managed fields, validate, and store.
+    fn write(
+        &self,
+        target: &Target,
+        name: &str,
+        request: &Request,
+        manager: &Manager,
+        compute: impl FnOnce(Option<&Arc<Value>>) -> Result<Computed, ApiError>,
+    ) -> Result<Response, ApiError> {
+        let def = target.def.clone();
+        let key = target.key(name);
+        let dry_run = dry_run(request);
+        let namespace = target.namespace.clone().unwrap_or_default();
+        let mut preview = None;
+        let mut created = false;
+        let outcome = self.store.mutate(&key, |current, _| {
+            let next = match (compute(current)?, current) {
+                (Computed::Update(object), Some(current)) => {
+                    let mut next =
+                        finish_update(&def, current, object, target.subresource.as_deref())?;
+                    ssa::record_update(
+                        Some(current),
+                        &mut next,
+                        &manager.as_ssa(),
+                        def.schema.as_deref(),
+                        &now(),
+                    );
+                    next
+                }
+                (Computed::Update(_), None) => return Err(target.not_found(name)),
+                (Computed::Applied { applied, force, .. }, Some(current)) => {
+                    let merged = ssa::apply(
+                        Some(current),
+                        &applied,
+                        &manager.as_ssa(),
+                        force,
+                        def.schema.as_deref(),
+                        &now(),
+                    )
+                    .map_err(|conflicts| apply_conflict(&conflicts))?;
+                    finish_update(&def, current, merged, target.subresource.as_deref())?
+                }
+                (
+                    Computed::Applied {
+                        applied,
+                        force,
+                        existed,
+                    },
+                    None,
+                ) => {
+                    debug_assert!(!existed);
+                    if target.subresource.is_some() {
+                        return Err(target.not_found(name));
+                    }
+                    let mut seed = applied.clone();
+                    let metadata = metadata_mut(&mut seed);
+                    metadata.insert("name".into(), json!(name));
+                    if def.namespaced {
+                        metadata.insert("namespace".into(), json!(namespace));
+                    }
+                    let merged = ssa::apply(
+                        None,
+                        &seed,
+                        &manager.as_ssa(),
+                        force,
+                        def.schema.as_deref(),
+                        &now(),
+                    )
+                    .map_err(|conflicts| apply_conflict(&conflicts))?;
+                    created = true;
+                    prepare_create(&def, merged)?
+                }
+            };
+            let finished = is_deleting(&next) && finalizers(&next).is_empty();
+            if dry_run {
+                preview = Some(next);
+                return Ok(Change::Keep);
+            }
+            Ok(if finished {
+                Change::Remove
+            } else {
+                Change::Put(next)
+            })
+        })?;
+        let (code, object) = match (preview, outcome) {
+            (Some(preview), _) => (200, preview),
+            (None, Outcome::Written(object)) => {
+                self.after_write(&def, &object);
+                (if created { 201 } else { 200 }, (*object).clone())
+            }
+            (None, Outcome::Unchanged(Some(object))) => (200, (*object).clone()),
+            (None, Outcome::Removed(object)) => {
+                self.after_remove(&def, &object);
+                (200, (*object).clone())
+            }
+            (None, Outcome::Unchanged(None)) => return Err(target.not_found(name)),
+        };
+        Ok(Response::Json(code, target.present(&object)))
+    }
+
+    fn delete(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
+        let options = delete_options(request)?;
+        let dry_run = dry_run(request);
+        match self.delete_object(&target.def, &target.key(name), &options, dry_run)? {
+            Deleted::Pending(object) => Ok(Response::Json(200, target.present(&object))),
+            Deleted::Gone(object) => Ok(Response::Json(
+                200,
+                success(&target.def.group, &target.def.plural, name, uid(&object)),
+            )),
+        }
+    }
+
+    fn delete_collection(&self, target: &Target, request: &Request) -> Result<Response, ApiError> {
+        let filter = Filter::from_query(&request.query, &target.def)?;
+        let options = delete_options(request)?;
+        let dry_run = dry_run(request);
+        let (objects, _) = self
+            .store
+            .list(&target.def.key(), target.namespace.as_deref());
+        let mut items = Vec::new();
+        for object in objects.iter().filter(|o| filter.matches(o)) {
+            let (namespace, name) = position(object);
+            let key = ObjectKey::new(&target.def.key(), namespace, name);
+            match self.delete_object(&target.def, &key, &options, dry_run) {
+                Ok(Deleted::Pending(object) | Deleted::Gone(object)) => {
+                    items.push(target.present(&object))
+                }
+                Err(error) if error.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(Response::Json(
+            200,
+            json!({"apiVersion": target.def.api_version(), "kind": target.def.list_kind,
+                "metadata": {"resourceVersion": self.store.current_rv().to_string()}, "items": items}),
+        ))
+    }
+
+    /// Deletes an object: at once when nothing holds it, else by marking it deleted and
+    /// leaving it to its finalizers.
+    pub fn delete_object(
+        &self,
+        def: &ResourceDef,
+        key: &ObjectKey,
+        options: &DeleteOptions,
+        dry_run: bool,
+    ) -> Result<Deleted, ApiError> {
+        let mut preview = None;
+        let outcome = self.store.mutate(key, |current, _| {
+            let current = current.ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &key.name))?;
+            if let Some(expected) = &options.uid
+                && Some(expected.as_str()) != uid(current)
+            {
+                return Err(ApiError::conflict(&def.group, &def.plural, &key.name, &format!(
+                    "Precondition failed: UID in precondition: {expected}, UID in object meta: {}",
+                    uid(current).unwrap_or_default()
+                )));
+            }
+            if let Some(expected) = &options.resource_version
+                && Some(expected.as_str()) != resource_version(current)
+            {
+                return Err(ApiError::conflict(&def.group, &def.plural, &key.name, &format!(
+                    "Precondition failed: ResourceVersion in precondition: {expected}, ResourceVersion in object meta: {}",
+                    resource_version(current).unwrap_or_default()
+                )));
+            }
+            let mut next = (**current).clone();
+            let holds = match def.key().as_str() {
+                NAMESPACE_KEY => true,
+                CRD_KEY => true,
+                _ => !finalizers(&next).is_empty(),
+            };
+            if !holds {
+                if dry_run {
+                    preview = Some(next);
+                    return Ok(Change::Keep);
+                }
+                return Ok(Change::Remove);
+            }
+            if is_deleting(&next) {
+                preview = Some(next);
+                return Ok(Change::Keep);
+            }
+            let metadata = metadata_mut(&mut next);
+            metadata.insert("deletionTimestamp".into(), json!(now()));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if let Some(generation) = metadata.get("generation").and_then(Value::as_i64) {
+                metadata.insert("generation".into(), json!(generation + 1));
+            }
+            match def.key().as_str() {
+                NAMESPACE_KEY => {
+                    next["status"]["phase"] = json!("Terminating");
+                }
+                CRD_KEY => {
+                    add_finalizer(&mut next, CRD_CLEANUP_FINALIZER);
+                    set_condition(&mut next, "Terminating", "True", "InstanceDeletionInProgress", "CustomResource deletion is in progress");
+                }
+                _ => {}
+            }
+            if dry_run {
+                preview = Some(next);
+                return Ok(Change::Keep);
+            }
+            Ok(Change::Put(next))
+        })?;
+        match (preview, outcome) {
+            (Some(object), _) => Ok(Deleted::Pending(Arc::new(object))),
+            (None, Outcome::Written(object)) => Ok(Deleted::Pending(object)),
+            (None, Outcome::Removed(object)) => {
+                self.after_remove(def, &object);
+                Ok(Deleted::Gone(object))
+            }
+            (None, Outcome::Unchanged(Some(object))) => Ok(Deleted::Pending(object)),
+            (None, Outcome::Unchanged(None)) => {
+                Err(ApiError::not_found(&def.group, &def.plural, &key.name))
+            }
+        }
+    }
+
+    /// Namespaced objects cannot be created in a namespace that does not exist or is going.
+    fn check_namespace(&self, def: &ResourceDef, namespace: &str) -> Result<(), ApiError> {
+        if !def.namespaced {
+            return Ok(());
+        }
+        let key = ObjectKey::new(NAMESPACE_KEY, "", namespace);
+        match self.store.get(&key) {
+            None => Err(ApiError::not_found("", "namespaces", namespace)),
+            Some(ns) if is_deleting(&ns) => Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            ))
+            .with_details(json!({"causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {namespace} is being terminated"), "field": "metadata.namespace"}]}))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// What follows a stored write: a CRD starts (or keeps) serving its resources.
+    fn after_write(&self, def: &ResourceDef, object: &Value) {
+        if def.key() == CRD_KEY
+            && let Ok(defs) = defs_from_crd(object)
+            && let Some(first) = defs.first()
+        {
+            let key = first.key();
+            let mut registry = self.registry_mut();
+            registry.remove_key(&key);
+            for def in defs {
+                registry.insert(def);
+            }
+        }
+    }
+
+    /// What follows a removal: a CRD stops serving its resources.
+    pub fn after_remove(&self, def: &ResourceDef, object: &Value) {
+        if def.key() == CRD_KEY
+            && let Ok(defs) = defs_from_crd(object)
+            && let Some(first) = defs.first()
+        {
+            self.registry_mut().remove_key(&first.key());
+        }
+    }
+
+    /// The definition of a served resource by storage key.
+    pub fn def_by_key(&self, key: &str) -> Option<Arc<ResourceDef>> {
+        self.registry().by_key(key)
+    }
+}
+
+/// The outcome of a delete.
+pub enum Deleted {
+    /// Marked for deletion; finalizers still hold it.
+    Pending(Arc<Value>),
+    /// Removed from the store.
+    Gone(Arc<Value>),
+}
+
+/// What a write computed from the current object.
+enum Computed {
+    Update(Value),
+    Applied {
+        applied: Value,
+        force: bool,
+        existed: bool,
+    },
+}
+
+/// A request's resource, namespace, name and subresource.
+struct Target {
+    def: Arc<ResourceDef>,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+    watch_path: bool,
+}
+
+impl Target {
+    fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey::new(
+            &self.def.key(),
+            self.namespace.as_deref().unwrap_or(""),
+            name,
+        )
+    }
+
+    fn not_found(&self, name: &str) -> ApiError {
+        ApiError::not_found(&self.def.group, &self.def.plural, name)
+    }
+
+    fn conflict(&self, name: &str) -> ApiError {
+        ApiError::conflict(
+            &self.def.group,
+            &self.def.plural,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    /// The object as this version of the resource presents it.
+    fn present(&self, object: &Value) -> Value {
+        present(&self.def, object)
+    }
+}
+
+/// An object as `def`'s version presents it.
+pub fn present(def: &ResourceDef, object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(fields) = object.as_object_mut() {
+        fields.insert("apiVersion".into(), json!(def.api_version()));
+        fields.insert("kind".into(), json!(def.kind));
+    }
+    object
+}
+
+/// Who writes: the field manager and the subresource.
+struct Manager {
+    name: String,
+    subresource: Option<String>,
+}
+
+impl Manager {
+    fn as_ssa(&self) -> ssa::Manager<'_> {
+        ssa::Manager {
+            name: &self.name,
+            subresource: self.subresource.as_deref(),
+            ignore_status: self.subresource.is_none(),
+        }
+    }
+}
+
+fn manager(request: &Request, subresource: Option<&str>) -> Manager {
+    let name = match request.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(name) => name.clone(),
+        None => request
+            .user_agent
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_owned(),
+    };
+    Manager {
+        name,
+        subresource: subresource.filter(|s| *s == "status").map(str::to_owned),
+    }
+}
+
+/// Label and field selectors of a list, watch or deletecollection.
+pub struct Filter {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn from_query(query: &HashMap<String, String>, def: &ResourceDef) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        for field in fields.fields() {
+            let supported = matches!(field, "metadata.name" | "metadata.namespace")
+                || (def.key() == "/events" && field.starts_with("involvedObject."))
+                || (def.key() == "/secrets" && field == "type")
+                || (def.key() == NAMESPACE_KEY && field == "status.phase");
+            if !supported {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
+            }
+        }
+        Ok(Filter { labels, fields })
+    }
+
+    /// Whether the object is selected.
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches(
+            object
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object),
+        ) && self.fields.matches(object)
+    }
+}
+
+/// Options of a delete, from its body or its query.
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub propagation_policy: Option<String>,
+}
+
+fn delete_options(request: &Request) -> Result<DeleteOptions, ApiError> {
+    let mut options = DeleteOptions {
+        propagation_policy: request.query.get("propagationPolicy").cloned(),
+        ..Default::default()
+    };
+    if request.body.iter().any(|b| !b.is_ascii_whitespace()) {
+        let body = parse_object(&request.body)?;
+        let text = |pointer: &str| {
+            body.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        options.uid = text("/preconditions/uid");
+        options.resource_version = text("/preconditions/resourceVersion");
+        if let Some(policy) = text("/propagationPolicy") {
+            options.propagation_policy = Some(policy);
+        }
+    }
+    match options.propagation_policy.as_deref() {
+        None | Some("Orphan" | "Background" | "Foreground") => Ok(options),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        ))),
+    }
+}
+
+/// The new object on create: server-set metadata, and what a create may not set.
+fn prepare_create(def: &ResourceDef, mut object: Value) -> Result<Value, ApiError> {
+    let metadata = metadata_mut(&mut object);
+    for field in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
+        metadata.remove(field);
+    }
+    metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    metadata.insert("creationTimestamp".into(), json!(now()));
+    if def.custom || def.key() == CRD_KEY {
+        metadata.insert("generation".into(), json!(1));
+    } else {
+        metadata.remove("generation");
+    }
+    if let Some(fields) = object.as_object_mut() {
+        fields.insert("apiVersion".into(), json!(def.api_version()));
+        fields.insert("kind".into(), json!(def.kind));
+        if def.custom && def.status_subresource {
+            fields.remove("status");
+        }
+    }
+    match def.key().as_str() {
+        NAMESPACE_KEY => {
+            object["spec"] = json!({"finalizers": [NAMESPACE_FINALIZER]});
+            object["status"] = json!({"phase": "Active"});
+        }
+        CRD_KEY => crd_status(&mut object)?,
+        // The defaults the API server gives built-ins.
+        "/secrets"
+            if object
+                .get("type")
+                .is_none_or(|t| t.as_str().is_none_or(str::is_empty)) =>
+        {
+            object["type"] = json!("Opaque");
+        }
+        _ => {}
+    }
+    validate(def, &object)?;
+    Ok(object)
+}
+
+/// The next version of an object after an update, patch or apply: what clients may not change
+/// is kept from `current`, the status subresource is honoured, generation follows the spec.
+fn finish_update(
+    def: &ResourceDef,
+    current: &Value,
+    mut next: Value,
+    subresource: Option<&str>,
+) -> Result<Value, ApiError> {
+    if !next.is_object() {
+        return Err(ApiError::bad_request("the object must be a JSON object"));
+    }
+    let name = current
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if def.status_subresource {
+        match subresource {
+            Some("status") => {
+                let status = next.get("status").cloned();
+                let managed = next.pointer("/metadata/managedFields").cloned();
+                next = current.clone();
+                match status {
+                    Some(status) => next["status"] = status,
+                    None => {
+                        if let Some(fields) = next.as_object_mut() {
+                            fields.remove("status");
+                        }
+                    }
+                }
+                if let Some(managed) = managed {
+                    metadata_mut(&mut next).insert("managedFields".into(), managed);
+                }
+            }
+            _ => match current.get("status") {
+                Some(status) => next["status"] = status.clone(),
+                None => {
+                    if let Some(fields) = next.as_object_mut() {
+                        fields.remove("status");
+                    }
+                }
+            },
+        }
+    }
+    if def.key() == NAMESPACE_KEY && subresource != Some("finalize") {
+        next["spec"] = current.get("spec").cloned().unwrap_or(json!({}));
+    }
+    let kept = [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ];
+    let current_metadata = current
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let metadata = metadata_mut(&mut next);
+    for field in kept {
+        match current_metadata.get(field) {
+            Some(value) => metadata.insert(field.into(), value.clone()),
+            None => metadata.remove(field),
+        };
+    }
+    metadata.remove("resourceVersion");
+    if let Some(fields) = next.as_object_mut() {
+        fields.insert("apiVersion".into(), json!(def.api_version()));
+        fields.insert("kind".into(), json!(def.kind));
+    }
+    if is_deleting(current) {
+        let before = finalizers(current);
+        let added: Vec<_> = finalizers(&next)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
+        if !added.is_empty() {
+            return Err(ApiError::invalid(
+                &def.group,
+                &def.kind,
+                name,
+                vec![Cause {
+                    reason: "FieldValueForbidden",
+                    field: "metadata.finalizers".into(),
+                    message: format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    ),
+                }],
+            ));
+        }
+    }
+    if current_metadata.contains_key("generation") && spec_changed(def, current, &next) {
+        let generation = current_metadata
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
+    }
+    if def.key() == CRD_KEY {
+        crd_status(&mut next)?;
+        if let Some(conditions) = current.pointer("/status/conditions").cloned()
+            && is_deleting(current)
+        {
+            next["status"]["conditions"] = conditions;
+        }
+    }
+    validate(def, &next)?;
+    Ok(next)
+}
+
+/// Whether anything but metadata (and status, where it is a subresource) changed.
+fn spec_changed(def: &ResourceDef, current: &Value, next: &Value) -> bool {
+    let strip = |object: &Value| {
+        let mut object = object.clone();
+        if let Some(fields) = object.as_object_mut() {
+            fields.remove("metadata");
+            fields.remove("apiVersion");
+            fields.remove("kind");
+            if def.status_subresource {
+                fields.remove("status");
+            }
+        }
+        object
+    };
+    strip(current) != strip(next)
+}
+
+/// Validates a custom resource against its schema, and a CRD against the rules it must meet.
+fn validate(def: &ResourceDef, object: &Value) -> Result<(), ApiError> {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Some(schema) = &def.schema {
+        let causes = validation::validate(schema, object);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&def.group, &def.kind, name, causes));
+        }
+    }
+    Ok(())
+}
+
+/// A CRD's status as the apiextensions controllers set it: names accepted, established.
+fn crd_status(crd: &mut Value) -> Result<(), ApiError> {
+    let name = crd
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let defs = defs_from_crd(crd).map_err(|message| {
+        ApiError::invalid(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            &name,
+            vec![Cause {
+                reason: "FieldValueInvalid",
+                field: "spec".into(),
+                message,
+            }],
+        )
+    })?;
+    let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    let mut accepted = names;
+    if let (Some(first), Some(fields)) = (defs.first(), accepted.as_object_mut()) {
+        fields.insert("singular".into(), json!(first.singular));
+        fields.insert("listKind".into(), json!(first.list_kind));
+    }
+    let storage: Vec<Value> = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(|versions| {
+            versions
+                .iter()
+                .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .filter_map(|v| v.get("name").cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    crd["status"] = json!({"acceptedNames": accepted, "storedVersions": storage, "conditions": []});
+    set_condition(
+        crd,
+        "NamesAccepted",
+        "True",
+        "NoConflicts",
+        "no conflicts found",
+    );
+    set_condition(
+        crd,
+        "Established",
+        "True",
+        "InitialNamesAccepted",
+        "the initial names have been accepted",
+    );
+    Ok(())
+}
+
+fn set_condition(object: &mut Value, kind: &str, status: &str, reason: &str, message: &str) {
+    let condition = json!({"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": now()});
+    if !object["status"].is_object() {
+        object["status"] = json!({});
+    }
+    let conditions = &mut object["status"]["conditions"];
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    if let Some(list) = conditions.as_array_mut() {
+        match list.iter_mut().find(|c| c["type"] == kind) {
+            Some(existing) => *existing = condition,
+            None => list.push(condition),
+        }
+    }
+}
+
+fn add_finalizer(object: &mut Value, finalizer: &str) {
+    let metadata = metadata_mut(object);
+    let list = metadata.entry("finalizers").or_insert_with(|| json!([]));
+    if let Some(list) = list.as_array_mut()
+        && !list.iter().any(|f| f == finalizer)
+    {
+        list.push(json!(finalizer));
+    }
+}
+
+/// Removes `finalizer` from the object (from `spec.finalizers` for a namespace).
+pub fn remove_finalizer(object: &mut Value, finalizer: &str) {
+    for pointer in ["/metadata/finalizers", "/spec/finalizers"] {
+        if let Some(list) = object.pointer_mut(pointer).and_then(Value::as_array_mut) {
+            list.retain(|f| f != finalizer);
+        }
+    }
+}
+
+/// The finalizers that hold an object: `metadata.finalizers`, and a namespace's
+/// `spec.finalizers`.
+pub fn finalizers(object: &Value) -> Vec<String> {
+    ["/metadata/finalizers", "/spec/finalizers"]
+        .iter()
+        .filter(|p| {
+            **p == "/metadata/finalizers" || object.get("kind") == Some(&json!("Namespace"))
+        })
+        .filter_map(|p| object.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn is_deleting(object: &Value) -> bool {
+    object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+}
+
+fn uid(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+fn resource_version(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+}
+
+/// An object's (namespace, name), its position in lists.
+fn position(object: &Value) -> (&str, &str) {
+    (
+        object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    )
+}
+
+fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    match object.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(metadata) => metadata,
+        None => unreachable!("metadata was just made an object"),
+    }
+}
+
+/// The media type of Kubernetes protobuf bodies, which kubectl sends for built-in kinds.
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// An object in a create or update body: JSON, or protobuf for the built-ins.
+fn parse_body(request: &Request) -> Result<Value, ApiError> {
+    if request.content_type.starts_with(PROTOBUF) {
+        return crate::protobuf::decode(&request.body)
+            .map_err(|e| ApiError::unsupported_media_type_because(PROTOBUF, &e.to_string()));
+    }
+    parse_object(&request.body)
+}
+
+fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_yaml_or_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).or_else(|_| {
+        serde_yaml::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the apply configuration is not valid YAML or JSON: {e}"
+            ))
+        })
+    })
+}
+
+/// An object posted to a resource must be of its kind.
+fn check_type(def: &ResourceDef, object: &Value) -> Result<(), ApiError> {
+    let kind = object.get("kind").and_then(Value::as_str);
+    let api_version = object.get("apiVersion").and_then(Value::as_str);
+    let wrong_kind = kind.is_some_and(|k| k != def.kind);
+    let wrong_group = api_version.is_some_and(|v| {
+        let group = v.rsplit_once('/').map_or("", |(g, _)| g);
+        group != def.group
+    });
+    if wrong_kind || wrong_group {
+        return Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized: {} {} does not belong to {}",
+            api_version.unwrap_or("?"),
+            kind.unwrap_or("?"),
+            qualified(&def.group, &def.plural)
+        )));
+    }
+    Ok(())
+}
+
+fn apply_conflict(conflicts: &[ssa::Conflict]) -> ApiError {
+    let causes: Vec<_> = conflicts
+        .iter()
+        .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field}))
+        .collect();
+    ApiError::new(409, "Conflict", ssa::conflict_message(conflicts))
+        .with_details(json!({"causes": causes}))
+}
+
+/// Removes strategic-merge-patch directives (`$patch`, `$retainKeys`, `$setElementOrder/…`,
+/// `$deleteFromPrimitiveList/…`).
+fn strip_directives(patch: &mut Value) {
+    match patch {
+        Value::Object(fields) => {
+            fields.retain(|k, _| !k.starts_with('$'));
+            for value in fields.values_mut() {
+                strip_directives(value);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_directives),
+        _ => {}
+    }
+}
+
+fn dry_run(request: &Request) -> bool {
+    request.query.get("dryRun").is_some_and(|d| d == "All")
+}
+
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query.get(name).is_some_and(|v| v == "true" || v == "1")
+}
+
+/// `prefix` plus five characters, as the API server generates names.
+fn generate_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    let prefix: String = prefix.chars().take(58).collect();
+    format!("{prefix}{suffix}")
+}
+
+/// Now, as Kubernetes writes times: RFC 3339, seconds, UTC.
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn encode_continue(rv: u64, namespace: &str, name: &str) -> String {
+    use base64::Engine;
+    let token = json!({"rv": rv, "start": [namespace, name]});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+    use base64::Engine;
+    let invalid = || {
+        ApiError::bad_request(format!(
+            "continue: invalid value {token:?}: the continue token is not valid"
+        ))
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| invalid())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let start = value
+        .get("start")
+        .and_then(Value::as_array)
+        .ok_or_else(invalid)?;
+    match start.as_slice() {
+        [Value::String(namespace), Value::String(name)] => Ok((namespace.clone(), name.clone())),
+        _ => Err(invalid()),
+    }
+}

@@ -1,0 +1,442 @@
+//! One ordered store for every object, one monotonically increasing resourceVersion, and a
+//! window of recent changes that watches resume from.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Where an object lives: its resource's storage key (`group/plural`), namespace (empty for
+/// cluster-scoped objects) and name. Ordered, so lists come out sorted by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(resource: &str, namespace: &str, name: &str) -> Self {
+        ObjectKey {
+            resource: resource.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches see it.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub kind: EventType,
+    pub key: ObjectKey,
+    /// The object after the change; for a deletion, its last state.
+    pub object: Arc<Value>,
+    /// The object before the change, for selectors that an update moves an object out of.
+    pub previous: Option<Arc<Value>>,
+}
+
+/// What a mutation decided.
+pub enum Change {
+    /// Store this object (its resourceVersion is assigned by the store).
+    Put(Value),
+    /// Delete the object.
+    Remove,
+    /// Leave the store as it is.
+    Keep,
+}
+
+/// What a mutation did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Written(Arc<Value>),
+    Removed(Arc<Value>),
+    Unchanged(Option<Arc<Value>>),
+}
+
+/// A watch's starting point: what it must replay, and the live feed after it.
+pub struct Subscription {
+    /// Current objects of the resource, for a watch that starts from "now" (no version).
+    pub initial: Vec<Arc<Value>>,
+    /// Changes after the requested version that happened before the subscription.
+    pub backlog: Vec<Arc<Event>>,
+    pub receiver: broadcast::Receiver<Arc<Event>>,
+    /// The store's version when the subscription started.
+    pub rv: u64,
+}
+
+/// The requested version is older than the change window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    pub requested: u64,
+    pub oldest: u64,
+}
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    sender: broadcast::Sender<Arc<Event>>,
+}
+
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<ObjectKey, Arc<Value>>,
+    history: VecDeque<Arc<Event>>,
+    window: usize,
+}
+
+impl Store {
+    /// A store that keeps the last `window` changes for watches to resume from.
+    pub fn new(window: usize) -> Self {
+        let (sender, _) = broadcast::channel(65_536);
+        Store {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                objects: BTreeMap::new(),
+                history: VecDeque::with_capacity(window.min(65_536)),
+                window: window.max(1),
+            }),
+            sender,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-written map behind (every write
+        // is a single insert or remove), so a poisoned lock is still consistent.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn current_rv(&self) -> u64 {
+        self.lock().rv
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<Arc<Value>> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// The objects of a resource, in one namespace or all, sorted by namespace and name, with
+    /// the version they were read at.
+    pub fn list(&self, resource: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+        let inner = self.lock();
+        (
+            scan(&inner, resource, namespace).cloned().collect(),
+            inner.rv,
+        )
+    }
+
+    /// The keys of a resource's objects, in one namespace or all.
+    pub fn keys(&self, resource: &str, namespace: Option<&str>) -> Vec<ObjectKey> {
+        let inner = self.lock();
+        let start = ObjectKey::new(resource, namespace.unwrap_or(""), "");
+        inner
+            .objects
+            .range(start..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+            .cloned()
+            .collect()
+    }
+
+    /// Every key in a namespace, whatever the resource.
+    pub fn keys_in_namespace(&self, namespace: &str) -> Vec<ObjectKey> {
+        self.lock()
+            .objects
+            .keys()
+            .filter(|k| k.namespace == namespace)
+            .cloned()
+            .collect()
+    }
+
+    /// Reads the object at `key`, lets `decide` choose a change, and applies it atomically.
+    /// A `Put` that changes nothing but bookkeeping is not a write: the version stays.
+    pub fn mutate<E>(
+        &self,
+        key: &ObjectKey,
+        decide: impl FnOnce(Option<&Arc<Value>>, u64) -> Result<Change, E>,
+    ) -> Result<Outcome, E> {
+        let mut inner = self.lock();
+        let current = inner.objects.get(key).cloned();
+        let next_rv = inner.rv + 1;
+        match decide(current.as_ref(), next_rv)? {
+            Change::Keep => Ok(Outcome::Unchanged(current)),
+            Change::Put(mut object) => {
+                if let Some(current) = &current
+                    && same_content(current, &object)
+                {
+                    return Ok(Outcome::Unchanged(Some(current.clone())));
+                }
+                inner.rv = next_rv;
+                if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.insert("resourceVersion".into(), Value::String(next_rv.to_string()));
+                }
+                let object = Arc::new(object);
+                inner.objects.insert(key.clone(), object.clone());
+                let kind = if current.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                self.record(&mut inner, kind, key, object.clone(), current);
+                Ok(Outcome::Written(object))
+            }
+            Change::Remove => {
+                let Some(current) = current else {
+                    return Ok(Outcome::Unchanged(None));
+                };
+                inner.rv = next_rv;
+                inner.objects.remove(key);
+                // A deletion event carries the object's last state at the deletion's version.
+                let mut last = (*current).clone();
+                if let Some(metadata) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                    metadata.insert("resourceVersion".into(), Value::String(next_rv.to_string()));
+                }
+                let last = Arc::new(last);
+                self.record(
+                    &mut inner,
+                    EventType::Deleted,
+                    key,
+                    last.clone(),
+                    Some(current),
+                );
+                Ok(Outcome::Removed(last))
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        inner: &mut Inner,
+        kind: EventType,
+        key: &ObjectKey,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let event = Arc::new(Event {
+            rv: inner.rv,
+            kind,
+            key: key.clone(),
+            object,
+            previous,
+        });
+        if inner.history.len() == inner.window {
+            inner.history.pop_front();
+        }
+        inner.history.push_back(event.clone());
+        // No receiver is not an error: nobody watches.
+        let _ = self.sender.send(event);
+    }
+
+    /// Starts a watch of `resource` (in `namespace`, or all): from `from` (replaying the
+    /// changes after it from the window), or from now with the current objects as `initial`.
+    pub fn subscribe(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        from: Option<u64>,
+    ) -> Result<Subscription, Expired> {
+        let inner = self.lock();
+        let receiver = self.sender.subscribe();
+        let in_scope = |key: &ObjectKey| {
+            key.resource == resource && namespace.is_none_or(|ns| key.namespace == ns)
+        };
+        match from {
+            None => Ok(Subscription {
+                initial: scan(&inner, resource, namespace).cloned().collect(),
+                backlog: Vec::new(),
+                receiver,
+                rv: inner.rv,
+            }),
+            Some(from) if from >= inner.rv => Ok(Subscription {
+                initial: Vec::new(),
+                backlog: Vec::new(),
+                receiver,
+                rv: inner.rv,
+            }),
+            Some(from) => {
+                let oldest = inner.history.front().map_or(inner.rv + 1, |e| e.rv);
+                if from + 1 < oldest {
+                    return Err(Expired {
+                        requested: from,
+                        oldest: oldest.saturating_sub(1),
+                    });
+                }
+                let backlog = inner
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > from && in_scope(&e.key))
+                    .cloned()
+                    .collect();
+                Ok(Subscription {
+                    initial: Vec::new(),
+                    backlog,
+                    receiver,
+                    rv: inner.rv,
+                })
+            }
+        }
+    }
+
+    /// Forgets the change window, as etcd compaction does: a watch from an older version
+    /// then gets 410 Expired and must relist.
+    pub fn compact(&self) {
+        self.lock().history.clear();
+    }
+
+    /// A feed of every change, for the server's own controllers.
+    pub fn changes(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.sender.subscribe()
+    }
+}
+
+fn scan<'a>(
+    inner: &'a Inner,
+    resource: &'a str,
+    namespace: Option<&'a str>,
+) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+    let start = ObjectKey::new(resource, namespace.unwrap_or(""), "");
+    inner
+        .objects
+        .range(start..)
+        .take_while(move |(k, _)| {
+            k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
+        })
+        .map(|(_, v)| v)
+}
+
+/// Whether two versions of an object differ only in their resourceVersion and the times of
+/// their managedFields entries: such a write changes nothing.
+fn same_content(current: &Value, next: &Value) -> bool {
+    fn normalized(object: &Value) -> Value {
+        let mut object = object.clone();
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("resourceVersion");
+            if let Some(Value::Array(entries)) = metadata.get_mut("managedFields") {
+                for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                    entry.remove("time");
+                }
+            }
+        }
+        object
+    }
+    normalized(current) == normalized(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn put(store: &Store, name: &str, data: Value) -> Outcome {
+        let key = ObjectKey::new("/configmaps", "default", name);
+        store
+            .mutate::<()>(&key, |_, _| {
+                Ok(Change::Put(
+                    json!({"metadata": {"name": name}, "data": data}),
+                ))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn every_write_gets_the_next_version() {
+        let store = Store::new(10);
+        let Outcome::Written(a) = put(&store, "a", json!({"x": "1"})) else {
+            panic!()
+        };
+        let Outcome::Written(b) = put(&store, "a", json!({"x": "2"})) else {
+            panic!()
+        };
+        assert_eq!(a["metadata"]["resourceVersion"], "2");
+        assert_eq!(b["metadata"]["resourceVersion"], "3");
+        assert!(matches!(
+            put(&store, "a", json!({"x": "2"})),
+            Outcome::Unchanged(Some(_))
+        ));
+        assert_eq!(store.current_rv(), 3);
+    }
+
+    #[test]
+    fn lists_are_sorted_and_scoped() {
+        let store = Store::new(10);
+        for name in ["b", "a", "c"] {
+            put(&store, name, json!({}));
+        }
+        let other = ObjectKey::new("/secrets", "default", "s");
+        store
+            .mutate::<()>(&other, |_, _| {
+                Ok(Change::Put(json!({"metadata": {"name": "s"}})))
+            })
+            .unwrap();
+        let (items, rv) = store.list("/configmaps", Some("default"));
+        let names: Vec<_> = items
+            .iter()
+            .map(|o| o["metadata"]["name"].clone())
+            .collect();
+        assert_eq!(names, [json!("a"), json!("b"), json!("c")]);
+        assert_eq!(rv, 5);
+        assert!(store.list("/configmaps", Some("other")).0.is_empty());
+    }
+
+    #[test]
+    fn a_watch_resumes_from_the_window_or_expires() {
+        let store = Store::new(3);
+        for i in 0..5 {
+            put(&store, "a", json!({"i": i.to_string()}));
+        }
+        // Versions 2..=6 were written; the window holds 4, 5, 6.
+        let sub = store.subscribe("/configmaps", None, Some(3)).unwrap();
+        let versions: Vec<_> = sub.backlog.iter().map(|e| e.rv).collect();
+        assert_eq!(versions, [4, 5, 6]);
+        assert_eq!(
+            store.subscribe("/configmaps", None, Some(2)).err(),
+            Some(Expired {
+                requested: 2,
+                oldest: 3
+            })
+        );
+        assert!(
+            store
+                .subscribe("/configmaps", None, Some(6))
+                .unwrap()
+                .backlog
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn removal_emits_the_last_state_at_a_new_version() {
+        let store = Store::new(10);
+        put(&store, "a", json!({}));
+        let mut sub = store.subscribe("/configmaps", None, None).unwrap();
+        assert_eq!(sub.initial.len(), 1);
+        let key = ObjectKey::new("/configmaps", "default", "a");
+        let Outcome::Removed(last) = store.mutate::<()>(&key, |_, _| Ok(Change::Remove)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(last["metadata"]["resourceVersion"], "3");
+        let event = sub.receiver.try_recv().unwrap();
+        assert_eq!(event.kind, EventType::Deleted);
+        assert!(store.get(&key).is_none());
+    }
+}

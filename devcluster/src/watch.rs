@@ -1,0 +1,150 @@
+//! Watch streams: JSON lines of `{"type": …, "object": …}`, from a version in the change window
+//! or from the current state, with bookmarks, timeouts and an in-stream 410 for a version the
+//! window no longer holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::api::{Cluster, Filter, present};
+use crate::registry::ResourceDef;
+use crate::status::ApiError;
+use crate::store::{Event, EventType};
+
+/// How often a watch that allows bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct Options {
+    pub bookmarks: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// Starts a watch; its lines arrive on the returned receiver until the watch ends.
+pub fn start(
+    cluster: &Arc<Cluster>,
+    def: Arc<ResourceDef>,
+    namespace: Option<String>,
+    from: Option<u64>,
+    filter: Filter,
+    options: Options,
+) -> mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::channel(256);
+    let mut closed = cluster.watch_epoch.subscribe();
+    let subscription = cluster
+        .store
+        .subscribe(&def.key(), namespace.as_deref(), from);
+    tokio::spawn(async move {
+        let mut subscription = match subscription {
+            Ok(subscription) => subscription,
+            Err(expired) => {
+                let status = ApiError::gone(format!(
+                    "too old resource version: {} ({})",
+                    expired.requested, expired.oldest
+                ))
+                .to_status();
+                let _ = sender.send(line("ERROR", &status)).await;
+                return;
+            }
+        };
+        let mut last_rv = subscription.rv;
+        for object in std::mem::take(&mut subscription.initial) {
+            if filter.matches(&object)
+                && sender
+                    .send(line("ADDED", &present(&def, &object)))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        let in_scope = |event: &Event| {
+            event.key.resource == def.key()
+                && namespace
+                    .as_deref()
+                    .is_none_or(|ns| event.key.namespace == ns)
+        };
+        for event in std::mem::take(&mut subscription.backlog) {
+            last_rv = last_rv.max(event.rv);
+            if let Some((kind, object)) = visible(&event, &filter)
+                && sender
+                    .send(line(kind, &present(&def, object)))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut bookmarks = tokio::time::interval(BOOKMARK_INTERVAL);
+        bookmarks.tick().await;
+        loop {
+            let timeout = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = subscription.receiver.recv() => match received {
+                    // The receiver was subscribed under the store's lock: it holds exactly the
+                    // changes after the snapshot and the backlog.
+                    Ok(event) => {
+                        last_rv = last_rv.max(event.rv);
+                        if !in_scope(&event) {
+                            continue;
+                        }
+                        if let Some((kind, object)) = visible(&event, &filter)
+                            && sender.send(line(kind, &present(&def, object))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // A watcher too slow for the feed ends; the client resumes from its last
+                    // version or relists.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = bookmarks.tick(), if options.bookmarks => {
+                    let bookmark = json!({
+                        "kind": def.kind,
+                        "apiVersion": def.api_version(),
+                        "metadata": {"resourceVersion": last_rv.to_string()},
+                    });
+                    if sender.send(line("BOOKMARK", &bookmark)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = timeout => return,
+                _ = closed.changed() => return,
+                _ = sender.closed() => return,
+            }
+        }
+    });
+    receiver
+}
+
+/// How a change looks through a selector: an update that moves an object into the selection
+/// is an ADDED, out of it a DELETED, as the API server reports them.
+fn visible<'a>(event: &'a Event, filter: &Filter) -> Option<(&'static str, &'a Value)> {
+    let now = filter.matches(&event.object);
+    let before = event.previous.as_ref().is_some_and(|p| filter.matches(p));
+    match event.kind {
+        EventType::Added => now.then_some(("ADDED", &*event.object)),
+        EventType::Modified => match (before, now) {
+            (true, true) => Some(("MODIFIED", &*event.object)),
+            (false, true) => Some(("ADDED", &*event.object)),
+            (true, false) => Some(("DELETED", &*event.object)),
+            (false, false) => None,
+        },
+        EventType::Deleted => (before || now).then_some(("DELETED", &*event.object)),
+    }
+}
+
+fn line(kind: &str, object: &Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(&json!({"type": kind, "object": object}))
+        .unwrap_or_else(|_| b"{}".to_vec());
+    bytes.push(b'\n');
+    bytes
+}

@@ -1,0 +1,590 @@
+//! The real `kubectl` against devcluster: what users do, answered as a real API server answers.
+//!
+//! Until devcluster serves `/openapi`, kubectl's client-side validation is turned off with
+//! `--validate=false` where kubectl would download the schema (`apply`, `create -f`).
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::cluster::{TestCluster, eventually, repo_path};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_resources_lists_the_builtins_and_the_crds() {
+    let cluster = TestCluster::start().await;
+    cluster
+        .kubectl(&["apply", "--validate=false", "-f", &repo_path("crds")])
+        .await;
+    let resources = cluster.kubectl(&["api-resources", "-o", "name"]).await;
+    for expected in [
+        "namespaces",
+        "secrets",
+        "configmaps",
+        "serviceaccounts",
+        "services",
+        "events",
+        "leases.coordination.k8s.io",
+        "customresourcedefinitions.apiextensions.k8s.io",
+        "accounts.certinext.io",
+        "certificates.certinext.io",
+        "orders.certinext.io",
+    ] {
+        assert!(
+            resources.lines().any(|l| l == expected),
+            "{expected} missing from:\n{resources}"
+        );
+    }
+    let namespaced = cluster
+        .kubectl(&[
+            "api-resources",
+            "--namespaced=false",
+            "--api-group=certinext.io",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(namespaced.trim(), "accounts.certinext.io");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_applies_and_reads_back() {
+    let cluster = TestCluster::start().await;
+    let out = cluster
+        .kubectl(&["apply", "--validate=false", "-f", &repo_path("crds")])
+        .await;
+    assert_eq!(out.matches("created").count(), 8, "{out}");
+    for example in ["quickstart", "enterprise", "reseller", "retail"] {
+        let file = repo_path(&format!("examples/{example}.yaml"));
+        cluster
+            .kubectl(&["apply", "--validate=false", "-f", &file])
+            .await;
+        // Every object the file declares is there, as declared.
+        let listed = json(&cluster.kubectl(&["get", "-f", &file, "-o", "json"]).await);
+        let items = listed["items"].as_array().expect("a list");
+        assert!(items.len() >= 5, "{example}: {listed}");
+        for item in items {
+            assert!(item["metadata"]["uid"].is_string(), "{item}");
+            assert!(item["metadata"]["resourceVersion"].is_string());
+        }
+        // Applying again changes nothing.
+        let again = cluster
+            .kubectl(&["apply", "--validate=false", "-f", &file])
+            .await;
+        assert!(
+            again.lines().all(|l| l.ends_with("unchanged")),
+            "{example} re-apply:\n{again}"
+        );
+    }
+    let accounts = cluster.kubectl(&["get", "accounts", "-o", "name"]).await;
+    assert_eq!(
+        accounts.lines().collect::<Vec<_>>(),
+        [
+            "account.certinext.io/acme",
+            "account.certinext.io/corner-shop",
+            "account.certinext.io/globex",
+            "account.certinext.io/sslhub"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapply_after_an_edit_merges_through_the_last_applied_configuration() {
+    let cluster = TestCluster::start().await;
+    cluster
+        .kubectl(&["apply", "--validate=false", "-f", &repo_path("crds")])
+        .await;
+    cluster.kubectl(&["create", "namespace", "shop"]).await;
+    let first = cluster.file(
+        "cert.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: www, namespace: shop}
+spec:
+  secretName: www-tls
+  productRef: {name: web}
+  dnsNames: [www.shop.example]
+  renewBeforePercentage: 30
+",
+    );
+    cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            first.to_str().unwrap_or_default(),
+        ])
+        .await;
+    // Someone else adds a label; the user's next apply must keep it.
+    cluster
+        .kubectl(&[
+            "label",
+            "-n",
+            "shop",
+            "certificate.certinext.io/www",
+            "team=web",
+        ])
+        .await;
+    let edited = cluster.file(
+        "cert.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: www, namespace: shop}
+spec:
+  secretName: www-tls
+  productRef: {name: web}
+  dnsNames: [www.shop.example, shop.example]
+",
+    );
+    let out = cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            edited.to_str().unwrap_or_default(),
+        ])
+        .await;
+    assert!(out.contains("configured"), "{out}");
+    let object = json(
+        &cluster
+            .kubectl(&[
+                "get",
+                "-n",
+                "shop",
+                "certificate.certinext.io/www",
+                "-o",
+                "json",
+            ])
+            .await,
+    );
+    assert_eq!(
+        object["spec"]["dnsNames"],
+        serde_json::json!(["www.shop.example", "shop.example"])
+    );
+    assert!(
+        object["spec"].get("renewBeforePercentage").is_none(),
+        "removed field stays: {object}"
+    );
+    assert_eq!(object["metadata"]["labels"]["team"], "web");
+    assert_eq!(object["metadata"]["generation"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_supports_output_formats_and_selectors() {
+    let cluster = TestCluster::start().await;
+    for (name, tier) in [("alpha", "front"), ("beta", "back"), ("gamma", "front")] {
+        cluster
+            .kubectl(&[
+                "create",
+                "configmap",
+                name,
+                &format!("--from-literal=name={name}"),
+            ])
+            .await;
+        cluster
+            .kubectl(&["label", "configmap", name, &format!("tier={tier}")])
+            .await;
+    }
+    let yaml = cluster
+        .kubectl(&["get", "configmap", "alpha", "-o", "yaml"])
+        .await;
+    assert!(
+        yaml.contains("kind: ConfigMap") && yaml.contains("tier: front"),
+        "{yaml}"
+    );
+    let names = cluster
+        .kubectl(&[
+            "get",
+            "configmaps",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .await;
+    assert_eq!(names, "alpha beta gamma");
+    let front = cluster
+        .kubectl(&["get", "configmaps", "-l", "tier=front", "-o", "name"])
+        .await;
+    assert_eq!(
+        front.lines().collect::<Vec<_>>(),
+        ["configmap/alpha", "configmap/gamma"]
+    );
+    let not_front = cluster
+        .kubectl(&[
+            "get",
+            "configmaps",
+            "-l",
+            "tier notin (front)",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(not_front.trim(), "configmap/beta");
+    let by_field = cluster
+        .kubectl(&[
+            "get",
+            "configmaps",
+            "--field-selector",
+            "metadata.name!=beta",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(by_field.lines().count(), 2, "{by_field}");
+    let paged = cluster
+        .kubectl(&["get", "configmaps", "--chunk-size=1", "-o", "name"])
+        .await;
+    assert_eq!(paged.lines().count(), 3, "{paged}");
+    let refused = cluster
+        .kubectl_fails(&["get", "configmaps", "--field-selector", "data.name=x"])
+        .await;
+    assert!(refused.contains("field label not supported"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_sees_an_update() {
+    let cluster = TestCluster::start().await;
+    cluster
+        .kubectl(&["create", "configmap", "watched", "--from-literal=step=one"])
+        .await;
+    let mut watch = cluster
+        .kubectl_command(&[
+            "get",
+            "configmap",
+            "watched",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w starts");
+    let stdout = watch.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    let mut patched = false;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push_str(&line);
+            seen.push('\n');
+            if !patched && line.contains("\"ADDED\"") {
+                cluster
+                    .kubectl(&[
+                        "patch",
+                        "configmap",
+                        "watched",
+                        "--type",
+                        "merge",
+                        "-p",
+                        r#"{"data":{"step":"two"}}"#,
+                    ])
+                    .await;
+                patched = true;
+            }
+            if seen.contains("\"MODIFIED\"") && seen.contains("\"two\"") {
+                return;
+            }
+        }
+    })
+    .await;
+    let _ = watch.kill().await;
+    assert!(
+        outcome.is_ok(),
+        "kubectl get -w did not see the update:\n{seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_label_annotate_and_create_secret() {
+    let cluster = TestCluster::start().await;
+    cluster
+        .kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "--from-literal=password=s3cret",
+        ])
+        .await;
+    let secret = json(
+        &cluster
+            .kubectl(&["get", "secret", "db", "-o", "json"])
+            .await,
+    );
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(secret["data"]["password"], "czNjcmV0");
+
+    cluster
+        .kubectl(&[
+            "patch",
+            "secret",
+            "db",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"stringData":null,"data":{"user":"YWRtaW4="}}"#,
+        ])
+        .await;
+    cluster
+        .kubectl(&["patch", "secret", "db", "--type", "json", "-p", r#"[{"op":"remove","path":"/data/password"},{"op":"add","path":"/data/host","value":"ZGI="}]"#])
+        .await;
+    cluster
+        .kubectl(&["label", "secret", "db", "app=shop"])
+        .await;
+    cluster
+        .kubectl(&["annotate", "secret", "db", "owner=team-a"])
+        .await;
+    let secret = json(
+        &cluster
+            .kubectl(&["get", "secret", "db", "-o", "json"])
+            .await,
+    );
+    assert_eq!(
+        secret["data"],
+        serde_json::json!({"user": "YWRtaW4=", "host": "ZGI="})
+    );
+    assert_eq!(secret["metadata"]["labels"]["app"], "shop");
+    assert_eq!(secret["metadata"]["annotations"]["owner"], "team-a");
+
+    let failed = cluster
+        .kubectl_fails(&[
+            "patch",
+            "secret",
+            "db",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"test","path":"/data/user","value":"bm9ib2R5"}]"#,
+        ])
+        .await;
+    assert!(failed.contains("test"), "{failed}");
+    let missing = cluster
+        .kubectl_fails(&["label", "secret", "nothere", "a=b"])
+        .await;
+    assert!(missing.contains("not found"), "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_waits_for_finalizers() {
+    let cluster = TestCluster::start().await;
+    let manifest = cluster.file(
+        "held.yaml",
+        "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: held
+  finalizers: [example.com/hold]
+data: {a: b}
+",
+    );
+    cluster
+        .kubectl(&[
+            "create",
+            "--validate=false",
+            "-f",
+            manifest.to_str().unwrap_or_default(),
+        ])
+        .await;
+    let mut delete = cluster
+        .kubectl_command(&["delete", "configmap", "held", "--timeout=60s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl delete starts");
+    // The object is marked for deletion and stays while the finalizer holds it.
+    eventually("the deletion timestamp", || async {
+        let object = json(
+            &cluster
+                .kubectl(&["get", "configmap", "held", "-o", "json"])
+                .await,
+        );
+        object["metadata"]["deletionTimestamp"]
+            .is_string()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        delete
+            .try_wait()
+            .expect("kubectl delete is running")
+            .is_none(),
+        "delete returned early"
+    );
+    cluster
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "held",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ])
+        .await;
+    let status = tokio::time::timeout(Duration::from_secs(30), delete.wait())
+        .await
+        .expect("kubectl delete returns once the finalizer is gone")
+        .expect("kubectl delete runs");
+    assert!(status.success());
+    let gone = cluster.kubectl_fails(&["get", "configmap", "held"]).await;
+    assert!(gone.contains("not found"), "{gone}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_removes_its_contents() {
+    let cluster = TestCluster::start().await;
+    cluster.kubectl(&["create", "namespace", "doomed"]).await;
+    cluster
+        .kubectl(&[
+            "create",
+            "configmap",
+            "-n",
+            "doomed",
+            "settings",
+            "--from-literal=a=b",
+        ])
+        .await;
+    cluster
+        .kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "-n",
+            "doomed",
+            "token",
+            "--from-literal=t=x",
+        ])
+        .await;
+    cluster.kubectl(&["create", "configmap", "survivor"]).await;
+    cluster
+        .kubectl(&["delete", "namespace", "doomed", "--timeout=60s"])
+        .await;
+    let left = cluster
+        .kubectl(&["get", "configmaps,secrets", "-A", "-o", "name"])
+        .await;
+    assert_eq!(left.trim(), "configmap/survivor");
+    let namespace = cluster.kubectl_fails(&["get", "namespace", "doomed"]).await;
+    assert!(namespace.contains("not found"), "{namespace}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_breaking_its_schema_is_refused_naming_the_field() {
+    let cluster = TestCluster::with_crds().await;
+    cluster.kubectl(&["create", "namespace", "shop"]).await;
+    let bad = cluster.file(
+        "bad.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: www, namespace: shop}
+spec:
+  secretName: www-tls
+  productRef: {name: web}
+  dnsNames: www.shop.example
+  revisionHistoryLimit: three
+",
+    );
+    let error = cluster
+        .kubectl_fails(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            bad.to_str().unwrap_or_default(),
+        ])
+        .await;
+    assert!(error.contains("spec.dnsNames"), "{error}");
+    assert!(error.contains("must be of type array"), "{error}");
+    assert!(error.contains("spec.revisionHistoryLimit"), "{error}");
+    let nothing = cluster
+        .kubectl(&["get", "certificates.certinext.io", "-A", "-o", "name"])
+        .await;
+    assert!(nothing.trim().is_empty(), "{nothing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_refuses_a_conflict_unless_forced() {
+    let cluster = TestCluster::start().await;
+    let mine = cluster.file(
+        "mine.yaml",
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {name: shared}
+data: {owner: alice, colour: blue}
+",
+    );
+    cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "--server-side",
+            "--field-manager=alice",
+            "-f",
+            mine.to_str().unwrap_or_default(),
+        ])
+        .await;
+    let theirs = cluster.file(
+        "theirs.yaml",
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {name: shared}
+data: {colour: red}
+",
+    );
+    let theirs = theirs.to_str().unwrap_or_default();
+    let conflict = cluster
+        .kubectl_fails(&[
+            "apply",
+            "--validate=false",
+            "--server-side",
+            "--field-manager=bob",
+            "-f",
+            theirs,
+        ])
+        .await;
+    assert!(conflict.contains("conflict"), "{conflict}");
+    assert!(conflict.contains("alice"), "{conflict}");
+    assert!(conflict.contains(".data.colour"), "{conflict}");
+    cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "--server-side",
+            "--field-manager=bob",
+            "--force-conflicts",
+            "-f",
+            theirs,
+        ])
+        .await;
+    let object = json(
+        &cluster
+            .kubectl(&[
+                "get",
+                "configmap",
+                "shared",
+                "-o",
+                "json",
+                "--show-managed-fields",
+            ])
+            .await,
+    );
+    assert_eq!(
+        object["data"],
+        serde_json::json!({"owner": "alice", "colour": "red"})
+    );
+    let managers: Vec<_> = object["metadata"]["managedFields"]
+        .as_array()
+        .expect("managed fields")
+        .iter()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or_default(),
+                m["operation"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(managers, [("alice", "Apply"), ("bob", "Apply")]);
+}
