@@ -48,6 +48,13 @@ pub fn start_controllers(_client: &kube::Client) -> Vec<tokio::task::JoinHandle<
     Vec::new()
 }
 
+/// Prints a message for the user, ignoring a stdout nobody reads any more.
+fn say(message: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{message}").and_then(|()| stdout.flush());
+}
+
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = devcluster::Config {
         bind: ([127, 0, 0, 1], args.port).into(),
@@ -66,20 +73,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .context("applying examples/quickstart.yaml")?;
         tracing::info!(objects = applied.len(), "applied examples/quickstart.yaml");
     }
-    let kubeconfig = cluster.kubeconfig_path().display();
-    println!(
-        "devcluster is serving the Kubernetes API at {}",
-        cluster.url()
-    );
-    println!();
-    println!("  export KUBECONFIG={kubeconfig}");
-    println!("  kubectl get certinext -A");
-    println!();
-    println!("Press Ctrl-C to stop.");
+    // A closed stdout (a pipe whose reader went away) must not stop the cluster.
+    say(&format!(
+        "devcluster is serving the Kubernetes API at {}\n\n  export KUBECONFIG={}\n  kubectl get certinext -A\n\nPress Ctrl-C to stop.",
+        cluster.url(),
+        cluster.kubeconfig_path().display()
+    ));
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
-    println!("stopping");
+    say("stopping");
     for controller in controllers {
         controller.abort();
     }

@@ -29,6 +29,8 @@ pub struct Cluster {
     pub address: SocketAddr,
     /// Bumped to end every open watch (clients resume or relist).
     pub watch_epoch: tokio::sync::watch::Sender<u64>,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: std::time::Duration,
 }
 
 /// An HTTP request, reduced to what the API reads.
@@ -83,6 +85,7 @@ impl Cluster {
             token,
             address,
             watch_epoch: tokio::sync::watch::Sender::new(0),
+            bookmark_interval: std::time::Duration::from_secs(5),
         }
     }
 
@@ -336,7 +339,8 @@ impl Cluster {
             None => None,
         };
         let options = watch::Options {
-            bookmarks: flag(&request.query, "allowWatchBookmarks"),
+            bookmarks: flag(&request.query, "allowWatchBookmarks")
+                .then_some(self.bookmark_interval),
             timeout: timeout.map(std::time::Duration::from_secs),
         };
         let receiver = watch::start(

@@ -50,6 +50,8 @@ pub struct Config {
     pub history_window: usize,
     /// The name of the cluster, user and context in the kubeconfig.
     pub context_name: String,
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: std::time::Duration,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             token: None,
             history_window: 10_000,
             context_name: "devcluster".into(),
+            bookmark_interval: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -128,11 +131,13 @@ impl DevCluster {
             path: kubeconfig_path.clone(),
             source,
         })?;
-        let cluster = Arc::new(api::Cluster::new(
+        let mut cluster = api::Cluster::new(
             store::Store::new(config.history_window),
             token.clone(),
             address,
-        ));
+        );
+        cluster.bookmark_interval = config.bookmark_interval;
+        let cluster = Arc::new(cluster);
         cluster.bootstrap();
         let (shutdown, stop) = signal::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config);

@@ -13,11 +13,9 @@ use crate::registry::ResourceDef;
 use crate::status::ApiError;
 use crate::store::{Event, EventType};
 
-/// How often a watch that allows bookmarks gets one.
-const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
-
 pub struct Options {
-    pub bookmarks: bool,
+    /// How often to send a bookmark; none when unset.
+    pub bookmarks: Option<Duration>,
     pub timeout: Option<Duration>,
 }
 
@@ -77,7 +75,8 @@ pub fn start(
             }
         }
         let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut bookmarks = tokio::time::interval(BOOKMARK_INTERVAL);
+        let mut bookmarks =
+            tokio::time::interval(options.bookmarks.unwrap_or(Duration::from_secs(3600)));
         bookmarks.tick().await;
         loop {
             let timeout = async {
@@ -106,7 +105,7 @@ pub fn start(
                     Err(broadcast::error::RecvError::Lagged(_)) => return,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = bookmarks.tick(), if options.bookmarks => {
+                _ = bookmarks.tick(), if options.bookmarks.is_some() => {
                     let bookmark = json!({
                         "kind": def.kind,
                         "apiVersion": def.api_version(),

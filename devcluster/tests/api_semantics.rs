@@ -1,0 +1,360 @@
+//! The API's semantics as a client meets them: names, conflicts, preconditions, watch
+//! options, the status subresource under server-side apply, and a CRD's lifecycle.
+
+use std::time::{Duration, Instant};
+
+use devcluster::{Config, DevCluster};
+use futures_util::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
+    Preconditions, WatchEvent, WatchParams,
+};
+use kube::core::GroupVersionKind;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+async fn start() -> (DevCluster, Client) {
+    let cluster = DevCluster::start(Config::default())
+        .await
+        .expect("devcluster starts");
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    (cluster, Client::try_from(config).expect("client"))
+}
+
+fn api_error<T: std::fmt::Debug>(result: kube::Result<T>) -> kube::core::Status {
+    match result {
+        Err(kube::Error::Api(status)) => *status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_generated_and_duplicates_refused() {
+    let (_cluster, client) = start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let template = ConfigMap {
+        metadata: ObjectMeta {
+            generate_name: Some("job-".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let first = api
+        .create(&PostParams::default(), &template)
+        .await
+        .expect("create");
+    let second = api
+        .create(&PostParams::default(), &template)
+        .await
+        .expect("create");
+    let (a, b) = (first.name_any(), second.name_any());
+    assert!(a.starts_with("job-") && a.len() == "job-".len() + 5, "{a}");
+    assert_ne!(a, b);
+
+    let duplicate = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(a.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let status = api_error(api.create(&PostParams::default(), &duplicate).await);
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (409, "AlreadyExists")
+    );
+    assert_eq!(status.message, format!("configmaps \"{a}\" already exists"));
+
+    let status = api_error(api.get("missing").await);
+    assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_preconditions_protect_the_object_they_name() {
+    let (_cluster, client) = start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let object = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("guarded".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let created = api
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create");
+    let wrong = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some("not-the-uid".into()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    let status = api_error(api.delete("guarded", &wrong).await);
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert!(
+        status.message.contains("Precondition failed"),
+        "{}",
+        status.message
+    );
+    let stale = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: None,
+            resource_version: Some("1".into()),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(api_error(api.delete("guarded", &stale).await).code, 409);
+    let right = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: created.metadata.uid.clone(),
+            resource_version: created.metadata.resource_version.clone(),
+        }),
+        ..Default::default()
+    };
+    let deleted = api.delete("guarded", &right).await.expect("delete");
+    assert!(
+        deleted.is_right(),
+        "an object without finalizers is gone at once"
+    );
+    assert!(api.get_opt("guarded").await.expect("get").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_send_bookmarks_and_end_at_their_timeout() {
+    let cluster = DevCluster::start(Config {
+        bookmark_interval: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await
+    .expect("devcluster starts");
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    let api: Api<ConfigMap> = Api::default_namespaced(Client::try_from(config).expect("client"));
+    let version = cluster.resource_version().to_string();
+    let started = Instant::now();
+    let mut params = WatchParams::default().timeout(2);
+    params.bookmarks = true;
+    let stream = api.watch(&params, &version).await.expect("watch");
+    let events: Vec<_> = stream.try_collect().await.expect("a clean end");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+    assert!(events.len() >= 5, "a bookmark every 200 ms: {events:?}");
+    for event in &events {
+        match event {
+            WatchEvent::Bookmark(bookmark) => {
+                assert_eq!(bookmark.metadata.resource_version, version)
+            }
+            other => panic!("only bookmarks expected, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_an_expired_version_gets_410_in_the_stream() {
+    let cluster = DevCluster::start(Config {
+        history_window: 2,
+        ..Config::default()
+    })
+    .await
+    .expect("devcluster starts");
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    let api: Api<ConfigMap> = Api::default_namespaced(Client::try_from(config).expect("client"));
+    let start = cluster.resource_version().to_string();
+    for i in 0..5 {
+        let object = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(format!("c{i}")),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("create");
+    }
+    let mut stream = api
+        .watch(&WatchParams::default(), &start)
+        .await
+        .expect("HTTP 200")
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(error))) => {
+            assert_eq!(error.code, 410);
+            assert_eq!(error.reason, "Expired");
+        }
+        other => panic!("expected an in-stream 410, got {other:?}"),
+    }
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends after the error"
+    );
+    // A recent version replays exactly the changes after it.
+    let recent = (cluster.resource_version() - 1).to_string();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(1), &recent)
+        .await
+        .expect("watch")
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Added(object))) => assert_eq!(object.name_any(), "c4"),
+        other => panic!("expected the last change, got {other:?}"),
+    }
+}
+
+fn widget_crd() -> serde_json::Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "size": {"type": "integer"},
+                        "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"}
+                    }},
+                    "status": {"type": "object", "properties": {
+                        "conditions": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+                            "items": {"type": "object", "required": ["type"], "properties": {
+                                "type": {"type": "string"}, "status": {"type": "string"}}}}
+                    }}
+                }}}
+            }]
+        }
+    })
+}
+
+fn widgets(client: &Client) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("example.com", "v1", "Widget"));
+    Api::namespaced_with(client.clone(), "default", &resource)
+}
+
+async fn install_widget_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(widget_crd()).expect("a CRD");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("CRD created");
+    let established = await_condition(
+        crds,
+        "widgets.example.com",
+        conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(10), established)
+        .await
+        .expect("in time")
+        .expect("watch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_tracks_status_separately_and_merges_lists_by_schema() {
+    let (_cluster, client) = start().await;
+    install_widget_crd(&client).await;
+    let api = widgets(&client);
+    let apply = |manager: &str| PatchParams::apply(manager);
+    let mine = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"size": 1, "tags": ["a"]}});
+    api.patch("w", &apply("alice"), &Patch::Apply(&mine))
+        .await
+        .expect("create by apply");
+    let theirs = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"tags": ["b"]}});
+    let merged = api
+        .patch("w", &apply("bob"), &Patch::Apply(&theirs))
+        .await
+        .expect("bob applies");
+    assert_eq!(
+        merged.data["spec"]["tags"],
+        json!(["a", "b"]),
+        "a set list merges"
+    );
+
+    let status = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    let updated = api
+        .patch_status("w", &apply("controller"), &Patch::Apply(&status))
+        .await
+        .expect("status apply");
+    assert_eq!(updated.data["status"]["conditions"][0]["status"], "True");
+    let entries: Vec<_> = updated
+        .managed_fields()
+        .iter()
+        .map(|m| (m.manager.clone().unwrap_or_default(), m.subresource.clone()))
+        .collect();
+    assert!(
+        entries.contains(&("controller".into(), Some("status".into()))),
+        "{entries:?}"
+    );
+    assert!(entries.contains(&("alice".into(), None)), "{entries:?}");
+
+    // Alice stops applying her tag: it goes, bob's stays.
+    let without_tag = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"size": 1}});
+    let after = api
+        .patch("w", &apply("alice"), &Patch::Apply(&without_tag))
+        .await
+        .expect("alice re-applies");
+    assert_eq!(after.data["spec"]["tags"], json!(["b"]));
+    assert_eq!(
+        after.data["status"]["conditions"][0]["type"], "Ready",
+        "main apply keeps status"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_crd_stops_serving_it_and_deletes_its_objects() {
+    let (_cluster, client) = start().await;
+    install_widget_crd(&client).await;
+    let api = widgets(&client);
+    for name in ["a", "b"] {
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": {"size": 1}});
+        api.patch(name, &PatchParams::apply("test"), &Patch::Apply(&widget))
+            .await
+            .expect("create");
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let gone = await_condition(
+        crds.clone(),
+        "widgets.example.com",
+        conditions::is_deleted(""),
+    );
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("in time")
+        .expect("watch");
+    let status = api_error(api.list(&Default::default()).await);
+    assert_eq!(status.code, 404);
+    // Installing it again serves an empty resource: the objects went with it.
+    install_widget_crd(&client).await;
+    assert!(
+        api.list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
