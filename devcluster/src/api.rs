@@ -13,6 +13,7 @@ use crate::registry::{CRD_KEY, NAMESPACE_KEY, Registry, ResourceDef, defs_from_c
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, qualified, success};
 use crate::store::{Change, ObjectKey, Outcome, Store};
+use crate::table::{self, Format};
 use crate::watch;
 use crate::{patch, ssa, validation};
 
@@ -39,6 +40,7 @@ pub struct Request {
     pub path: String,
     pub query: HashMap<String, String>,
     pub content_type: String,
+    pub accept: String,
     pub user_agent: String,
     pub authorization: Option<String>,
     pub body: Vec<u8>,
@@ -202,7 +204,7 @@ impl Cluster {
         match (method, &target.name) {
             ("GET", None) if watch => self.watch(&target, request),
             ("GET", None) => self.list(&target, request),
-            ("GET", Some(name)) => self.get(&target, name),
+            ("GET", Some(name)) => self.get(&target, name, request),
             ("POST", None) => self.create(&target, request),
             ("PUT", Some(name)) => self.update(&target, name, request),
             ("PATCH", Some(name)) => self.patch(&target, name, request),
@@ -235,10 +237,17 @@ impl Cluster {
             [plural, tail @ ..] => (None, *plural, tail),
             [] => return Err(ApiError::no_route(&request.path)),
         };
-        let def = self
-            .registry()
-            .get(group, version, plural)
-            .ok_or_else(|| ApiError::no_route(&request.path))?;
+        let (def, store_def) = {
+            let registry = self.registry();
+            let def = registry
+                .get(group, version, plural)
+                .ok_or_else(|| ApiError::no_route(&request.path))?;
+            let store_def = match def.shares_storage_of {
+                Some(key) => registry.by_key(key).unwrap_or_else(|| def.clone()),
+                None => def.clone(),
+            };
+            (def, store_def)
+        };
         let (name, subresource) = match tail {
             [] => (None, None),
             [name] => (Some((*name).to_owned()), None),
@@ -256,6 +265,7 @@ impl Cluster {
         }
         Ok(Target {
             def,
+            store_def,
             namespace: namespace.map(str::to_owned),
             name,
             subresource,
@@ -265,10 +275,19 @@ impl Cluster {
 
     // ---- reads -------------------------------------------------------------------------
 
-    fn get(&self, target: &Target, name: &str) -> Result<Response, ApiError> {
+    fn get(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
         let key = target.key(name);
         let object = self.store.get(&key).ok_or_else(|| target.not_found(name))?;
-        Ok(Response::Json(200, target.present(&object)))
+        let object = target.present(&object);
+        let body = match format(request) {
+            Format::Object => object,
+            Format::Metadata => table::partial(&object),
+            Format::Table(include) => {
+                let rv = json!({"resourceVersion": resource_version(&object)});
+                table::table(&target.def, &[object], rv, include, true)
+            }
+        };
+        Ok(Response::Json(200, body))
     }
 
     fn list(&self, target: &Target, request: &Request) -> Result<Response, ApiError> {
@@ -309,15 +328,17 @@ impl Cluster {
             metadata["continue"] = json!(encode_continue(rv, namespace, name));
             metadata["remainingItemCount"] = json!(remaining);
         }
-        Ok(Response::Json(
-            200,
-            json!({
+        let body = match format(request) {
+            Format::Object => json!({
                 "apiVersion": target.def.api_version(),
                 "kind": target.def.list_kind,
                 "metadata": metadata,
                 "items": items,
             }),
-        ))
+            Format::Metadata => table::partial_list(&items, metadata),
+            Format::Table(include) => table::table(&target.def, &items, metadata, include, true),
+        };
+        Ok(Response::Json(200, body))
     }
 
     fn watch(self: &Arc<Self>, target: &Target, request: &Request) -> Result<Response, ApiError> {
@@ -339,6 +360,7 @@ impl Cluster {
             None => None,
         };
         let options = watch::Options {
+            format: format(request),
             bookmarks: flag(&request.query, "allowWatchBookmarks")
                 .then_some(self.bookmark_interval),
             timeout: timeout.map(std::time::Duration::from_secs),
@@ -357,8 +379,9 @@ impl Cluster {
     // ---- writes ------------------------------------------------------------------------
 
     fn create(&self, target: &Target, request: &Request) -> Result<Response, ApiError> {
-        let mut object = parse_body(request)?;
+        let object = parse_body(request)?;
         check_type(&target.def, &object)?;
+        let mut object = crate::convert::to_storage(&target.def, &object);
         let namespace = target.namespace.clone().unwrap_or_default();
         let metadata = metadata_mut(&mut object);
         if target.def.namespaced {
@@ -399,11 +422,11 @@ impl Cluster {
             },
         };
         metadata.insert("name".into(), json!(name));
-        self.check_namespace(&target.def, &namespace)?;
+        self.check_namespace(&target.store_def, &namespace)?;
         let manager = manager(request, None);
         let dry_run = dry_run(request);
         let key = target.key(&name);
-        let def = target.def.clone();
+        let def = target.store_def.clone();
         let mut preview = None;
         let outcome = self.store.mutate(&key, |current, _| {
             if current.is_some() {
@@ -437,6 +460,7 @@ impl Cluster {
     fn update(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
         let object = parse_body(request)?;
         check_type(&target.def, &object)?;
+        let object = crate::convert::to_storage(&target.def, &object);
         match object.pointer("/metadata/name").and_then(Value::as_str) {
             Some(body_name) if body_name != name => {
                 return Err(ApiError::bad_request(format!(
@@ -472,6 +496,15 @@ impl Cluster {
             || content_type == "application/apply-patch+cbor";
         let manager = manager(request, target.subresource.as_deref());
         if is_apply {
+            if crate::convert::converts(&target.def) {
+                return Err(ApiError::unsupported_media_type_because(
+                    "application/apply-patch+yaml",
+                    &format!(
+                        "server-side apply of {} is not supported; use the core/v1 resource",
+                        qualified(&target.def.group, &target.def.plural)
+                    ),
+                ));
+            }
             if !request.query.contains_key("fieldManager") {
                 return Err(ApiError::bad_request(
                     "PATCH requests with apply patch type must include a fieldManager",
@@ -493,7 +526,7 @@ impl Cluster {
             }
             let force = flag(&request.query, "force");
             if target.def.namespaced {
-                self.check_namespace(&target.def, target.namespace.as_deref().unwrap_or(""))?;
+                self.check_namespace(&target.store_def, target.namespace.as_deref().unwrap_or(""))?;
             }
             return self.write(target, name, request, &manager, |current| {
                 Ok(Computed::Applied {
@@ -506,7 +539,7 @@ impl Cluster {
         let body = request.body.clone();
         self.write(target, name, request, &manager, |current| {
             let current = current.ok_or_else(|| target.not_found(name))?;
-            let mut patched = (**current).clone();
+            let mut patched = target.present(current);
             match content_type.as_str() {
                 "application/json-patch+json" => patch::json_patch(&mut patched, &body)
                     .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
@@ -546,7 +579,7 @@ impl Cluster {
         manager: &Manager,
         compute: impl FnOnce(Option<&Arc<Value>>) -> Result<Computed, ApiError>,
     ) -> Result<Response, ApiError> {
-        let def = target.def.clone();
+        let def = target.store_def.clone();
         let key = target.key(name);
         let dry_run = dry_run(request);
         let namespace = target.namespace.clone().unwrap_or_default();
@@ -640,7 +673,7 @@ impl Cluster {
     fn delete(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
         let options = delete_options(request)?;
         let dry_run = dry_run(request);
-        match self.delete_object(&target.def, &target.key(name), &options, dry_run)? {
+        match self.delete_object(&target.store_def, &target.key(name), &options, dry_run)? {
             Deleted::Pending(object) => Ok(Response::Json(200, target.present(&object))),
             Deleted::Gone(object) => Ok(Response::Json(
                 200,
@@ -660,7 +693,7 @@ impl Cluster {
         for object in objects.iter().filter(|o| filter.matches(o)) {
             let (namespace, name) = position(object);
             let key = ObjectKey::new(&target.def.key(), namespace, name);
-            match self.delete_object(&target.def, &key, &options, dry_run) {
+            match self.delete_object(&target.store_def, &key, &options, dry_run) {
                 Ok(Deleted::Pending(object) | Deleted::Gone(object)) => {
                     items.push(target.present(&object))
                 }
@@ -823,7 +856,11 @@ enum Computed {
 
 /// A request's resource, namespace, name and subresource.
 struct Target {
+    /// The resource as the request names it (its version and form).
     def: Arc<ResourceDef>,
+    /// The resource whose storage holds the objects (the same, but for resources served in
+    /// another form, such as events.k8s.io Events).
+    store_def: Arc<ResourceDef>,
     namespace: Option<String>,
     name: Option<String>,
     subresource: Option<String>,
@@ -860,7 +897,7 @@ impl Target {
 
 /// An object as `def`'s version presents it.
 pub fn present(def: &ResourceDef, object: &Value) -> Value {
-    let mut object = object.clone();
+    let mut object = crate::convert::from_storage(def, object);
     if let Some(fields) = object.as_object_mut() {
         fields.insert("apiVersion".into(), json!(def.api_version()));
         fields.insert("kind".into(), json!(def.kind));
@@ -984,7 +1021,7 @@ fn prepare_create(def: &ResourceDef, mut object: Value) -> Result<Value, ApiErro
     }
     metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     metadata.insert("creationTimestamp".into(), json!(now()));
-    if def.custom || def.key() == CRD_KEY {
+    if def.generation {
         metadata.insert("generation".into(), json!(1));
     } else {
         metadata.remove("generation");
@@ -1380,6 +1417,14 @@ fn strip_directives(patch: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(strip_directives),
         _ => {}
     }
+}
+
+/// The response format the request's Accept header asks for.
+fn format(request: &Request) -> Format {
+    Format::from_accept(
+        &request.accept,
+        request.query.get("includeObject").map(String::as_str),
+    )
 }
 
 fn dry_run(request: &Request) -> bool {

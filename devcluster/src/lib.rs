@@ -16,6 +16,7 @@
 //! ```
 
 pub mod api;
+mod convert;
 mod housekeeping;
 pub mod patch;
 pub mod protobuf;
@@ -25,6 +26,7 @@ mod server;
 pub mod ssa;
 pub mod status;
 pub mod store;
+mod table;
 mod tls;
 pub mod validation;
 mod watch;

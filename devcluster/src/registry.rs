@@ -26,14 +26,22 @@ pub struct ResourceDef {
     pub schema: Option<Arc<Value>>,
     /// Printer columns of a custom resource version.
     pub printer_columns: Vec<Value>,
-    /// Whether the resource is a custom resource (generation, status on create, pruning rules).
+    /// Whether the resource is a custom resource (status on create, schema admission).
     pub custom: bool,
+    /// Whether objects carry `metadata.generation`, bumped when their spec changes.
+    pub generation: bool,
+    /// The storage key of another resource whose objects this one serves in its own form
+    /// (events.k8s.io/v1 Events are core/v1 Events).
+    pub shares_storage_of: Option<&'static str>,
 }
 
 impl ResourceDef {
     /// The storage key of the resource: one per group and plural, whatever the version.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.group, self.plural)
+        match self.shares_storage_of {
+            Some(key) => key.to_owned(),
+            None => format!("{}/{}", self.group, self.plural),
+        }
     }
 
     /// `v1` or `certinext.io/v1alpha1`.
@@ -68,7 +76,19 @@ impl ResourceDef {
             schema: None,
             printer_columns: Vec::new(),
             custom: false,
+            generation: false,
+            shares_storage_of: None,
         }
+    }
+
+    fn with_generation(mut self) -> Self {
+        self.generation = true;
+        self
+    }
+
+    fn sharing_storage_of(mut self, key: &'static str) -> Self {
+        self.shares_storage_of = Some(key);
+        self
     }
 }
 
@@ -79,13 +99,19 @@ pub const CRD_KEY: &str = "apiextensions.k8s.io/customresourcedefinitions";
 /// The storage key of Namespaces.
 pub const NAMESPACE_KEY: &str = "/namespaces";
 
+/// The storage key of core/v1 Events, which events.k8s.io/v1 serves too.
+pub const EVENT_KEY: &str = "/events";
+
 /// The resources a fresh server serves.
 pub fn builtins() -> Vec<ResourceDef> {
+    use ResourceDef as R;
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    const ADMISSION: &str = "admissionregistration.k8s.io";
     vec![
-        ResourceDef::builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true),
-        ResourceDef::builtin("", "v1", "secrets", "Secret", true, &[], false),
-        ResourceDef::builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
-        ResourceDef::builtin(
+        R::builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true),
+        R::builtin("", "v1", "secrets", "Secret", true, &[], false),
+        R::builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
+        R::builtin(
             "",
             "v1",
             "serviceaccounts",
@@ -94,9 +120,19 @@ pub fn builtins() -> Vec<ResourceDef> {
             &["sa"],
             false,
         ),
-        ResourceDef::builtin("", "v1", "services", "Service", true, &["svc"], true),
-        ResourceDef::builtin("", "v1", "events", "Event", true, &["ev"], false),
-        ResourceDef::builtin(
+        R::builtin("", "v1", "services", "Service", true, &["svc"], true),
+        R::builtin("", "v1", "events", "Event", true, &["ev"], false),
+        R::builtin(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            true,
+            &["ev"],
+            false,
+        )
+        .sharing_storage_of(EVENT_KEY),
+        R::builtin(
             "coordination.k8s.io",
             "v1",
             "leases",
@@ -105,7 +141,49 @@ pub fn builtins() -> Vec<ResourceDef> {
             &[],
             false,
         ),
-        ResourceDef::builtin(
+        R::builtin(RBAC, "v1", "roles", "Role", true, &[], false),
+        R::builtin(RBAC, "v1", "clusterroles", "ClusterRole", false, &[], false),
+        R::builtin(RBAC, "v1", "rolebindings", "RoleBinding", true, &[], false),
+        R::builtin(
+            RBAC,
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+        ),
+        R::builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            &["deploy"],
+            true,
+        )
+        .with_generation(),
+        R::builtin(
+            ADMISSION,
+            "v1",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            false,
+            &[],
+            false,
+        )
+        .with_generation(),
+        R::builtin(
+            ADMISSION,
+            "v1",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            false,
+            &[],
+            false,
+        )
+        .with_generation(),
+        R::builtin(
             CRD_GROUP,
             "v1",
             "customresourcedefinitions",
@@ -113,7 +191,8 @@ pub fn builtins() -> Vec<ResourceDef> {
             false,
             &["crd", "crds"],
             true,
-        ),
+        )
+        .with_generation(),
     ]
 }
 
@@ -150,9 +229,12 @@ impl Registry {
             .cloned()
     }
 
-    /// Any served version of the resource with this storage key.
+    /// The resource that owns the storage key (any of its versions).
     pub fn by_key(&self, key: &str) -> Option<Arc<ResourceDef>> {
-        self.resources.values().find(|d| d.key() == key).cloned()
+        self.resources
+            .values()
+            .find(|d| d.key() == key && d.shares_storage_of.is_none())
+            .cloned()
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceDef>> {
@@ -359,6 +441,8 @@ pub fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
                 .cloned()
                 .unwrap_or_default(),
             custom: true,
+            generation: true,
+            shares_storage_of: None,
         });
     }
     Ok(defs)

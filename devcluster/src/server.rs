@@ -104,6 +104,7 @@ async fn respond(
         path,
         query,
         content_type: header(hyper::header::CONTENT_TYPE).unwrap_or_default(),
+        accept: header(hyper::header::ACCEPT).unwrap_or_default(),
         user_agent: header(hyper::header::USER_AGENT).unwrap_or_default(),
         authorization: header(hyper::header::AUTHORIZATION),
         body: body.to_vec(),

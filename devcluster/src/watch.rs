@@ -12,8 +12,11 @@ use crate::api::{Cluster, Filter, present};
 use crate::registry::ResourceDef;
 use crate::status::ApiError;
 use crate::store::{Event, EventType};
+use crate::table::{self, Format};
 
 pub struct Options {
+    /// Objects, Table rows or PartialObjectMetadata.
+    pub format: Format,
     /// How often to send a bookmark; none when unset.
     pub bookmarks: Option<Duration>,
     pub timeout: Option<Duration>,
@@ -47,6 +50,11 @@ pub fn start(
             }
         };
         let mut last_rv = subscription.rv;
+        let mut render = Render {
+            def: &def,
+            format: options.format,
+            first: true,
+        };
         for object in std::mem::take(&mut subscription.initial) {
             if filter.matches(&object)
                 && sender
@@ -95,7 +103,7 @@ pub fn start(
                             continue;
                         }
                         if let Some((kind, object)) = visible(&event, &filter)
-                            && sender.send(line(kind, &present(&def, object))).await.is_err()
+                            && sender.send(render.line(kind, object)).await.is_err()
                         {
                             return;
                         }
@@ -138,6 +146,30 @@ fn visible<'a>(event: &'a Event, filter: &Filter) -> Option<(&'static str, &'a V
             (false, false) => None,
         },
         EventType::Deleted => (before || now).then_some(("DELETED", &*event.object)),
+    }
+}
+
+/// Turns stored objects into the event lines the client asked for.
+struct Render<'a> {
+    def: &'a ResourceDef,
+    format: Format,
+    /// Tables carry their column definitions in the first event only.
+    first: bool,
+}
+
+impl Render<'_> {
+    fn line(&mut self, kind: &str, stored: &Value) -> Vec<u8> {
+        let object = present(self.def, stored);
+        let object = match self.format {
+            Format::Object => object,
+            Format::Metadata => table::partial(&object),
+            Format::Table(include) => {
+                let rv = json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
+                let first = std::mem::replace(&mut self.first, false);
+                table::table(self.def, &[object], rv, include, first)
+            }
+        };
+        line(kind, &object)
     }
 }
 
