@@ -21,6 +21,11 @@ use crate::{patch, ssa, validation};
 pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 /// The finalizer that holds a Namespace until its contents are gone.
 pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+/// The finalizer that holds an owner deleted in the foreground until its blocking
+/// dependents are gone.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The finalizer that holds an owner until its dependents no longer reference it.
+pub const ORPHAN_FINALIZER: &str = "orphan";
 
 /// The state every request shares.
 pub struct Cluster {
@@ -737,6 +742,16 @@ impl Cluster {
                 )));
             }
             let mut next = (**current).clone();
+            let propagation = match options.propagation_policy.as_deref() {
+                Some("Foreground") => Some(FOREGROUND_FINALIZER),
+                Some("Orphan") => Some(ORPHAN_FINALIZER),
+                _ => None,
+            };
+            if let Some(finalizer) = propagation
+                && !is_deleting(&next)
+            {
+                add_finalizer(&mut next, finalizer);
+            }
             let holds = match def.key().as_str() {
                 NAMESPACE_KEY => true,
                 CRD_KEY => true,
@@ -828,6 +843,17 @@ impl Cluster {
         {
             self.registry_mut().remove_key(&first.key());
         }
+    }
+
+    /// Every served resource that owns its storage.
+    pub fn resources(&self) -> Vec<Arc<ResourceDef>> {
+        let registry = self.registry();
+        let mut seen = std::collections::BTreeSet::new();
+        registry
+            .all()
+            .filter(|d| d.shares_storage_of.is_none() && seen.insert(d.key()))
+            .cloned()
+            .collect()
     }
 
     /// The definition of a served resource by storage key.

@@ -1,6 +1,6 @@
 //! What kube-controller-manager and the apiextensions controllers do for the objects devcluster
 //! serves: empty a terminating namespace, then let it go; delete a terminating CRD's objects,
-//! then let it go.
+//! then let it go; collect garbage by owner references (background, foreground, orphan).
 
 use std::sync::Arc;
 
@@ -8,26 +8,151 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::api::{
-    CRD_CLEANUP_FINALIZER, Cluster, DeleteOptions, NAMESPACE_FINALIZER, finalizers, is_deleting,
-    remove_finalizer,
+    CRD_CLEANUP_FINALIZER, Cluster, DeleteOptions, FOREGROUND_FINALIZER, NAMESPACE_FINALIZER,
+    ORPHAN_FINALIZER, finalizers, is_deleting, remove_finalizer,
 };
 use crate::registry::{CRD_KEY, NAMESPACE_KEY, defs_from_crd};
-use crate::store::{Change, ObjectKey};
+use crate::store::{Change, Event, EventType, ObjectKey, owner_uids};
+use tokio::sync::broadcast;
 
-/// Runs until `shutdown` turns true, sweeping after every change.
+fn uid(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+/// Runs until `shutdown` turns true, acting on every change.
 pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
     let mut changes = cluster.store.changes();
     loop {
         tokio::select! {
             received = changes.recv() => {
-                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = received {
-                    return;
-                }
-                // Lagging only means several changes arrived at once: one sweep covers them.
+                let event = match received {
+                    Ok(event) => Some(event),
+                    // Missed changes: look at everything instead.
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
                 let cluster = cluster.clone();
-                let _ = tokio::task::spawn_blocking(move || sweep(&cluster)).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    match &event {
+                        Some(event) => collect_garbage(&cluster, event),
+                        None => collect_all_garbage(&cluster),
+                    }
+                    sweep(&cluster);
+                })
+                .await;
             }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The garbage collector's part of a change: dependents of a deleted owner, an object whose
+/// owners are all gone, an owner deleted in the foreground or orphaning its dependents.
+fn collect_garbage(cluster: &Cluster, event: &Event) {
+    let object = &event.object;
+    match event.kind {
+        EventType::Deleted => {
+            if let Some(uid) = uid(object) {
+                for dependent in cluster.store.dependents_of(uid) {
+                    collect_if_orphaned(cluster, &dependent);
+                }
+            }
+            // A dependent going may release an owner waiting in the foreground.
+            for owner in owner_uids(object) {
+                if let Some(key) = cluster.store.key_of_uid(owner) {
+                    finish_owner_deletion(cluster, &key);
+                }
+            }
+        }
+        EventType::Added | EventType::Modified => {
+            if owner_uids(object).next().is_some() {
+                collect_if_orphaned(cluster, &event.key);
+            }
+            if is_deleting(object) {
+                finish_owner_deletion(cluster, &event.key);
+            }
+        }
+    }
+}
+
+/// Every object with owners, and every owner being deleted, looked at afresh.
+fn collect_all_garbage(cluster: &Cluster) {
+    for key in cluster.store.owned() {
+        collect_if_orphaned(cluster, &key);
+    }
+    for def in cluster.resources() {
+        for key in cluster.store.keys(&def.key(), None) {
+            if cluster.store.get(&key).is_some_and(|o| is_deleting(&o)) {
+                finish_owner_deletion(cluster, &key);
+            }
+        }
+    }
+}
+
+/// Deletes the object at `key` when it has owner references and none of its owners exists.
+fn collect_if_orphaned(cluster: &Cluster, key: &ObjectKey) {
+    let Some(object) = cluster.store.get(key) else {
+        return;
+    };
+    let mut owners = owner_uids(&object).peekable();
+    if owners.peek().is_none() || is_deleting(&object) {
+        return;
+    }
+    let any_owner_left = owners.any(|uid| cluster.store.key_of_uid(uid).is_some());
+    if !any_owner_left {
+        delete(cluster, key);
+    }
+}
+
+/// For an owner being deleted in the foreground: delete its dependents, and release it once
+/// none that blocks its deletion is left. For an owner orphaning its dependents: remove its
+/// owner reference from each, then release it.
+fn finish_owner_deletion(cluster: &Cluster, key: &ObjectKey) {
+    let Some(owner) = cluster.store.get(key) else {
+        return;
+    };
+    let Some(uid) = uid(&owner).map(str::to_owned) else {
+        return;
+    };
+    let held_by = finalizers(&owner);
+    if held_by.iter().any(|f| f == ORPHAN_FINALIZER) {
+        for dependent in cluster.store.dependents_of(&uid) {
+            let _ = cluster.store.mutate::<()>(&dependent, |current, _| {
+                let Some(current) = current else {
+                    return Ok(Change::Keep);
+                };
+                let mut next = (**current).clone();
+                if let Some(references) = next
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
+                    references
+                        .retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
+                }
+                Ok(Change::Put(next))
+            });
+        }
+        release(cluster, key, ORPHAN_FINALIZER);
+    } else if held_by.iter().any(|f| f == FOREGROUND_FINALIZER) {
+        let mut blocking = false;
+        for dependent in cluster.store.dependents_of(&uid) {
+            let Some(object) = cluster.store.get(&dependent) else {
+                continue;
+            };
+            let blocks = object
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|r| {
+                    r.get("uid").and_then(Value::as_str) == Some(uid.as_str())
+                        && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)
+                });
+            blocking |= blocks;
+            delete(cluster, &dependent);
+        }
+        if !blocking {
+            release(cluster, key, FOREGROUND_FINALIZER);
         }
     }
 }

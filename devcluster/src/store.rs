@@ -1,7 +1,7 @@
 //! One ordered store for every object, one monotonically increasing resourceVersion, and a
 //! window of recent changes that watches resume from.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -101,6 +101,55 @@ struct Inner {
     objects: BTreeMap<ObjectKey, Arc<Value>>,
     history: VecDeque<Arc<Event>>,
     window: usize,
+    /// Where each uid lives.
+    uids: HashMap<String, ObjectKey>,
+    /// The objects naming each uid among their owner references.
+    dependents: HashMap<String, BTreeSet<ObjectKey>>,
+}
+
+impl Inner {
+    /// Keeps the uid and owner indexes in step with the object at `key` changing from
+    /// `before` to `after`.
+    fn index(&mut self, key: &ObjectKey, before: Option<&Value>, after: Option<&Value>) {
+        if let Some(before) = before {
+            if let Some(uid) = uid_of(before) {
+                self.uids.remove(uid);
+            }
+            for owner in owner_uids(before) {
+                if let Some(set) = self.dependents.get_mut(owner) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.dependents.remove(owner);
+                    }
+                }
+            }
+        }
+        if let Some(after) = after {
+            if let Some(uid) = uid_of(after) {
+                self.uids.insert(uid.to_owned(), key.clone());
+            }
+            for owner in owner_uids(after) {
+                self.dependents
+                    .entry(owner.to_owned())
+                    .or_default()
+                    .insert(key.clone());
+            }
+        }
+    }
+}
+
+fn uid_of(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+/// The uids an object's owner references name.
+pub fn owner_uids(object: &Value) -> impl Iterator<Item = &str> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
 }
 
 impl Store {
@@ -113,6 +162,8 @@ impl Store {
                 objects: BTreeMap::new(),
                 history: VecDeque::with_capacity(window.min(65_536)),
                 window: window.max(1),
+                uids: HashMap::new(),
+                dependents: HashMap::new(),
             }),
             sender,
         }
@@ -190,6 +241,7 @@ impl Store {
                     metadata.insert("resourceVersion".into(), Value::String(next_rv.to_string()));
                 }
                 let object = Arc::new(object);
+                inner.index(key, current.as_deref(), Some(&object));
                 inner.objects.insert(key.clone(), object.clone());
                 let kind = if current.is_some() {
                     EventType::Modified
@@ -205,6 +257,7 @@ impl Store {
                 };
                 inner.rv = next_rv;
                 inner.objects.remove(key);
+                inner.index(key, Some(&current), None);
                 // A deletion event carries the object's last state at the deletion's version.
                 let mut last = (*current).clone();
                 if let Some(metadata) = last.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -294,6 +347,30 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// Where the object with this uid lives, if it exists.
+    pub fn key_of_uid(&self, uid: &str) -> Option<ObjectKey> {
+        self.lock().uids.get(uid).cloned()
+    }
+
+    /// The objects that name `uid` among their owner references.
+    pub fn dependents_of(&self, uid: &str) -> Vec<ObjectKey> {
+        self.lock()
+            .dependents
+            .get(uid)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every object that has owner references.
+    pub fn owned(&self) -> Vec<ObjectKey> {
+        let inner = self.lock();
+        let mut keys: BTreeSet<ObjectKey> = BTreeSet::new();
+        for set in inner.dependents.values() {
+            keys.extend(set.iter().cloned());
+        }
+        keys.into_iter().collect()
     }
 
     /// Forgets the change window, as etcd compaction does: a watch from an older version

@@ -358,3 +358,152 @@ async fn deleting_a_crd_stops_serving_it_and_deletes_its_objects() {
             .is_empty()
     );
 }
+
+fn owned_by(name: &str, owner: &ConfigMap, block: bool, finalizers: &[&str]) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            owner_references: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    name: owner.name_any(),
+                    uid: owner.metadata.uid.clone().unwrap_or_default(),
+                    block_owner_deletion: block.then_some(true),
+                    controller: None,
+                },
+            ]),
+            finalizers: (!finalizers.is_empty())
+                .then(|| finalizers.iter().map(|f| (*f).to_owned()).collect()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn configmap_named(api: &Api<ConfigMap>, name: &str) -> ConfigMap {
+    let object = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create")
+}
+
+async fn wait_gone(api: &Api<ConfigMap>, name: &str) {
+    let gone = await_condition(api.clone(), name, conditions::is_deleted(""));
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("gone in time")
+        .expect("watch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_deletion_collects_dependents_whose_owners_are_gone() {
+    let (_cluster, client) = start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let owner = configmap_named(&api, "owner").await;
+    let other = configmap_named(&api, "other-owner").await;
+    api.create(
+        &PostParams::default(),
+        &owned_by("dependent", &owner, false, &[]),
+    )
+    .await
+    .expect("create");
+    let mut shared = owned_by("shared", &owner, false, &[]);
+    if let Some(references) = shared.metadata.owner_references.as_mut() {
+        references.extend(
+            owned_by("x", &other, false, &[])
+                .metadata
+                .owner_references
+                .unwrap_or_default(),
+        );
+    }
+    api.create(&PostParams::default(), &shared)
+        .await
+        .expect("create");
+    api.delete("owner", &DeleteParams::background())
+        .await
+        .expect("delete owner");
+    wait_gone(&api, "dependent").await;
+    assert!(
+        api.get_opt("shared").await.expect("get").is_some(),
+        "an object with a live owner stays"
+    );
+    // An object created with owners that do not exist is collected too.
+    api.create(
+        &PostParams::default(),
+        &owned_by("stray", &owner, false, &[]),
+    )
+    .await
+    .expect("create");
+    wait_gone(&api, "stray").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletion_waits_for_blocking_dependents() {
+    let (_cluster, client) = start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let owner = configmap_named(&api, "owner").await;
+    api.create(
+        &PostParams::default(),
+        &owned_by("held", &owner, true, &["example.com/hold"]),
+    )
+    .await
+    .expect("create");
+    api.delete("owner", &DeleteParams::foreground())
+        .await
+        .expect("delete owner");
+    let owner_now = api.get("owner").await.expect("the owner waits");
+    assert!(owner_now.metadata.deletion_timestamp.is_some());
+    assert!(
+        owner_now
+            .finalizers()
+            .contains(&"foregroundDeletion".to_owned())
+    );
+    let being_deleted =
+        |cm: Option<&ConfigMap>| cm.is_some_and(|cm| cm.metadata.deletion_timestamp.is_some());
+    let held = await_condition(api.clone(), "held", being_deleted);
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the dependent is being deleted, held by its finalizer")
+        .expect("watch");
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release the dependent");
+    wait_gone(&api, "held").await;
+    wait_gone(&api, "owner").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_deletion_keeps_dependents_without_the_reference() {
+    let (_cluster, client) = start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    let owner = configmap_named(&api, "owner").await;
+    api.create(
+        &PostParams::default(),
+        &owned_by("orphan", &owner, false, &[]),
+    )
+    .await
+    .expect("create");
+    api.delete("owner", &DeleteParams::orphan())
+        .await
+        .expect("delete owner");
+    wait_gone(&api, "owner").await;
+    let orphan = api.get("orphan").await.expect("the dependent stays");
+    assert!(
+        orphan
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+}
