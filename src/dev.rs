@@ -24,6 +24,29 @@ pub struct DevArgs {
     /// Do not apply examples/quickstart.yaml.
     #[arg(long)]
     pub no_examples: bool,
+    /// Answer this share (0 to 1) of API requests with 500 InternalError.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = rate)]
+    pub fault_error_rate: f64,
+    /// Answer this share (0 to 1) of writes with 409 Conflict.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = rate)]
+    pub fault_conflict_rate: f64,
+    /// Only inject faults into these verbs (get, list, watch, create, update, patch, delete,
+    /// deletecollection); all when not given.
+    #[arg(long, value_name = "VERB", value_delimiter = ',')]
+    pub fault_verbs: Vec<String>,
+    /// Add this many milliseconds of latency to every API request.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub fault_latency_ms: u64,
+    /// Close every watch after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub fault_watch_close_seconds: Option<u64>,
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("{text:?} is not a rate between 0 and 1")),
+    }
 }
 
 /// A client for a devcluster, from its kubeconfig.
@@ -73,6 +96,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .context("applying examples/quickstart.yaml")?;
         tracing::info!(objects = applied.len(), "applied examples/quickstart.yaml");
     }
+    // Faults start once the cluster is set up, so that setting it up cannot fail.
+    cluster.set_faults(devcluster::Faults {
+        error_rate: args.fault_error_rate,
+        conflict_rate: args.fault_conflict_rate,
+        verbs: args.fault_verbs.clone(),
+        latency: std::time::Duration::from_millis(args.fault_latency_ms),
+        watch_close_interval: args
+            .fault_watch_close_seconds
+            .map(std::time::Duration::from_secs),
+    });
     // A closed stdout (a pipe whose reader went away) must not stop the cluster.
     say(&format!(
         "devcluster is serving the Kubernetes API at {}\n\n  export KUBECONFIG={}\n  kubectl get certinext -A\n\nPress Ctrl-C to stop.",

@@ -125,3 +125,43 @@ async fn dev_without_examples_installs_only_the_crds() {
     assert!(accounts.trim().is_empty(), "{accounts}");
     interrupt_and_wait(child).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_injects_the_faults_it_is_asked_for_after_setting_up() {
+    let home = tempfile::tempdir().expect("a temporary home");
+    let (child, kubeconfig) = start_dev(
+        &["--fault-error-rate", "1", "--fault-verbs", "list"],
+        home.path(),
+    )
+    .await;
+    // Setting up (CRDs, quickstart) was not disturbed; lists now fail as asked, gets do not.
+    let output = Command::new("kubectl")
+        .args(["get", "certificates.certinext.io", "-n", "acme-web"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", home.path())
+        .output()
+        .await
+        .expect("kubectl runs");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("injected fault"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let www = kubectl(
+        &kubeconfig,
+        home.path(),
+        &[
+            "get",
+            "certificates.certinext.io",
+            "www",
+            "-n",
+            "acme-web",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert_eq!(www.trim(), "certificate.certinext.io/www");
+    interrupt_and_wait(child).await;
+}

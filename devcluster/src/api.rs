@@ -37,6 +37,10 @@ pub struct Cluster {
     pub watch_epoch: tokio::sync::watch::Sender<u64>,
     /// How often a watch that allows bookmarks gets one.
     pub bookmark_interval: std::time::Duration,
+    /// Failures to inject.
+    pub faults: RwLock<crate::Faults>,
+    /// How many faults were injected.
+    pub injected: crate::FaultCounts,
 }
 
 /// An HTTP request, reduced to what the API reads.
@@ -93,6 +97,8 @@ impl Cluster {
             address,
             watch_epoch: tokio::sync::watch::Sender::new(0),
             bookmark_interval: std::time::Duration::from_secs(5),
+            faults: RwLock::new(crate::Faults::default()),
+            injected: crate::FaultCounts::default(),
         }
     }
 
@@ -194,6 +200,8 @@ impl Cluster {
     ) -> Result<Response, ApiError> {
         let target = self.target(request, group, version, rest)?;
         let method = request.method.as_str();
+        let watch = target.watch_path || flag(&request.query, "watch");
+        self.inject_fault(verb(method, target.name.is_some(), watch))?;
         let media = request
             .content_type
             .split(';')
@@ -205,7 +213,6 @@ impl Cluster {
         if matches!(method, "POST" | "PUT") && !body_format_known {
             return Err(ApiError::unsupported_media_type(media));
         }
-        let watch = target.watch_path || flag(&request.query, "watch");
         match (method, &target.name) {
             ("GET", None) if watch => self.watch(&target, request),
             ("GET", None) => self.list(&target, request),
@@ -217,6 +224,44 @@ impl Cluster {
             ("DELETE", None) => self.delete_collection(&target, request),
             _ => Err(ApiError::method_not_allowed(method, &request.path)),
         }
+    }
+
+    /// The faults to inject now.
+    pub fn faults(&self) -> std::sync::RwLockReadGuard<'_, crate::Faults> {
+        self.faults.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Latency, a 500 or a 409, as the configured faults ask.
+    fn inject_fault(&self, verb: &str) -> Result<(), ApiError> {
+        let faults = self.faults().clone();
+        let faults = &faults;
+        if !faults.verbs.is_empty() && !faults.verbs.iter().any(|v| v == verb) {
+            return Ok(());
+        }
+        if !faults.latency.is_zero() {
+            std::thread::sleep(faults.latency);
+        }
+        if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
+            self.injected
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(ApiError::internal(format!("injected fault: {verb} failed")));
+        }
+        let write = matches!(
+            verb,
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        );
+        if write && faults.conflict_rate > 0.0 && fastrand::f64() < faults.conflict_rate {
+            self.injected
+                .conflicts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled: injected conflict on {verb}; please retry"),
+            ));
+        }
+        Ok(())
     }
 
     /// Resolves `[watch/][namespaces/{ns}/]{resource}[/{name}[/{subresource}]]`.
@@ -348,7 +393,25 @@ impl Cluster {
 
     fn watch(self: &Arc<Self>, target: &Target, request: &Request) -> Result<Response, ApiError> {
         let filter = Filter::from_query(&request.query, &target.def)?;
+        let send_initial_events = flag(&request.query, "sendInitialEvents");
+        if send_initial_events && !flag(&request.query, "allowWatchBookmarks") {
+            return Err(ApiError::invalid(
+                "",
+                "ListOptions",
+                "",
+                vec![Cause {
+                    reason: "FieldValueForbidden",
+                    field: "allowWatchBookmarks".into(),
+                    message:
+                        "Forbidden: allowWatchBookmarks required when sendInitialEvents is true"
+                            .into(),
+                }],
+            ));
+        }
         let from = match request.query.get("resourceVersion").map(String::as_str) {
+            // A streaming list starts from the current state, which is at least as new as
+            // any version the client names.
+            _ if send_initial_events => None,
             None | Some("") | Some("0") => None,
             Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
                 ApiError::bad_request(format!("resourceVersion: invalid value {rv:?}"))
@@ -365,6 +428,8 @@ impl Cluster {
             None => None,
         };
         let options = watch::Options {
+            close_after: self.faults().watch_close_interval,
+            send_initial_events,
             format: format(request),
             bookmarks: flag(&request.query, "allowWatchBookmarks")
                 .then_some(self.bookmark_interval),
@@ -1442,6 +1507,21 @@ fn strip_directives(patch: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(strip_directives),
         _ => {}
+    }
+}
+
+/// The Kubernetes verb of a resource request.
+fn verb(method: &str, named: bool, watch: bool) -> &'static str {
+    match (method, named, watch) {
+        ("GET", _, true) => "watch",
+        ("GET", true, _) => "get",
+        ("GET", false, _) => "list",
+        ("POST", _, _) => "create",
+        ("PUT", _, _) => "update",
+        ("PATCH", _, _) => "patch",
+        ("DELETE", true, _) => "delete",
+        ("DELETE", false, _) => "deletecollection",
+        _ => "unknown",
     }
 }
 

@@ -54,6 +54,32 @@ pub struct Config {
     pub context_name: String,
     /// How often a watch that allows bookmarks gets one.
     pub bookmark_interval: std::time::Duration,
+    /// Failures to inject, for reliability tests. None by default.
+    pub faults: Faults,
+}
+
+/// How many faults were injected so far.
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    pub errors: std::sync::atomic::AtomicU64,
+    pub conflicts: std::sync::atomic::AtomicU64,
+    pub watches_closed: std::sync::atomic::AtomicU64,
+}
+
+/// Failures devcluster injects, so clients can be tested against a flaky API server.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// The share (0 to 1) of resource requests answered with 500 InternalError.
+    pub error_rate: f64,
+    /// The share (0 to 1) of writes answered with 409 Conflict.
+    pub conflict_rate: f64,
+    /// The verbs faults apply to (`get`, `list`, `watch`, `create`, `update`, `patch`,
+    /// `delete`, `deletecollection`); all when empty.
+    pub verbs: Vec<String>,
+    /// Latency added to every resource request.
+    pub latency: std::time::Duration,
+    /// Close every watch after this long; clients resume from their last version.
+    pub watch_close_interval: Option<std::time::Duration>,
 }
 
 impl Default for Config {
@@ -65,6 +91,7 @@ impl Default for Config {
             history_window: 10_000,
             context_name: "devcluster".into(),
             bookmark_interval: std::time::Duration::from_secs(5),
+            faults: Faults::default(),
         }
     }
 }
@@ -139,6 +166,7 @@ impl DevCluster {
             address,
         );
         cluster.bookmark_interval = config.bookmark_interval;
+        cluster.faults = std::sync::RwLock::new(config.faults);
         let cluster = Arc::new(cluster);
         cluster.bootstrap();
         let (shutdown, stop) = signal::channel(false);
@@ -198,6 +226,26 @@ impl DevCluster {
     /// The latest resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.cluster.store.current_rv()
+    }
+
+    /// Changes the faults to inject from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        *self
+            .cluster
+            .faults
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    /// How many (500 errors, 409 conflicts, closed watches) were injected so far.
+    pub fn injected_faults(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counts = &self.cluster.injected;
+        (
+            counts.errors.load(Relaxed),
+            counts.conflicts.load(Relaxed),
+            counts.watches_closed.load(Relaxed),
+        )
     }
 
     /// Ends every open watch; clients resume from their last version.

@@ -15,6 +15,10 @@ use crate::store::{Event, EventType};
 use crate::table::{self, Format};
 
 pub struct Options {
+    /// Close the watch after this long (fault injection).
+    pub close_after: Option<Duration>,
+    /// A streaming list: the current objects, then a bookmark marking their end.
+    pub send_initial_events: bool,
     /// Objects, Table rows or PartialObjectMetadata.
     pub format: Format,
     /// How often to send a bookmark; none when unset.
@@ -33,6 +37,7 @@ pub fn start(
 ) -> mpsc::Receiver<Vec<u8>> {
     let (sender, receiver) = mpsc::channel(256);
     let mut closed = cluster.watch_epoch.subscribe();
+    let cluster = cluster.clone();
     let subscription = cluster
         .store
         .subscribe(&def.key(), namespace.as_deref(), from);
@@ -65,6 +70,19 @@ pub fn start(
                 return;
             }
         }
+        if options.send_initial_events {
+            let end = json!({
+                "kind": def.kind,
+                "apiVersion": def.api_version(),
+                "metadata": {
+                    "resourceVersion": last_rv.to_string(),
+                    "annotations": {"k8s.io/initial-events-end": "true"},
+                },
+            });
+            if sender.send(line("BOOKMARK", &end)).await.is_err() {
+                return;
+            }
+        }
         let in_scope = |event: &Event| {
             event.key.resource == def.key()
                 && namespace
@@ -82,7 +100,15 @@ pub fn start(
                 return;
             }
         }
-        let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+        // A watch ends at its own timeout or at the injected closing interval, whichever first.
+        let injected_close = options
+            .close_after
+            .is_some_and(|c| options.timeout.is_none_or(|t| c < t));
+        let deadline = [options.timeout, options.close_after]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| tokio::time::Instant::now() + t);
         let mut bookmarks =
             tokio::time::interval(options.bookmarks.unwrap_or(Duration::from_secs(3600)));
         bookmarks.tick().await;
@@ -123,7 +149,12 @@ pub fn start(
                         return;
                     }
                 }
-                _ = timeout => return,
+                _ = timeout => {
+                    if injected_close {
+                        cluster.injected.watches_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return;
+                }
                 _ = closed.changed() => return,
                 _ = sender.closed() => return,
             }

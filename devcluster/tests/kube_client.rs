@@ -457,3 +457,47 @@ async fn a_controller_reconciles_an_object_created_after_it_started() {
     assert_eq!(name, "late");
     running.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_list_watcher_gets_the_objects_then_the_changes() {
+    let (_cluster, client) = start(Config::default()).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for name in ["a", "b", "c"] {
+        api.create(&PostParams::default(), &configmap(name, 0))
+            .await
+            .expect("create");
+    }
+    let stream = watcher::watcher(api.clone(), watcher::Config::default().streaming_lists());
+    let mut stream = std::pin::pin!(stream);
+    let mut initial = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .expect("events in time")
+            .expect("no watch error")
+            .expect("the stream goes on");
+        match event {
+            Event::Init => {}
+            Event::InitApply(object) => initial.push(object.name_any()),
+            Event::InitDone => break,
+            other => panic!("unexpected {other:?} before the initial events end"),
+        }
+    }
+    assert_eq!(initial, ["a", "b", "c"]);
+    api.patch(
+        "b",
+        &PatchParams::default(),
+        &Patch::Merge(configmap("b", 1)),
+    )
+    .await
+    .expect("patch");
+    let event = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .expect("a change in time")
+        .expect("no watch error")
+        .expect("the stream goes on");
+    match event {
+        Event::Apply(object) => assert_eq!(object.name_any(), "b"),
+        other => panic!("expected the change, got {other:?}"),
+    }
+}
