@@ -21,6 +21,9 @@ pub struct DevArgs {
     /// Where to write the kubeconfig; a temporary file when unset.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
+    /// Keep the cluster's objects in this directory across restarts.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Do not apply examples/quickstart.yaml.
     #[arg(long)]
     pub no_examples: bool,
@@ -82,6 +85,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let config = devcluster::Config {
         bind: ([127, 0, 0, 1], args.port).into(),
         kubeconfig_path: args.kubeconfig.clone(),
+        data_dir: args.data_dir.clone(),
         ..Default::default()
     };
     let cluster = devcluster::DevCluster::start(config)

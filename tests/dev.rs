@@ -165,3 +165,59 @@ async fn dev_injects_the_faults_it_is_asked_for_after_setting_up() {
     assert_eq!(www.trim(), "certificate.certinext.io/www");
     interrupt_and_wait(child).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_with_a_data_dir_loses_nothing_to_kill_9() {
+    let home = tempfile::tempdir().expect("a temporary home");
+    let data = home.path().join("data");
+    let data_arg = data.to_str().unwrap_or_default().to_owned();
+    let (mut child, kubeconfig) = start_dev(&["--data-dir", &data_arg], home.path()).await;
+    kubectl(
+        &kubeconfig,
+        home.path(),
+        &["create", "configmap", "survivor", "--from-literal=k=v"],
+    )
+    .await;
+    kubectl(
+        &kubeconfig,
+        home.path(),
+        &[
+            "label",
+            "certificates.certinext.io",
+            "www",
+            "-n",
+            "acme-web",
+            "kept=yes",
+        ],
+    )
+    .await;
+    child.kill().await.expect("kill -9");
+
+    let (child, kubeconfig) = start_dev(&["--data-dir", &data_arg], home.path()).await;
+    let survivor = kubectl(
+        &kubeconfig,
+        home.path(),
+        &["get", "configmap", "survivor", "-o", "jsonpath={.data.k}"],
+    )
+    .await;
+    assert_eq!(survivor, "v");
+    let label = kubectl(
+        &kubeconfig,
+        home.path(),
+        &[
+            "get",
+            "certificates.certinext.io",
+            "www",
+            "-n",
+            "acme-web",
+            "-o",
+            "jsonpath={.metadata.labels.kept}",
+        ],
+    )
+    .await;
+    assert_eq!(
+        label, "yes",
+        "the quickstart re-applied on restart keeps what others changed"
+    );
+    interrupt_and_wait(child).await;
+}

@@ -102,6 +102,17 @@ impl Cluster {
         }
     }
 
+    /// Serves the resources of the CRDs the store holds (after opening a data directory).
+    pub fn restore_resources(&self) {
+        let Some(def) = self.def_by_key(CRD_KEY) else {
+            return;
+        };
+        let (crds, _) = self.store.list(CRD_KEY, None);
+        for crd in crds {
+            self.after_write(&def, &crd);
+        }
+    }
+
     /// Creates the namespaces every cluster has.
     pub fn bootstrap(&self) {
         let def = match self.def_by_key(NAMESPACE_KEY) {
@@ -110,7 +121,10 @@ impl Cluster {
         };
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let key = ObjectKey::new(NAMESPACE_KEY, "", name);
-            let _ = self.store.mutate(&key, |_, _| {
+            let _ = self.store.mutate(&key, |current, _| {
+                if current.is_some() {
+                    return Ok(Change::Keep);
+                }
                 let mut namespace = prepare_create(&def, json!({"metadata": {"name": name}}))?;
                 ssa::record_update(
                     None,

@@ -117,20 +117,24 @@ fn finish_owner_deletion(cluster: &Cluster, key: &ObjectKey) {
     let held_by = finalizers(&owner);
     if held_by.iter().any(|f| f == ORPHAN_FINALIZER) {
         for dependent in cluster.store.dependents_of(&uid) {
-            let _ = cluster.store.mutate::<()>(&dependent, |current, _| {
-                let Some(current) = current else {
-                    return Ok(Change::Keep);
-                };
-                let mut next = (**current).clone();
-                if let Some(references) = next
-                    .pointer_mut("/metadata/ownerReferences")
-                    .and_then(Value::as_array_mut)
-                {
-                    references
-                        .retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
-                }
-                Ok(Change::Put(next))
-            });
+            let _ =
+                cluster
+                    .store
+                    .mutate::<crate::persist::PersistError>(&dependent, |current, _| {
+                        let Some(current) = current else {
+                            return Ok(Change::Keep);
+                        };
+                        let mut next = (**current).clone();
+                        if let Some(references) = next
+                            .pointer_mut("/metadata/ownerReferences")
+                            .and_then(Value::as_array_mut)
+                        {
+                            references.retain(|r| {
+                                r.get("uid").and_then(Value::as_str) != Some(uid.as_str())
+                            });
+                        }
+                        Ok(Change::Put(next))
+                    });
         }
         release(cluster, key, ORPHAN_FINALIZER);
     } else if held_by.iter().any(|f| f == FOREGROUND_FINALIZER) {
@@ -225,18 +229,20 @@ fn release(cluster: &Cluster, key: &ObjectKey, finalizer: &str) {
     let Some(def) = cluster.def_by_key(&key.resource) else {
         return;
     };
-    let outcome = cluster.store.mutate::<()>(key, |current, _| {
-        let Some(current) = current else {
-            return Ok(Change::Keep);
-        };
-        let mut next = (**current).clone();
-        remove_finalizer(&mut next, finalizer);
-        Ok(if finalizers(&next).is_empty() {
-            Change::Remove
-        } else {
-            Change::Put(next)
-        })
-    });
+    let outcome = cluster
+        .store
+        .mutate::<crate::persist::PersistError>(key, |current, _| {
+            let Some(current) = current else {
+                return Ok(Change::Keep);
+            };
+            let mut next = (**current).clone();
+            remove_finalizer(&mut next, finalizer);
+            Ok(if finalizers(&next).is_empty() {
+                Change::Remove
+            } else {
+                Change::Put(next)
+            })
+        });
     if let Ok(crate::store::Outcome::Removed(object)) = outcome {
         cluster.after_remove(&def, &object);
     }

@@ -19,6 +19,7 @@ pub mod api;
 mod convert;
 mod housekeeping;
 pub mod patch;
+mod persist;
 pub mod protobuf;
 pub mod registry;
 pub mod selector;
@@ -56,6 +57,12 @@ pub struct Config {
     pub bookmark_interval: std::time::Duration,
     /// Failures to inject, for reliability tests. None by default.
     pub faults: Faults,
+    /// Keep every object and the resourceVersion sequence in this directory across restarts.
+    /// In memory only when unset.
+    pub data_dir: Option<PathBuf>,
+    /// With `data_dir`: fsync every change before answering, so that even a machine crash
+    /// loses no acknowledged write (a killed process loses none either way).
+    pub sync_writes: bool,
 }
 
 /// How many faults were injected so far.
@@ -92,6 +99,8 @@ impl Default for Config {
             context_name: "devcluster".into(),
             bookmark_interval: std::time::Duration::from_secs(5),
             faults: Faults::default(),
+            data_dir: None,
+            sync_writes: false,
         }
     }
 }
@@ -105,6 +114,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("cannot open the data directory: {0}")]
+    Storage(#[from] persist::PersistError),
     #[error("cannot write the kubeconfig to {path}: {source}")]
     Kubeconfig {
         path: PathBuf,
@@ -138,10 +149,12 @@ impl DevCluster {
             address: config.bind,
             source,
         })?;
-        let pki = tls::generate()?;
-        let token = config
-            .token
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let identity = match &config.data_dir {
+            Some(dir) => tls::load_or_create(dir, config.token.clone())?,
+            None => tls::create(config.token.clone())?,
+        };
+        let pki = tls::serving(&identity)?;
+        let token = identity.token;
         let kubeconfig = tls::kubeconfig(&config.context_name, address, &pki.ca_pem, &token);
         let (kubeconfig_path, temp_dir) = match config.kubeconfig_path {
             Some(path) => (path, None),
@@ -160,14 +173,15 @@ impl DevCluster {
             path: kubeconfig_path.clone(),
             source,
         })?;
-        let mut cluster = api::Cluster::new(
-            store::Store::new(config.history_window),
-            token.clone(),
-            address,
-        );
+        let store = match &config.data_dir {
+            Some(dir) => store::Store::open(config.history_window, dir, config.sync_writes)?,
+            None => store::Store::new(config.history_window),
+        };
+        let mut cluster = api::Cluster::new(store, token.clone(), address);
         cluster.bookmark_interval = config.bookmark_interval;
         cluster.faults = std::sync::RwLock::new(config.faults);
         let cluster = Arc::new(cluster);
+        cluster.restore_resources();
         cluster.bootstrap();
         let (shutdown, stop) = signal::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config);
@@ -276,7 +290,7 @@ impl Drop for DevCluster {
 }
 
 /// Writes a file only its owner can read: it holds a credential.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

@@ -194,3 +194,9 @@ pub fn success(group: &str, resource: &str, name: &str, uid: Option<&str>) -> Va
         "details": {"name": name, "group": group, "kind": resource, "uid": uid},
     })
 }
+
+impl From<crate::persist::PersistError> for ApiError {
+    fn from(error: crate::persist::PersistError) -> Self {
+        ApiError::internal(format!("storage failed, nothing was written: {error}"))
+    }
+}

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::persist::{PersistError, Persistence};
+
 /// Where an object lives: its resource's storage key (`group/plural`), namespace (empty for
 /// cluster-scoped objects) and name. Ordered, so lists come out sorted by namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -101,6 +103,8 @@ struct Inner {
     objects: BTreeMap<ObjectKey, Arc<Value>>,
     history: VecDeque<Arc<Event>>,
     window: usize,
+    /// The log every change is written to first, with `--data-dir`.
+    persistence: Option<Persistence>,
     /// Where each uid lives.
     uids: HashMap<String, ObjectKey>,
     /// The objects naming each uid among their owner references.
@@ -164,9 +168,72 @@ impl Store {
                 window: window.max(1),
                 uids: HashMap::new(),
                 dependents: HashMap::new(),
+                persistence: None,
             }),
             sender,
         }
+    }
+
+    /// A store kept in `dir`: what it holds is loaded, the changes since its last snapshot
+    /// fill the change window, and every change from now on is written there first.
+    pub fn open(window: usize, dir: &std::path::Path, sync: bool) -> Result<Self, PersistError> {
+        let (persistence, recovered) = Persistence::open(dir, sync)?;
+        let store = Store::new(window);
+        {
+            let mut inner = store.lock();
+            inner.rv = inner.rv.max(recovered.snapshot_rv);
+            for (key, object) in recovered.snapshot {
+                inner.index(&key, None, Some(&object));
+                inner.objects.insert(key, object);
+            }
+            for record in recovered.changes {
+                let key = ObjectKey::from(record.key);
+                let previous = inner.objects.get(&key).cloned();
+                inner.rv = inner.rv.max(record.rv);
+                let (kind, object) = match record.object {
+                    Some(object) => {
+                        let object = Arc::new(object);
+                        inner.index(&key, previous.as_deref(), Some(&object));
+                        inner.objects.insert(key.clone(), object.clone());
+                        let kind = if previous.is_some() {
+                            EventType::Modified
+                        } else {
+                            EventType::Added
+                        };
+                        (kind, object)
+                    }
+                    None => {
+                        let Some(previous) = previous.clone() else {
+                            continue;
+                        };
+                        inner.index(&key, Some(&previous), None);
+                        inner.objects.remove(&key);
+                        let mut last = (*previous).clone();
+                        if let Some(metadata) =
+                            last.get_mut("metadata").and_then(Value::as_object_mut)
+                        {
+                            metadata.insert(
+                                "resourceVersion".into(),
+                                Value::String(record.rv.to_string()),
+                            );
+                        }
+                        (EventType::Deleted, Arc::new(last))
+                    }
+                };
+                if inner.history.len() == inner.window {
+                    inner.history.pop_front();
+                }
+                inner.history.push_back(Arc::new(Event {
+                    rv: record.rv,
+                    kind,
+                    key,
+                    object,
+                    previous,
+                }));
+            }
+            inner.persistence = Some(persistence);
+        }
+        Ok(store)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -220,7 +287,7 @@ impl Store {
 
     /// Reads the object at `key`, lets `decide` choose a change, and applies it atomically.
     /// A `Put` that changes nothing but bookkeeping is not a write: the version stays.
-    pub fn mutate<E>(
+    pub fn mutate<E: From<PersistError>>(
         &self,
         key: &ObjectKey,
         decide: impl FnOnce(Option<&Arc<Value>>, u64) -> Result<Change, E>,
@@ -236,10 +303,13 @@ impl Store {
                 {
                     return Ok(Outcome::Unchanged(Some(current.clone())));
                 }
-                inner.rv = next_rv;
                 if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
                     metadata.insert("resourceVersion".into(), Value::String(next_rv.to_string()));
                 }
+                if let Some(persistence) = inner.persistence.as_mut() {
+                    persistence.append(next_rv, key, Some(&object))?;
+                }
+                inner.rv = next_rv;
                 let object = Arc::new(object);
                 inner.index(key, current.as_deref(), Some(&object));
                 inner.objects.insert(key.clone(), object.clone());
@@ -255,6 +325,9 @@ impl Store {
                 let Some(current) = current else {
                     return Ok(Outcome::Unchanged(None));
                 };
+                if let Some(persistence) = inner.persistence.as_mut() {
+                    persistence.append(next_rv, key, None)?;
+                }
                 inner.rv = next_rv;
                 inner.objects.remove(key);
                 inner.index(key, Some(&current), None);
@@ -297,6 +370,14 @@ impl Store {
         inner.history.push_back(event.clone());
         // No receiver is not an error: nobody watches.
         let _ = self.sender.send(event);
+        let inner = &mut *inner;
+        if let Some(persistence) = inner.persistence.as_mut()
+            && persistence.wants_compaction()
+            && let Err(error) = persistence.compact(inner.rv, &inner.objects)
+        {
+            // The log keeps growing, which loses nothing; say so and try again later.
+            tracing::warn!(%error, "cannot snapshot the store");
+        }
     }
 
     /// Starts a watch of `resource` (in `namespace`, or all): from `from` (replaying the
@@ -426,7 +507,7 @@ mod tests {
     fn put(store: &Store, name: &str, data: Value) -> Outcome {
         let key = ObjectKey::new("/configmaps", "default", name);
         store
-            .mutate::<()>(&key, |_, _| {
+            .mutate::<PersistError>(&key, |_, _| {
                 Ok(Change::Put(
                     json!({"metadata": {"name": name}, "data": data}),
                 ))
@@ -460,7 +541,7 @@ mod tests {
         }
         let other = ObjectKey::new("/secrets", "default", "s");
         store
-            .mutate::<()>(&other, |_, _| {
+            .mutate::<PersistError>(&other, |_, _| {
                 Ok(Change::Put(json!({"metadata": {"name": "s"}})))
             })
             .unwrap();
@@ -507,7 +588,9 @@ mod tests {
         let mut sub = store.subscribe("/configmaps", None, None).unwrap();
         assert_eq!(sub.initial.len(), 1);
         let key = ObjectKey::new("/configmaps", "default", "a");
-        let Outcome::Removed(last) = store.mutate::<()>(&key, |_, _| Ok(Change::Remove)).unwrap()
+        let Outcome::Removed(last) = store
+            .mutate::<PersistError>(&key, |_, _| Ok(Change::Remove))
+            .unwrap()
         else {
             panic!()
         };
