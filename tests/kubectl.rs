@@ -588,3 +588,302 @@ data: {colour: red}
         .collect();
     assert_eq!(managers, [("alice", "Apply"), ("bob", "Apply")]);
 }
+
+fn certificate_manifest(name: &str) -> String {
+    format!(
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  secretName: {name}-tls
+  productRef: {{name: web}}
+  dnsNames: [{name}.shop.example]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_prints_the_printer_columns() {
+    let cluster = TestCluster::with_crds().await;
+    cluster.kubectl(&["create", "namespace", "shop"]).await;
+    let file = cluster.file("www.yaml", &certificate_manifest("www"));
+    cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            file.to_str().unwrap_or_default(),
+        ])
+        .await;
+    let table = cluster
+        .kubectl(&["get", "certificates.certinext.io", "-n", "shop"])
+        .await;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "SECRET", "PRODUCT", "EXPIRES", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..3], ["www", "www-tls", "web"], "{table}");
+    let wide = cluster
+        .kubectl(&[
+            "get",
+            "certificates.certinext.io",
+            "-n",
+            "shop",
+            "-o",
+            "wide",
+        ])
+        .await;
+    assert!(
+        wide.lines().next().unwrap_or_default().contains("ISSUER"),
+        "{wide}"
+    );
+    let namespaces = cluster.kubectl(&["get", "namespaces"]).await;
+    assert!(
+        namespaces.starts_with("NAME")
+            && namespaces.contains("STATUS")
+            && namespaces.contains("Active"),
+        "{namespaces}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_returns_when_the_condition_is_set_for_the_current_generation() {
+    use certinext::api::Certificate;
+    use kube::api::{Api, Patch, PatchParams};
+    let cluster = TestCluster::with_crds().await;
+    cluster.kubectl(&["create", "namespace", "shop"]).await;
+    let file = cluster.file("www.yaml", &certificate_manifest("www"));
+    cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            file.to_str().unwrap_or_default(),
+        ])
+        .await;
+    let mut wait = cluster
+        .kubectl_command(&[
+            "wait",
+            "--for=condition=Ready",
+            "-n",
+            "shop",
+            "certificates.certinext.io/www",
+            "--timeout=60s",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl wait starts");
+    let api: Api<Certificate> = Api::namespaced(cluster.client.clone(), "shop");
+    let status = serde_json::json!({"status": {"conditions": [{
+        "type": "Ready", "status": "True", "reason": "Issued", "message": "issued",
+        "observedGeneration": 1, "lastTransitionTime": "2026-11-27T10:00:00Z"}]}});
+    api.patch_status("www", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("status set");
+    let exit = tokio::time::timeout(Duration::from_secs(30), wait.wait())
+        .await
+        .expect("kubectl wait returns")
+        .expect("kubectl wait runs");
+    assert!(exit.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_shows_the_objects_events() {
+    use k8s_openapi::api::core::v1::{Event, ObjectReference};
+    use kube::api::{Api, PostParams};
+    let cluster = TestCluster::with_crds().await;
+    cluster.kubectl(&["create", "namespace", "shop"]).await;
+    let file = cluster.file("www.yaml", &certificate_manifest("www"));
+    cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            file.to_str().unwrap_or_default(),
+        ])
+        .await;
+    let object = json(
+        &cluster
+            .kubectl(&[
+                "get",
+                "-n",
+                "shop",
+                "certificates.certinext.io/www",
+                "-o",
+                "json",
+            ])
+            .await,
+    );
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), "shop");
+    let event = Event {
+        metadata: kube::api::ObjectMeta {
+            generate_name: Some("www.".into()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("certinext.io/v1alpha1".into()),
+            kind: Some("Certificate".into()),
+            name: Some("www".into()),
+            namespace: Some("shop".into()),
+            uid: object["metadata"]["uid"].as_str().map(str::to_owned),
+            ..Default::default()
+        },
+        reason: Some("ProductMissing".into()),
+        message: Some("Product \"web\" does not exist in namespace \"shop\"".into()),
+        type_: Some("Warning".into()),
+        count: Some(1),
+        first_timestamp: object["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| serde_json::from_value(serde_json::json!(t)).ok()),
+        last_timestamp: object["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| serde_json::from_value(serde_json::json!(t)).ok()),
+        ..Default::default()
+    };
+    events
+        .create(&PostParams::default(), &event)
+        .await
+        .expect("event created");
+    let described = cluster
+        .kubectl(&["describe", "-n", "shop", "certificates.certinext.io/www"])
+        .await;
+    assert!(described.contains("Events:"), "{described}");
+    assert!(described.contains("ProductMissing"), "{described}");
+    assert!(described.contains("does not exist"), "{described}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_owner_removes_its_dependents() {
+    let cluster = TestCluster::start().await;
+    cluster.kubectl(&["create", "configmap", "owner"]).await;
+    let uid = cluster
+        .kubectl(&[
+            "get",
+            "configmap",
+            "owner",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .await;
+    let dependent = cluster.file(
+        "dependent.yaml",
+        &format!(
+            "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: dependent
+  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}}}]
+"
+        ),
+    );
+    cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            dependent.to_str().unwrap_or_default(),
+        ])
+        .await;
+    cluster.kubectl(&["delete", "configmap", "owner"]).await;
+    cluster
+        .kubectl(&[
+            "wait",
+            "--for=delete",
+            "configmap/dependent",
+            "--timeout=30s",
+        ])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_deployments_and_webhook_configurations_apply() {
+    let cluster = TestCluster::start().await;
+    let manifest = cluster.file(
+        "install.yaml",
+        "apiVersion: v1
+kind: ServiceAccount
+metadata: {name: operator, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: operator}
+rules:
+- apiGroups: [certinext.io]
+  resources: [certificates, certificates/status]
+  verbs: [get, list, watch, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: operator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: operator}
+subjects: [{kind: ServiceAccount, name: operator, namespace: default}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: leases, namespace: default}
+rules: [{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: leases, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: leases}
+subjects: [{kind: ServiceAccount, name: operator, namespace: default}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: operator, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: operator}}
+  template:
+    metadata: {labels: {app: operator}}
+    spec:
+      serviceAccountName: operator
+      containers:
+      - name: operator
+        image: certinext/operator:dev
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: certinext}
+webhooks:
+- name: certificates.certinext.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig: {service: {name: operator, namespace: default, path: /validate}}
+  rules: [{apiGroups: [certinext.io], apiVersions: [v1alpha1], operations: [CREATE, UPDATE], resources: [certificates]}]
+",
+    );
+    let out = cluster
+        .kubectl(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            manifest.to_str().unwrap_or_default(),
+        ])
+        .await;
+    assert_eq!(out.matches("created").count(), 7, "{out}");
+    let deployment = json(
+        &cluster
+            .kubectl(&["get", "deployment", "operator", "-o", "json"])
+            .await,
+    );
+    assert_eq!(deployment["metadata"]["generation"], 1);
+    let binding = cluster.kubectl(&["get", "rolebinding", "leases"]).await;
+    assert!(
+        binding.contains("Role/leases") || binding.contains("leases"),
+        "{binding}"
+    );
+}

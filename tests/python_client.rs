@@ -25,7 +25,14 @@ async fn the_python_client_lists_creates_and_watches_certificates() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let steps: Vec<&str> = stdout.lines().map(|l| l.split_whitespace().next().unwrap_or_default()).collect();
-    assert_eq!(steps, ["listed", "created", "watched", "selected"], "{stdout}");
+    let steps: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        steps,
+        ["listed", "created", "watched", "selected"],
+        "{stdout}"
+    );
     assert!(stdout.starts_with("listed 2 at "), "{stdout}");
 }

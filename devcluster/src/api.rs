@@ -649,7 +649,10 @@ impl Cluster {
             {
                 return Err(target.conflict(name));
             }
-            Ok(Computed::Update(patched))
+            Ok(Computed::Update(crate::convert::to_storage(
+                &target.def,
+                &patched,
+            )))
         })
     }
 
@@ -756,7 +759,7 @@ impl Cluster {
 
     fn delete(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
         let options = delete_options(request)?;
-        let dry_run = dry_run(request);
+        let dry_run = dry_run(request) || options.dry_run;
         match self.delete_object(&target.store_def, &target.key(name), &options, dry_run)? {
             Deleted::Pending(object) => Ok(Response::Json(200, target.present(&object))),
             Deleted::Gone(object) => Ok(Response::Json(
@@ -769,7 +772,7 @@ impl Cluster {
     fn delete_collection(&self, target: &Target, request: &Request) -> Result<Response, ApiError> {
         let filter = Filter::from_query(&request.query, &target.def)?;
         let options = delete_options(request)?;
-        let dry_run = dry_run(request);
+        let dry_run = dry_run(request) || options.dry_run;
         let (objects, _) = self
             .store
             .list(&target.def.key(), target.namespace.as_deref());
@@ -1085,6 +1088,8 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub propagation_policy: Option<String>,
+    /// `dryRun: [All]` in the body, as kube-rs sends it.
+    pub dry_run: bool,
 }
 
 fn delete_options(request: &Request) -> Result<DeleteOptions, ApiError> {
@@ -1104,6 +1109,10 @@ fn delete_options(request: &Request) -> Result<DeleteOptions, ApiError> {
         if let Some(policy) = text("/propagationPolicy") {
             options.propagation_policy = Some(policy);
         }
+        options.dry_run = body
+            .get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|modes| modes.iter().any(|m| m == "All"));
     }
     match options.propagation_policy.as_deref() {
         None | Some("Orphan" | "Background" | "Foreground") => Ok(options),

@@ -501,3 +501,137 @@ async fn a_streaming_list_watcher_gets_the_objects_then_the_changes() {
         other => panic!("expected the change, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_watcher_gets_partial_object_metadata() {
+    let (_cluster, client) = start(Config::default()).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &configmap("meta", 0))
+        .await
+        .expect("create");
+    let metadata: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(api.into_client(), "default");
+    let stream = watcher::watcher(metadata, watcher::Config::default());
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .expect("events in time")
+            .expect("no watch error")
+            .expect("the stream goes on");
+        if let Event::InitApply(object) = event {
+            assert_eq!(object.name_any(), "meta");
+            assert!(object.metadata.uid.is_some());
+            assert_eq!(
+                object.types.as_ref().map(|t| t.kind.as_str()),
+                Some("PartialObjectMetadata")
+            );
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_through_events_k8s_io_are_core_events_too() {
+    use k8s_openapi::api::core::v1::{Event as CoreEvent, ObjectReference};
+    use kube::runtime::events::{Event as Published, EventType, Recorder, Reporter};
+    let (_cluster, client) = start(Config::default()).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let object = api
+        .create(&PostParams::default(), &configmap("subject", 0))
+        .await
+        .expect("create");
+    let reporter = Reporter {
+        controller: "tester".into(),
+        instance: Some("tester-1".into()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: object.metadata.name.clone(),
+        namespace: Some("default".into()),
+        uid: object.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let event = Published {
+        type_: EventType::Warning,
+        reason: "Refused".into(),
+        note: Some("the subject was refused".into()),
+        action: "Validate".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.expect("publish");
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("publish again (a series)");
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let selector = format!(
+        "involvedObject.name=subject,involvedObject.uid={}",
+        object.metadata.uid.unwrap_or_default()
+    );
+    let listed = core
+        .list(&kube::api::ListParams::default().fields(&selector))
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 1, "one event, counted as a series");
+    let event = &listed.items[0];
+    assert_eq!(event.reason.as_deref(), Some("Refused"));
+    assert_eq!(event.message.as_deref(), Some("the subject was refused"));
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.reporting_component.as_deref(), Some("tester"));
+    assert_eq!(event.series.as_ref().and_then(|s| s.count), Some(2));
+    let other = core
+        .list(&kube::api::ListParams::default().fields("involvedObject.name=someone-else"))
+        .await
+        .expect("list");
+    assert!(other.items.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_writes_nothing_and_delete_collection_deletes_the_selected() {
+    let (_cluster, client) = start(Config::default()).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let preview = api
+        .create(&dry, &configmap("ghost", 0))
+        .await
+        .expect("dry-run create");
+    assert_eq!(preview.name_any(), "ghost");
+    assert!(
+        api.get_opt("ghost").await.expect("get").is_none(),
+        "a dry run stores nothing"
+    );
+    for (name, tier) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        let mut object = configmap(name, 0);
+        object.metadata.labels = Some(BTreeMap::from([("tier".to_owned(), tier.to_owned())]));
+        api.create(&PostParams::default(), &object)
+            .await
+            .expect("create");
+    }
+    let dry_delete = kube::api::DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    api.delete("a", &dry_delete).await.expect("dry-run delete");
+    assert!(api.get_opt("a").await.expect("get").is_some());
+    api.delete_collection(
+        &DeleteParams::default(),
+        &kube::api::ListParams::default().labels("tier=x"),
+    )
+    .await
+    .expect("delete collection");
+    let left: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    assert_eq!(left, ["c"]);
+}
