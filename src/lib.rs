@@ -11,3 +11,4 @@ pub mod capabilities;
 pub mod crd;
 pub mod dev;
 pub mod manifests;
+pub mod tenancy;

@@ -1,5 +1,6 @@
 //! Money, pricing and the ledger: pure arithmetic, no Kubernetes client.
 
 pub mod money;
+pub mod wallet;
 
 pub use money::{CURRENCY_PATTERN, MONEY_PATTERN, Money, MoneyError};
