@@ -176,7 +176,9 @@ impl Cluster {
     fn route(self: &Arc<Self>, request: &Request) -> Result<Response, ApiError> {
         let path = request.path.trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        crate::openapi::check_field_validation(&self.registry, request, &segments)?;
         match segments.as_slice() {
+            ["openapi", rest @ ..] => crate::openapi::serve(&self.registry, request, rest),
             ["api"] => Ok(Response::Json(
                 200,
                 json!({"kind": "APIVersions", "versions": ["v1"],

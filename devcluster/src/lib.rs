@@ -18,6 +18,7 @@
 pub mod api;
 mod convert;
 mod housekeeping;
+pub mod openapi;
 pub mod patch;
 mod persist;
 pub mod protobuf;
