@@ -15,7 +15,7 @@ use crate::status::{ApiError, Cause, qualified, success};
 use crate::store::{Change, ObjectKey, Outcome, Store};
 use crate::table::{self, Format};
 use crate::watch;
-use crate::{patch, ssa, validation};
+use crate::{patch, ssa};
 
 /// The finalizer that holds a CustomResourceDefinition until its objects are gone.
 pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -1165,7 +1165,7 @@ fn prepare_create(def: &ResourceDef, mut object: Value) -> Result<Value, ApiErro
         }
         _ => {}
     }
-    validate(def, &object)?;
+    admit(def, &mut object, None)?;
     Ok(object)
 }
 
@@ -1277,7 +1277,7 @@ fn finish_update(
             next["status"]["conditions"] = conditions;
         }
     }
-    validate(def, &next)?;
+    admit(def, &mut next, Some(current))?;
     Ok(next)
 }
 
@@ -1298,19 +1298,19 @@ fn spec_changed(def: &ResourceDef, current: &Value, next: &Value) -> bool {
     strip(current) != strip(next)
 }
 
-/// Validates a custom resource against its schema, and a CRD against the rules it must meet.
-fn validate(def: &ResourceDef, object: &Value) -> Result<(), ApiError> {
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if let Some(schema) = &def.schema {
-        let causes = validation::validate(schema, object);
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(&def.group, &def.kind, name, causes));
+/// Admits a custom resource as the API server does: unknown fields pruned, defaults applied,
+/// the schema and its CEL rules (with `old` for transition rules) enforced.
+fn admit(def: &ResourceDef, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let Some(schema) = &def.schema else {
+        return Ok(());
+    };
+    match crate::schema::admit(schema, object, old) {
+        Ok(_) => Ok(()),
+        Err(causes) => {
+            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            Err(ApiError::invalid(&def.group, &def.kind, name, causes))
         }
     }
-    Ok(())
 }
 
 /// A CRD's status as the apiextensions controllers set it: names accepted, established.

@@ -23,6 +23,7 @@ pub mod patch;
 mod persist;
 pub mod protobuf;
 pub mod registry;
+pub mod schema;
 pub mod selector;
 mod server;
 pub mod ssa;
@@ -30,7 +31,6 @@ pub mod status;
 pub mod store;
 mod table;
 mod tls;
-pub mod validation;
 mod watch;
 
 use std::net::SocketAddr;
