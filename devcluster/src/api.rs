@@ -1262,6 +1262,8 @@ fn finish_update(
             ));
         }
     }
+    // Pruning and defaulting come first: generation compares what will be stored.
+    admit(def, &mut next, Some(current))?;
     if current_metadata.contains_key("generation") && spec_changed(def, current, &next) {
         let generation = current_metadata
             .get("generation")
@@ -1277,7 +1279,6 @@ fn finish_update(
             next["status"]["conditions"] = conditions;
         }
     }
-    admit(def, &mut next, Some(current))?;
     Ok(next)
 }
 

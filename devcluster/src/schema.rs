@@ -3825,7 +3825,7 @@ mod tests {
         )
         .expect("admitted");
         assert!(admission.pruned.is_empty());
-        assert_eq!(after["spec"]["duration"], json!("7776000s"));
+        assert_eq!(after["spec"]["duration"], json!("2160h"));
         assert_eq!(after["spec"]["privateKey"]["encoding"], json!("PKCS1"));
     }
 

@@ -120,6 +120,7 @@ pub struct CertificateSpec {
     /// Requested lifetime, a Go duration; clipped to the product's maximum validity and the
     /// CA's expiry. Defaults to 2160h (90 days).
     #[serde(default = "default_duration")]
+    #[schemars(extend("default" = "2160h"))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1h')").message("duration must be at least 1h"))]
     pub duration: Duration,
 

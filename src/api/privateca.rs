@@ -67,6 +67,7 @@ pub struct PrivateCASpec {
 
     /// Lifetime of the CA certificate, a Go duration. Defaults to 87600h (ten years).
     #[serde(default = "default_ca_duration")]
+    #[schemars(extend("default" = "87600h"))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1h')").message("duration must be at least 1h"))]
     pub duration: Duration,
 

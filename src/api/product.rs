@@ -63,6 +63,7 @@ pub struct ProductSpec {
     /// The longest validity a certificate of this product gets; longer requests are clipped.
     /// A Go duration such as `8760h`. Defaults to 8760h (one year).
     #[serde(default = "default_max_validity")]
+    #[schemars(extend("default" = "8760h"))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1h')").message("maxValidity must be at least 1h"))]
     pub max_validity: Duration,
 
