@@ -30,6 +30,7 @@ pub mod ssa;
 pub mod status;
 pub mod store;
 mod table;
+pub mod strategic;
 mod tls;
 mod watch;
 
