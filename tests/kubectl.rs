@@ -17,9 +17,7 @@ fn json(text: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_resources_lists_the_builtins_and_the_crds() {
     let cluster = TestCluster::start().await;
-    cluster
-        .kubectl(&["apply", "-f", &repo_path("crds")])
-        .await;
+    cluster.kubectl(&["apply", "-f", &repo_path("crds")]).await;
     let resources = cluster.kubectl(&["api-resources", "-o", "name"]).await;
     for expected in [
         "namespaces",
@@ -54,15 +52,11 @@ async fn api_resources_lists_the_builtins_and_the_crds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_applies_and_reads_back() {
     let cluster = TestCluster::start().await;
-    let out = cluster
-        .kubectl(&["apply", "-f", &repo_path("crds")])
-        .await;
+    let out = cluster.kubectl(&["apply", "-f", &repo_path("crds")]).await;
     assert_eq!(out.matches("created").count(), 8, "{out}");
     for example in ["quickstart", "enterprise", "reseller", "retail"] {
         let file = repo_path(&format!("examples/{example}.yaml"));
-        cluster
-            .kubectl(&["apply", "-f", &file])
-            .await;
+        cluster.kubectl(&["apply", "-f", &file]).await;
         // Every object the file declares is there, as declared.
         let listed = json(&cluster.kubectl(&["get", "-f", &file, "-o", "json"]).await);
         let items = listed["items"].as_array().expect("a list");
@@ -77,12 +71,21 @@ async fn every_example_applies_and_reads_back() {
         let versions = |listed: &Value| -> Vec<Value> {
             listed["items"]
                 .as_array()
-                .map(|items| items.iter().map(|i| i["metadata"]["resourceVersion"].clone()).collect())
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|i| i["metadata"]["resourceVersion"].clone())
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         cluster.kubectl(&["apply", "-f", &file]).await;
         let again = json(&cluster.kubectl(&["get", "-f", &file, "-o", "json"]).await);
-        assert_eq!(versions(&listed), versions(&again), "{example}: re-applying changed something");
+        assert_eq!(
+            versions(&listed),
+            versions(&again),
+            "{example}: re-applying changed something"
+        );
     }
     let accounts = cluster.kubectl(&["get", "accounts", "-o", "name"]).await;
     assert_eq!(
@@ -99,9 +102,7 @@ async fn every_example_applies_and_reads_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapply_after_an_edit_merges_through_the_last_applied_configuration() {
     let cluster = TestCluster::start().await;
-    cluster
-        .kubectl(&["apply", "-f", &repo_path("crds")])
-        .await;
+    cluster.kubectl(&["apply", "-f", &repo_path("crds")]).await;
     cluster.kubectl(&["create", "namespace", "shop"]).await;
     let first = cluster.file(
         "cert.yaml",
@@ -893,26 +894,42 @@ webhooks:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_shows_the_field_documentation() {
     let cluster = TestCluster::with_crds().await;
-    let explained = cluster.kubectl(&["explain", "certificates.certinext.io.spec.dnsNames"]).await;
-    assert!(explained.contains("DNS subject alternative names"), "{explained}");
+    let explained = cluster
+        .kubectl(&["explain", "certificates.certinext.io.spec.dnsNames"])
+        .await;
+    assert!(
+        explained.contains("DNS subject alternative names"),
+        "{explained}"
+    );
     let account = cluster.kubectl(&["explain", "accounts.spec.type"]).await;
-    assert!(account.contains("Reseller, Enterprise or Retail"), "{account}");
+    assert!(
+        account.contains("Reseller, Enterprise or Retail"),
+        "{account}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accounts_type_cannot_change() {
     let cluster = TestCluster::with_crds().await;
     let account = |ty: &str| {
-        format!("apiVersion: certinext.io/v1alpha1\nkind: Account\nmetadata: {{name: globex}}\nspec: {{type: {ty}}}\n")
+        format!(
+            "apiVersion: certinext.io/v1alpha1\nkind: Account\nmetadata: {{name: globex}}\nspec: {{type: {ty}}}\n"
+        )
     };
     let file = cluster.file("account.yaml", &account("Enterprise"));
-    cluster.kubectl(&["apply", "-f", file.to_str().unwrap_or_default()]).await;
+    cluster
+        .kubectl(&["apply", "-f", file.to_str().unwrap_or_default()])
+        .await;
     let file = cluster.file("account.yaml", &account("Reseller"));
-    let refused = cluster.kubectl_fails(&["apply", "-f", file.to_str().unwrap_or_default()]).await;
+    let refused = cluster
+        .kubectl_fails(&["apply", "-f", file.to_str().unwrap_or_default()])
+        .await;
     assert!(refused.contains("is invalid"), "{refused}");
     assert!(refused.contains("spec.type"), "{refused}");
     assert!(refused.contains("type is immutable"), "{refused}");
-    let stored = cluster.kubectl(&["get", "accounts", "globex", "-o", "jsonpath={.spec.type}"]).await;
+    let stored = cluster
+        .kubectl(&["get", "accounts", "globex", "-o", "jsonpath={.spec.type}"])
+        .await;
     assert_eq!(stored, "Enterprise");
 }
 
@@ -932,7 +949,9 @@ spec:
   autoApprov: false
 ",
     );
-    let refused = cluster.kubectl_fails(&["apply", "-f", typo.to_str().unwrap_or_default()]).await;
+    let refused = cluster
+        .kubectl_fails(&["apply", "-f", typo.to_str().unwrap_or_default()])
+        .await;
     assert!(refused.contains("autoApprov"), "{refused}");
     let fixed = cluster.file(
         "fixed.yaml",
@@ -945,9 +964,137 @@ spec:
   price: \"5.00\"
 ",
     );
-    cluster.kubectl(&["apply", "-f", fixed.to_str().unwrap_or_default()]).await;
-    let product = json(&cluster.kubectl(&["get", "-n", "shop", "products/web", "-o", "json"]).await);
+    cluster
+        .kubectl(&["apply", "-f", fixed.to_str().unwrap_or_default()])
+        .await;
+    let product = json(
+        &cluster
+            .kubectl(&["get", "-n", "shop", "products/web", "-o", "json"])
+            .await,
+    );
     assert_eq!(product["spec"]["autoApprove"], true, "defaulted: {product}");
     assert_eq!(product["spec"]["maxValidity"], "8760h");
     assert_eq!(product["spec"]["issuerRef"]["kind"], "PrivateCA");
+}
+
+fn deployment(containers: &[(&str, &str)]) -> String {
+    let containers: String = containers
+        .iter()
+        .map(|(name, image)| format!("      - name: {name}\n        image: {image}\n"))
+        .collect();
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+{containers}"
+    )
+}
+
+fn container_images(cluster_json: &Value) -> Vec<(String, String)> {
+    cluster_json["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .map(|containers| {
+            containers
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_owned(),
+                        c["image"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategic_merge_patches_merge_built_in_lists_by_their_keys() {
+    let cluster = TestCluster::start().await;
+    let file = cluster.file(
+        "web.yaml",
+        &deployment(&[("app", "app:1"), ("proxy", "proxy:1")]),
+    );
+    let path = file.to_str().unwrap_or_default().to_owned();
+    cluster.kubectl(&["apply", "-f", &path]).await;
+    // A patch names one container: the other stays.
+    cluster
+        .kubectl(&[
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}"#,
+        ])
+        .await;
+    let object = json(
+        &cluster
+            .kubectl(&["get", "deployment", "web", "-o", "json"])
+            .await,
+    );
+    let mut images = container_images(&object);
+    images.sort();
+    assert_eq!(
+        images,
+        [
+            ("app".to_owned(), "app:2".to_owned()),
+            ("proxy".to_owned(), "proxy:1".to_owned())
+        ]
+    );
+    // Client-side apply drops the container the file no longer lists.
+    cluster.file("web.yaml", &deployment(&[("app", "app:3")]));
+    cluster.kubectl(&["apply", "-f", &path]).await;
+    let object = json(
+        &cluster
+            .kubectl(&["get", "deployment", "web", "-o", "json"])
+            .await,
+    );
+    assert_eq!(
+        container_images(&object),
+        [("app".to_owned(), "app:3".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_merges_built_in_lists_by_key_across_managers() {
+    let cluster = TestCluster::start().await;
+    let first = cluster.file("app.yaml", &deployment(&[("app", "app:1")]));
+    cluster
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-app",
+            "-f",
+            first.to_str().unwrap_or_default(),
+        ])
+        .await;
+    let second = cluster.file("sidecar.yaml", &deployment(&[("sidecar", "sidecar:1")]));
+    cluster
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-mesh",
+            "-f",
+            second.to_str().unwrap_or_default(),
+        ])
+        .await;
+    let object = json(
+        &cluster
+            .kubectl(&["get", "deployment", "web", "-o", "json"])
+            .await,
+    );
+    let mut images = container_images(&object);
+    images.sort();
+    assert_eq!(
+        images,
+        [
+            ("app".to_owned(), "app:1".to_owned()),
+            ("sidecar".to_owned(), "sidecar:1".to_owned())
+        ]
+    );
 }

@@ -15,7 +15,7 @@ use crate::status::{ApiError, Cause, qualified, success};
 use crate::store::{Change, ObjectKey, Outcome, Store};
 use crate::table::{self, Format};
 use crate::watch;
-use crate::{patch, ssa};
+use crate::{patch, ssa, strategic};
 
 /// The finalizer that holds a CustomResourceDefinition until its objects are gone.
 pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -523,7 +523,7 @@ impl Cluster {
                 None,
                 &mut created,
                 &manager.as_ssa(),
-                def.schema.as_deref(),
+                def.merge_schema.as_deref(),
                 &now(),
             );
             if dry_run {
@@ -634,13 +634,15 @@ impl Cluster {
                     patch::merge_patch(&mut patched, &patch)
                         .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 }
+                "application/strategic-merge-patch+json" if target.store_def.custom => {
+                    return Err(ApiError::unsupported_media_type(
+                        "application/strategic-merge-patch+json (not supported for custom resources)",
+                    ));
+                }
                 "application/strategic-merge-patch+json" => {
-                    // Strategic merge without list merge keys: a JSON merge patch of the
-                    // object with its directives removed.
-                    let mut patch = parse_object(&body)?;
-                    strip_directives(&mut patch);
-                    patch::merge_patch(&mut patched, &patch)
-                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    let patch = parse_object(&body)?;
+                    strategic::patch(&target.def.group, &target.def.kind, &mut patched, &patch)
+                        .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
                 }
                 other => return Err(ApiError::unsupported_media_type(other)),
             }
@@ -683,7 +685,7 @@ impl Cluster {
                         Some(current),
                         &mut next,
                         &manager.as_ssa(),
-                        def.schema.as_deref(),
+                        def.merge_schema.as_deref(),
                         &now(),
                     );
                     next
@@ -695,7 +697,7 @@ impl Cluster {
                         &applied,
                         &manager.as_ssa(),
                         force,
-                        def.schema.as_deref(),
+                        def.merge_schema.as_deref(),
                         &now(),
                     )
                     .map_err(|conflicts| apply_conflict(&conflicts))?;
@@ -724,7 +726,7 @@ impl Cluster {
                         &seed,
                         &manager.as_ssa(),
                         force,
-                        def.schema.as_deref(),
+                        def.merge_schema.as_deref(),
                         &now(),
                     )
                     .map_err(|conflicts| apply_conflict(&conflicts))?;
@@ -1308,7 +1310,10 @@ fn admit(def: &ResourceDef, object: &mut Value, old: Option<&Value>) -> Result<(
     match crate::schema::admit(schema, object, old) {
         Ok(_) => Ok(()),
         Err(causes) => {
-            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             Err(ApiError::invalid(&def.group, &def.kind, name, causes))
         }
     }
@@ -1519,21 +1524,6 @@ fn apply_conflict(conflicts: &[ssa::Conflict]) -> ApiError {
         .collect();
     ApiError::new(409, "Conflict", ssa::conflict_message(conflicts))
         .with_details(json!({"causes": causes}))
-}
-
-/// Removes strategic-merge-patch directives (`$patch`, `$retainKeys`, `$setElementOrder/…`,
-/// `$deleteFromPrimitiveList/…`).
-fn strip_directives(patch: &mut Value) {
-    match patch {
-        Value::Object(fields) => {
-            fields.retain(|k, _| !k.starts_with('$'));
-            for value in fields.values_mut() {
-                strip_directives(value);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_directives),
-        _ => {}
-    }
 }
 
 /// The Kubernetes verb of a resource request.

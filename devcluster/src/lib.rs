@@ -29,8 +29,8 @@ mod server;
 pub mod ssa;
 pub mod status;
 pub mod store;
-mod table;
 pub mod strategic;
+mod table;
 mod tls;
 mod watch;
 

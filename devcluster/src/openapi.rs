@@ -145,7 +145,74 @@ fn generate_builtins() -> Builtins {
             }
         }
     }
+    // The list semantics kubectl's client-side apply and patch read (merge keys and patch
+    // strategies), which the Rust types do not carry, from the tables strategic merge uses.
+    for ((group, _, kind), name) in &kinds {
+        if let Some(merge) = crate::strategic::builtin_schema(group, kind) {
+            annotate(&mut definitions, name, &merge);
+        }
+    }
     Builtins { definitions, kinds }
+}
+
+/// Copies the `x-kubernetes-*` list and patch extensions of `merge` (an inline schema tree)
+/// onto the properties of the component `name` and, through their references, of the
+/// components below it.
+fn annotate(definitions: &mut Map<String, Value>, name: &str, merge: &Value) {
+    let mut work = vec![(name.to_owned(), merge.clone())];
+    let mut seen = std::collections::HashSet::new();
+    while let Some((name, merge)) = work.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(merge_properties) = merge.get("properties").and_then(Value::as_object) else {
+            continue;
+        };
+        let Some(properties) = definitions
+            .get_mut(&name)
+            .and_then(|schema| schema.get_mut("properties"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        for (field, merge_child) in merge_properties {
+            let Some(property) = properties.get_mut(field).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if let Some(extensions) = merge_child.as_object() {
+                for (key, value) in extensions
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("x-kubernetes-"))
+                {
+                    property.insert(key.clone(), value.clone());
+                }
+            }
+            // Follow the property to the component it names, directly, through list items,
+            // through map values, or through `allOf`.
+            let property = Value::Object(property.clone());
+            let targets = [
+                (ref_name(&property), merge_child),
+                (
+                    property.get("items").and_then(ref_name),
+                    merge_child.get("items").unwrap_or(&Value::Null),
+                ),
+                (
+                    property.get("additionalProperties").and_then(ref_name),
+                    merge_child
+                        .get("additionalProperties")
+                        .unwrap_or(&Value::Null),
+                ),
+                (property.pointer("/allOf/0").and_then(ref_name), merge_child),
+            ];
+            for (target, merge_target) in targets {
+                if let Some(target) = target
+                    && merge_target.get("properties").is_some()
+                {
+                    work.push((target.to_owned(), merge_target.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// `io.k8s.api.core.v1.Secret` from `{"$ref": "#/components/schemas/io.k8s.api.core.v1.Secret"}`.

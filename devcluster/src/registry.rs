@@ -24,6 +24,9 @@ pub struct ResourceDef {
     pub status_subresource: bool,
     /// The OpenAPI v3 schema of a custom resource version.
     pub schema: Option<Arc<Value>>,
+    /// The list and map semantics server-side apply merges by: the CRD schema of a custom
+    /// resource, the Kubernetes types' markers for a built-in.
+    pub merge_schema: Option<Arc<Value>>,
     /// Printer columns of a custom resource version.
     pub printer_columns: Vec<Value>,
     /// Whether the resource is a custom resource (status on create, schema admission).
@@ -74,6 +77,7 @@ impl ResourceDef {
             categories: Vec::new(),
             status_subresource,
             schema: None,
+            merge_schema: crate::strategic::builtin_schema(group, kind).map(Arc::new),
             printer_columns: Vec::new(),
             custom: false,
             generation: false,
@@ -416,6 +420,10 @@ pub fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
         if version.get("served").and_then(Value::as_bool) != Some(true) {
             continue;
         }
+        let schema = version
+            .pointer("/schema/openAPIV3Schema")
+            .cloned()
+            .map(Arc::new);
         let version_name = version
             .get("name")
             .and_then(Value::as_str)
@@ -431,10 +439,8 @@ pub fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
             short_names: strings(names.get("shortNames")),
             categories: strings(names.get("categories")),
             status_subresource: version.pointer("/subresources/status").is_some(),
-            schema: version
-                .pointer("/schema/openAPIV3Schema")
-                .cloned()
-                .map(Arc::new),
+            schema: schema.clone(),
+            merge_schema: schema,
             printer_columns: version
                 .get("additionalPrinterColumns")
                 .and_then(Value::as_array)

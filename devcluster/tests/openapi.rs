@@ -343,8 +343,12 @@ async fn the_index_lists_every_group_version_and_hashes_follow_the_crds() {
         listed,
         [
             "api/v1",
+            "apis/admissionregistration.k8s.io/v1",
             "apis/apiextensions.k8s.io/v1",
-            "apis/coordination.k8s.io/v1"
+            "apis/apps/v1",
+            "apis/coordination.k8s.io/v1",
+            "apis/events.k8s.io/v1",
+            "apis/rbac.authorization.k8s.io/v1"
         ],
         "{index}"
     );
