@@ -1,6 +1,8 @@
 //! The API's semantics as a client meets them: names, conflicts, preconditions, watch
 //! options, the status subresource under server-side apply, and a CRD's lifecycle.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use devcluster::{Config, DevCluster};
@@ -17,14 +19,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 async fn start() -> (DevCluster, Client) {
-    let cluster = DevCluster::start(Config::default())
-        .await
-        .expect("devcluster starts");
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    (cluster, Client::try_from(config).expect("client"))
+    support::start(Config::default()).await
 }
 
 fn api_error<T: std::fmt::Debug>(result: kube::Result<T>) -> kube::core::Status {
@@ -135,11 +130,7 @@ async fn watches_send_bookmarks_and_end_at_their_timeout() {
     })
     .await
     .expect("devcluster starts");
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    let api: Api<ConfigMap> = Api::default_namespaced(Client::try_from(config).expect("client"));
+    let api: Api<ConfigMap> = Api::default_namespaced(support::client(&cluster).await);
     let version = cluster.resource_version().to_string();
     let started = Instant::now();
     let mut params = WatchParams::default().timeout(2);
@@ -170,11 +161,7 @@ async fn a_watch_from_an_expired_version_gets_410_in_the_stream() {
     })
     .await
     .expect("devcluster starts");
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    let api: Api<ConfigMap> = Api::default_namespaced(Client::try_from(config).expect("client"));
+    let api: Api<ConfigMap> = Api::default_namespaced(support::client(&cluster).await);
     let start = cluster.resource_version().to_string();
     for i in 0..5 {
         let object = ConfigMap {

@@ -1,6 +1,8 @@
 //! Fault injection: a kube-rs Controller still converges when the API server fails requests
 //! and closes watches.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +10,10 @@ use std::time::Duration;
 use devcluster::{Config, DevCluster, Faults};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
 
 const OBJECTS: usize = 1_000;
 
@@ -46,11 +48,7 @@ async fn a_controller_reconciles_every_object_despite_errors_and_closed_watches(
     })
     .await
     .expect("devcluster starts");
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    let client = Client::try_from(config).expect("client");
+    let client = support::client(&cluster).await;
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
 
     let controller = Controller::new(api.clone(), watcher::Config::default())

@@ -1,11 +1,13 @@
 //! kube-rs, unchanged, against devcluster: watchers across closed watches and expired
 //! versions, `Api::entry`, finalizers, `patch_status`, and a `Controller`.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use devcluster::{Config, DevCluster};
+use devcluster::Config;
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -17,6 +19,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, CustomResource, CustomResourceExt, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use support::start;
 use tokio::sync::mpsc;
 
 #[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -34,17 +37,6 @@ pub struct WidgetSpec {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct WidgetStatus {
     pub seen: i64,
-}
-
-async fn start(config: Config) -> (DevCluster, Client) {
-    let cluster = DevCluster::start(config).await.expect("devcluster starts");
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("kubeconfig loads");
-    let client = Client::try_from(config).expect("client");
-    (cluster, client)
 }
 
 async fn install_widgets(client: &Client) {

@@ -1,21 +1,15 @@
 //! `data_dir`: a restarted cluster has every object, the same versions, its CRDs' resources,
 //! and the change window a watch resumes from.
 
+mod support;
+
 use devcluster::{Config, DevCluster};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::{
     Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::{Client, ResourceExt};
-
-async fn client(cluster: &DevCluster) -> Client {
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
 
 fn configmap(name: &str, value: &str) -> ConfigMap {
     ConfigMap {
@@ -37,7 +31,7 @@ async fn a_restart_keeps_objects_versions_and_the_change_window() {
     };
 
     let first = DevCluster::start(config()).await.expect("starts");
-    let api: Api<ConfigMap> = Api::default_namespaced(client(&first).await);
+    let api: Api<ConfigMap> = Api::default_namespaced(support::client(&first).await);
     let kept = api
         .create(&PostParams::default(), &configmap("kept", "1"))
         .await
@@ -74,7 +68,7 @@ async fn a_restart_keeps_objects_versions_and_the_change_window() {
             .unwrap_or_default(),
         "the same token: existing kubeconfigs keep working"
     );
-    let api: Api<ConfigMap> = Api::default_namespaced(client(&second).await);
+    let api: Api<ConfigMap> = Api::default_namespaced(support::client(&second).await);
     let restored = api.get("kept").await.expect("kept survives");
     assert_eq!(restored.metadata.uid, kept.metadata.uid);
     assert_eq!(
