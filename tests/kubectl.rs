@@ -931,6 +931,29 @@ async fn an_accounts_type_cannot_change() {
         .kubectl(&["get", "accounts", "globex", "-o", "jsonpath={.spec.type}"])
         .await;
     assert_eq!(stored, "Enterprise");
+
+    // The same through kube-rs: a 422 Invalid whose cause names the field and the rule.
+    use certinext::api::Account;
+    use certinext::capabilities::AccountType;
+    let accounts: kube::Api<Account> = kube::Api::all(cluster.client.clone());
+    let mut account = accounts.get("globex").await.expect("get");
+    account.spec.account_type = AccountType::Retail;
+    match accounts
+        .replace("globex", &Default::default(), &account)
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+            let causes = status.details.map(|d| d.causes).unwrap_or_default();
+            assert!(
+                causes
+                    .iter()
+                    .any(|c| c.field == "spec.type" && c.message.contains("type is immutable")),
+                "{causes:?}"
+            );
+        }
+        other => panic!("expected 422 Invalid, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
