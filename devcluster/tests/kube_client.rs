@@ -87,6 +87,27 @@ fn steps(events: &[Event<ConfigMap>], name: &str) -> Vec<String> {
     seen
 }
 
+/// Forwards a watcher's events. The watcher backs off and retries on errors, as every
+/// controller's does; errors are printed (they show in a failing test's output) and a
+/// relist after a 410 is what the relist test expects.
+async fn forward(
+    stream: impl futures_util::Stream<Item = watcher::Result<Event<ConfigMap>>>,
+    sender: mpsc::UnboundedSender<Event<ConfigMap>>,
+) {
+    use kube::runtime::WatchStreamExt;
+    let mut stream = std::pin::pin!(stream.default_backoff());
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(event) => {
+                if sender.send(event).is_err() {
+                    return;
+                }
+            }
+            Err(error) => eprintln!("watcher error (retried): {error}"),
+        }
+    }
+}
+
 /// Receives events into `events` until one shows `step`.
 async fn wait_for(
     receiver: &mut mpsc::UnboundedReceiver<Event<ConfigMap>>,
@@ -94,11 +115,12 @@ async fn wait_for(
     step: i64,
 ) {
     let want = step.to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(20), receiver.recv())
+        let event = tokio::time::timeout_at(deadline, receiver.recv())
             .await
-            .expect("an event in time")
-            .expect("the watcher runs");
+            .unwrap_or_else(|_| panic!("step {step} not seen in time; events: {events:?}"))
+            .expect("the watcher runs (a closed channel means it failed: see its panic)");
         let done = matches!(&event, Event::Apply(o) | Event::InitApply(o)
             if o.data.as_ref().and_then(|d| d.get("step")) == Some(&want));
         events.push(event);
@@ -118,16 +140,7 @@ async fn a_watcher_sees_every_change_once_across_a_closed_watch() {
 
     let (sender, mut receiver) = mpsc::unbounded_channel();
     let stream = watcher::watcher(api.clone(), watcher::Config::default());
-    let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            if let Ok(event) = event
-                && sender.send(event).is_err()
-            {
-                return;
-            }
-        }
-    });
+    let task = tokio::spawn(forward(stream, sender));
     let mut events = Vec::new();
     wait_for(&mut receiver, &mut events, 0).await;
     for step in 1..=5 {
@@ -181,16 +194,7 @@ async fn a_watcher_relists_after_410_and_converges() {
     let (sender, mut receiver) = mpsc::unbounded_channel();
     // Without bookmarks the watcher's version is that of the last configmap it saw.
     let stream = watcher::watcher(api.clone(), watcher::Config::default().disable_bookmarks());
-    let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            if let Ok(event) = event
-                && sender.send(event).is_err()
-            {
-                return;
-            }
-        }
-    });
+    let task = tokio::spawn(forward(stream, sender));
     let mut events: Vec<Event<ConfigMap>> = Vec::new();
     let mut inits = 0;
     // The first listing.
