@@ -68,10 +68,9 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the operator's controllers against `client`. Each controller issue adds its
-/// controller here; they run until the returned handles are aborted.
-pub fn start_controllers(_client: &kube::Client) -> Vec<tokio::task::JoinHandle<()>> {
-    Vec::new()
+/// Starts the operator's controllers against `client`.
+pub fn start_controllers(client: &kube::Client) -> Vec<tokio::task::JoinHandle<()>> {
+    crate::controllers::start(client)
 }
 
 /// Prints a message for the user, ignoring a stdout nobody reads any more.

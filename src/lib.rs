@@ -8,6 +8,7 @@
 pub mod api;
 pub mod billing;
 pub mod capabilities;
+pub mod controllers;
 pub mod crd;
 pub mod dev;
 pub mod manifests;
