@@ -327,7 +327,7 @@ async fn deleting_a_crd_stops_serving_it_and_deletes_its_objects() {
     let gone = await_condition(
         crds.clone(),
         "widgets.example.com",
-        conditions::is_deleted(""),
+        |crd: Option<&CustomResourceDefinition>| crd.is_none(),
     );
     tokio::time::timeout(Duration::from_secs(10), gone)
         .await
@@ -382,7 +382,8 @@ async fn configmap_named(api: &Api<ConfigMap>, name: &str) -> ConfigMap {
 }
 
 async fn wait_gone(api: &Api<ConfigMap>, name: &str) {
-    let gone = await_condition(api.clone(), name, conditions::is_deleted(""));
+    // Not `conditions::is_deleted("")`: with an empty uid it holds for any existing object.
+    let gone = await_condition(api.clone(), name, |o: Option<&ConfigMap>| o.is_none());
     tokio::time::timeout(Duration::from_secs(10), gone)
         .await
         .expect("gone in time")
