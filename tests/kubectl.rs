@@ -1121,3 +1121,18 @@ async fn server_side_apply_merges_built_in_lists_by_key_across_managers() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_cluster_roles_apply() {
+    let cluster = TestCluster::start().await;
+    let out = cluster
+        .kubectl(&["apply", "-f", &repo_path("config/rbac")])
+        .await;
+    assert_eq!(out.matches("created").count(), 3, "{out}");
+    let roles = cluster
+        .kubectl(&["get", "clusterroles", "-o", "name"])
+        .await;
+    for role in ["certinext-admin", "certinext-requester", "certinext-viewer"] {
+        assert!(roles.contains(role), "{roles}");
+    }
+}

@@ -48,6 +48,31 @@ pub struct FundsRequest {
     pub granted: Option<Money>,
 }
 
+fn credited(account: &Account) -> Result<Money, MoneyError> {
+    Money::checked_sum(account.spec.credits.iter().map(|c| c.amount))
+}
+
+/// What the account wallet has paid for directly. Orders are charged from the PKI work on;
+/// until then nothing is spent.
+fn spent(_account: &Account) -> Money {
+    Money::ZERO
+}
+
+/// The account wallet's allocations to `requests`. Pure; the Account controller writes the
+/// wallet from it and the Group controller a group's share, so both see the same decision.
+pub fn allocation(account: &Account, requests: &[FundsRequest]) -> Result<Allocation, MoneyError> {
+    let requests: Vec<wallet::Request<'_>> = requests
+        .iter()
+        .map(|r| wallet::Request {
+            id: &r.id,
+            amount: r.amount,
+            requested_at: r.requested_at,
+            granted: r.granted,
+        })
+        .collect();
+    wallet::allocate(credited(account)?, spent(account), &requests)
+}
+
 /// Decides an account's status. Pure.
 pub fn decide(
     account: &Account,
@@ -59,19 +84,8 @@ pub fn decide(
     let capabilities = capabilities::granted(account_type)
         .map(|(name, scope)| GrantedCapability { name, scope })
         .collect();
-    let credited = Money::checked_sum(account.spec.credits.iter().map(|c| c.amount))?;
-    let requests: Vec<wallet::Request<'_>> = requests
-        .iter()
-        .map(|r| wallet::Request {
-            id: &r.id,
-            amount: r.amount,
-            requested_at: r.requested_at,
-            granted: r.granted,
-        })
-        .collect();
-    // Orders are charged from the PKI issue on; until then nothing is spent.
-    let spent = Money::ZERO;
-    let allocation: Allocation = wallet::allocate(credited, spent, &requests)?;
+    let (credited, spent) = (credited(account)?, spent(account));
+    let allocation = allocation(account, requests)?;
     let wallet = Wallet {
         currency: account.spec.currency.clone(),
         credited,
@@ -121,7 +135,7 @@ pub fn decide(
 }
 
 /// Every account's claims, from the controller's cache.
-fn claims(accounts: &[Arc<Account>]) -> Claims {
+pub fn claims(accounts: &[Arc<Account>]) -> Claims {
     let claims: Vec<Claim<'_>> = accounts
         .iter()
         .map(|a| Claim {
@@ -135,7 +149,7 @@ fn claims(accounts: &[Arc<Account>]) -> Claims {
 
 /// The funds requests against an account's wallet: its groups (with the GroupFunding
 /// capability) and, for a reseller, its sub-accounts.
-async fn funds_requests(
+pub async fn funds_requests(
     client: &Client,
     account: &Account,
     namespaces: &[String],

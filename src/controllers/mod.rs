@@ -2,6 +2,7 @@
 //! status, with the decisions in pure functions.
 
 pub mod account;
+pub mod group;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde_json::{Value, json};
@@ -47,5 +48,8 @@ pub fn condition(
 
 /// Starts every controller against `client`; they run until the handles are aborted.
 pub fn start(client: &kube::Client) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![tokio::spawn(account::run(client.clone()))]
+    vec![
+        tokio::spawn(account::run(client.clone())),
+        tokio::spawn(group::run(client.clone())),
+    ]
 }

@@ -1,0 +1,365 @@
+//! The Group controller: capabilities, members as RoleBindings, and the group's funds.
+//!
+//! dereference (the account holding the namespace, the wallet's decision) → validate (pure:
+//! GroupManagement, GroupFunding, UserManagement) → build (pure: one RoleBinding per role) →
+//! apply (server-side, owned by the group; bindings for roles no longer used are deleted) →
+//! status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::account::{self, FundsRequest};
+use super::{Error, condition};
+use crate::api::group::{MemberKind, Role};
+use crate::api::{Account, Group};
+use crate::billing::Money;
+use crate::capabilities::{self, Capability};
+
+/// The field manager of what this controller writes.
+pub const MANAGER: &str = "certinext-group-controller";
+/// The label that marks the RoleBindings of a group.
+pub const GROUP_LABEL: &str = "certinext.io/group";
+
+/// The ClusterRole each role binds (shipped in `config/rbac/`).
+pub fn cluster_role(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "certinext-admin",
+        Role::Requester => "certinext-requester",
+        Role::Viewer => "certinext-viewer",
+    }
+}
+
+/// Why a group is not in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Checks the capabilities the group's spec uses against its account. Pure.
+pub fn validate(group: &Group, account: &Account) -> Result<(), Refusal> {
+    let name = group.name_any();
+    let account_name = account.name_any();
+    let account_type = account.spec.account_type;
+    let mut needed = vec![Capability::GroupManagement];
+    if group.spec.funds.is_some() {
+        needed.push(Capability::GroupFunding);
+    }
+    if !group.spec.members.is_empty() {
+        needed.push(Capability::UserManagement);
+    }
+    for capability in needed {
+        if let Err(denial) = capabilities::check(&account_name, account_type, capability) {
+            return Err(Refusal {
+                reason: "CapabilityDenied",
+                message: denial.for_object("Group", &name),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The RoleBindings the group's members need: one per role in use, named `<group>-<role>`.
+pub fn role_bindings(group: &Group) -> BTreeMap<String, Value> {
+    let namespace = group.namespace().unwrap_or_default();
+    let name = group.name_any();
+    let owner = group
+        .controller_owner_ref(&())
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
+    let mut by_role: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
+    for member in &group.spec.members {
+        let subject = match member.kind {
+            MemberKind::User => {
+                json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": member.name})
+            }
+            MemberKind::Group => {
+                json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": member.name})
+            }
+            MemberKind::ServiceAccount => json!({"kind": "ServiceAccount", "name": member.name,
+                "namespace": member.namespace.clone().unwrap_or_else(|| namespace.clone())}),
+        };
+        by_role
+            .entry(cluster_role(member.role))
+            .or_default()
+            .push(subject);
+    }
+    by_role
+        .into_iter()
+        .map(|(role, subjects)| {
+            let binding_name = format!("{name}-{}", role.trim_start_matches("certinext-"));
+            let binding = json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {
+                    "name": binding_name,
+                    "namespace": namespace,
+                    "labels": {GROUP_LABEL: name, "app.kubernetes.io/managed-by": "certinext-operator"},
+                    "ownerReferences": owner.iter().collect::<Vec<_>>(),
+                },
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": subjects,
+            });
+            (binding_name, binding)
+        })
+        .collect()
+}
+
+pub struct Context {
+    pub client: Client,
+}
+
+pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = group.name_any();
+    let namespace = group.namespace().unwrap_or_default();
+    let client = &ctx.client;
+    let groups: Api<Group> = Api::namespaced(client.clone(), &namespace);
+    let generation = group.metadata.generation;
+    let previous = group.status.as_ref().map(|s| s.conditions.as_slice());
+
+    // Dereference: the account holding the namespace.
+    let accounts: Vec<Arc<Account>> = Api::<Account>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let claims = account::claims(&accounts);
+    let holder = claims
+        .owner_of(&namespace)
+        .and_then(|owner| accounts.iter().find(|a| a.name_any() == owner));
+    let Some(holder) = holder else {
+        let message = format!(
+            "Group {name:?}: namespace {namespace:?} belongs to no Account; add it to an Account's spec.namespaces"
+        );
+        let status = json!({"status": {"observedGeneration": generation, "account": null,
+            "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}});
+        write_status(&groups, &name, status).await?;
+        return Ok(Action::await_change());
+    };
+
+    // Validate: what the group asks of its account's capabilities.
+    if let Err(refusal) = validate(&group, holder) {
+        let status = json!({"status": {"observedGeneration": generation, "account": holder.name_any(),
+            "conditions": [condition("Ready", false, refusal.reason, &refusal.message, generation, previous)]}});
+        write_status(&groups, &name, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    // Build and apply: the members' RoleBindings, and none for roles no longer used.
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &namespace);
+    let desired = role_bindings(&group);
+    for (binding_name, binding) in &desired {
+        bindings
+            .patch(
+                binding_name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(binding),
+            )
+            .await?;
+    }
+    let selector = format!("{GROUP_LABEL}={name}");
+    for existing in bindings
+        .list(&ListParams::default().labels(&selector))
+        .await?
+    {
+        if !desired.contains_key(&existing.name_any()) {
+            bindings
+                .delete(&existing.name_any(), &DeleteParams::default())
+                .await?;
+        }
+    }
+
+    // The group's share of the account wallet, as the wallet decides it.
+    let held = claims.held_by(&holder.name_any());
+    let requests: Vec<FundsRequest> = account::funds_requests(client, holder, &held).await?;
+    let allocation =
+        account::allocation(holder, &requests).map_err(|e| Error::Money(holder.name_any(), e))?;
+    let id = format!("group/{namespace}/{name}");
+    let decision = allocation.decision(&id);
+    let allocated = decision.map_or(Money::ZERO, |d| d.in_force);
+    let spent = Money::ZERO;
+    let balance = allocated
+        .checked_sub(spent)
+        .map_err(|e| Error::Money(holder.name_any(), e))?;
+    let (ready, reason, message) = match decision.and_then(|d| d.refused.as_ref()) {
+        Some(refused) => (
+            false,
+            "InsufficientFunds",
+            format!(
+                "Group {name:?} asks for {} {} but Account {:?} can allocate only {} to it; {} is in force",
+                refused.wanted,
+                holder.spec.currency,
+                holder.name_any(),
+                refused.available,
+                allocated
+            ),
+        ),
+        None => (
+            true,
+            "Ready",
+            format!(
+                "Group {name:?} is in force with {} member(s)",
+                group.spec.members.len()
+            ),
+        ),
+    };
+    let funded = group.spec.funds.is_some();
+    let status = json!({"status": {
+        "observedGeneration": generation,
+        "account": holder.name_any(),
+        "allocated": funded.then_some(allocated),
+        "spent": funded.then_some(spent),
+        "balance": funded.then_some(balance),
+        "certificates": 0,
+        "conditions": [condition("Ready", ready, reason, &message, generation, previous)],
+    }});
+    write_status(&groups, &name, status).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn write_status(groups: &Api<Group>, name: &str, mut status: Value) -> Result<(), Error> {
+    status["apiVersion"] = json!("certinext.io/v1alpha1");
+    status["kind"] = json!("Group");
+    groups
+        .patch_status(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&status),
+        )
+        .await?;
+    Ok(())
+}
+
+pub fn error_policy(_group: Arc<Group>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "group reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until the stream ends.
+pub async fn run(client: Client) {
+    let groups: Api<Group> = Api::all(client.clone());
+    let controller = Controller::new(groups, watcher::Config::default());
+    let store = controller.store();
+    // A change to an account (its type, credits, namespaces) or to another group's funds
+    // can change every group's standing.
+    let all_groups = move || {
+        store
+            .state()
+            .into_iter()
+            .map(|g| ObjectRef::from_obj(&*g))
+            .collect::<Vec<_>>()
+    };
+    let after_account = all_groups.clone();
+    let bindings = watcher::Config::default().labels(GROUP_LABEL);
+    controller
+        .owns(Api::<RoleBinding>::all(client.clone()), bindings)
+        .watches(
+            Api::<Account>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Account| after_account(),
+        )
+        .watches(
+            Api::<Group>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Group| all_groups(),
+        )
+        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .for_each(|_| async {})
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::GroupSpec;
+    use crate::api::group::Member;
+    use crate::capabilities::AccountType;
+
+    fn group(funds: Option<&str>, members: Vec<Member>) -> Group {
+        let mut group = Group::new(
+            "team",
+            GroupSpec {
+                funds: funds.map(|f| Money::parse(f).unwrap()),
+                members,
+                ..Default::default()
+            },
+        );
+        group.metadata.namespace = Some("shop".into());
+        group.metadata.uid = Some("uid-1".into());
+        group
+    }
+
+    fn account(account_type: AccountType) -> Account {
+        serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Account",
+            "metadata": {"name": "corner-shop"}, "spec": {"type": account_type, "namespaces": ["shop"]}}))
+        .unwrap()
+    }
+
+    fn member(kind: MemberKind, name: &str, role: Role) -> Member {
+        Member {
+            kind,
+            name: name.into(),
+            namespace: None,
+            role,
+        }
+    }
+
+    #[test]
+    fn a_funded_group_in_a_retail_account_is_refused_with_the_matrix_reason() {
+        let refusal =
+            validate(&group(Some("10"), vec![]), &account(AccountType::Retail)).unwrap_err();
+        assert_eq!(refusal.reason, "CapabilityDenied");
+        assert_eq!(
+            refusal.message,
+            "Group \"team\" requires the GroupFunding capability, which Retail accounts do not have \
+             (account \"corner-shop\"): finance is account-level"
+        );
+        assert!(validate(&group(None, vec![]), &account(AccountType::Retail)).is_ok());
+        assert!(
+            validate(
+                &group(Some("10"), vec![]),
+                &account(AccountType::Enterprise)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn members_become_one_binding_per_role_owned_by_the_group() {
+        let bindings = role_bindings(&group(
+            None,
+            vec![
+                member(MemberKind::User, "alice", Role::Admin),
+                member(MemberKind::Group, "devs", Role::Requester),
+                member(MemberKind::ServiceAccount, "ci", Role::Requester),
+            ],
+        ));
+        assert_eq!(
+            bindings.keys().collect::<Vec<_>>(),
+            ["team-admin", "team-requester"]
+        );
+        let requester = &bindings["team-requester"];
+        assert_eq!(requester["roleRef"]["name"], "certinext-requester");
+        assert_eq!(
+            requester["subjects"][1],
+            json!({"kind": "ServiceAccount", "name": "ci", "namespace": "shop"})
+        );
+        assert_eq!(requester["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(
+            requester["metadata"]["ownerReferences"][0]["controller"],
+            true
+        );
+        assert_eq!(requester["metadata"]["labels"][GROUP_LABEL], "team");
+    }
+}

@@ -1,0 +1,271 @@
+//! The tenancy controllers on devcluster: accounts (namespaces held, capabilities, wallet, a
+//! contested namespace) and groups (capabilities, funds, members as RoleBindings).
+
+mod support;
+
+use std::time::Duration;
+
+use certinext::api::Account;
+use kube::Api;
+use kube::runtime::wait::await_condition;
+use support::cluster::TestCluster;
+
+async fn wait_for(api: &Api<Account>, name: &str, check: impl Fn(&Account) -> bool) -> Account {
+    let condition = move |account: Option<&Account>| account.is_some_and(&check);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api.clone(), name, condition),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("Account {name} did not reach the expected status"))
+    .expect("watch")
+    .expect("the account exists")
+}
+
+fn ready(account: &Account) -> Option<(String, String)> {
+    account
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enterprise_example_reaches_ready_with_its_wallet() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client);
+    let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
+        .expect("example");
+    certinext::manifests::apply(&cluster.client, &example, "test")
+        .await
+        .expect("applies");
+    let accounts: Api<Account> = Api::all(cluster.client.clone());
+    let globex = wait_for(&accounts, "globex", |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.wallet.as_ref())
+            .is_some_and(|w| w.allocated.to_string() == "3500.00")
+    })
+    .await;
+    assert_eq!(ready(&globex), Some(("True".into(), "Ready".into())));
+    let status = globex.status.expect("status");
+    let wallet = status.wallet.expect("wallet");
+    assert_eq!(
+        (
+            wallet.credited.to_string(),
+            wallet.allocated.to_string(),
+            wallet.balance.to_string()
+        ),
+        ("7500.00".into(), "3500.00".into(), "4000.00".into())
+    );
+    assert_eq!(status.namespaces, ["globex-payments", "globex-platform"]);
+    assert_eq!(status.observed_generation, Some(1));
+    assert!(
+        status
+            .capabilities
+            .iter()
+            .all(|c| c.name.as_str() != "SubAccounts")
+    );
+
+    // A later account claiming one of globex's namespaces is refused, naming both.
+    let intruder = cluster.file(
+        "intruder.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: Account
+metadata: {name: initrode}
+spec:
+  type: Retail
+  namespaces: [globex-payments, initrode]
+",
+    );
+    cluster
+        .kubectl(&["apply", "-f", intruder.to_str().unwrap_or_default()])
+        .await;
+    let initrode = wait_for(&accounts, "initrode", |a| ready(a).is_some()).await;
+    assert_eq!(
+        ready(&initrode),
+        Some(("False".into(), "NamespaceConflict".into()))
+    );
+    let message = initrode
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.first())
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("globex-payments") && message.contains("globex"),
+        "{message}"
+    );
+    assert_eq!(
+        initrode.status.map(|s| s.namespaces).unwrap_or_default(),
+        ["initrode"]
+    );
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+async fn wait_for_group(
+    api: &Api<certinext::api::Group>,
+    name: &str,
+    check: impl Fn(&certinext::api::Group) -> bool,
+) -> certinext::api::Group {
+    let condition = move |group: Option<&certinext::api::Group>| group.is_some_and(&check);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api.clone(), name, condition),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("Group {name} did not reach the expected status"))
+    .expect("watch")
+    .expect("the group exists")
+}
+
+fn group_ready(group: &certinext::api::Group) -> Option<(String, String, String)> {
+    group
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_get_their_funds_and_their_members_role_bindings() {
+    use certinext::api::Group;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client);
+    let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
+        .expect("example");
+    certinext::manifests::apply(&cluster.client, &example, "test")
+        .await
+        .expect("applies");
+
+    let platform: Api<Group> = Api::namespaced(cluster.client.clone(), "globex-platform");
+    let team = wait_for_group(&platform, "platform-team", |g| {
+        group_ready(g).is_some_and(|r| r.0 == "True")
+    })
+    .await;
+    let status = team.status.expect("status");
+    assert_eq!(status.account.as_deref(), Some("globex"));
+    assert_eq!(
+        status.allocated.map(|m| m.to_string()).as_deref(),
+        Some("2000.00")
+    );
+    assert_eq!(
+        status.balance.map(|m| m.to_string()).as_deref(),
+        Some("2000.00")
+    );
+
+    let bindings: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), "globex-platform");
+    let requester = bindings
+        .get("platform-team-requester")
+        .await
+        .expect("the requester binding");
+    assert_eq!(requester.role_ref.name, "certinext-requester");
+    let subjects: Vec<(String, String)> = requester
+        .subjects
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.kind, s.name))
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            ("Group".into(), "platform-engineers".into()),
+            (
+                "ServiceAccount".into(),
+                "argocd-application-controller".into()
+            )
+        ]
+    );
+    assert!(bindings.get("platform-team-admin").await.is_ok());
+
+    // A group asking for more than the wallet holds is refused, naming what it could have.
+    let greedy = cluster.file(
+        "greedy.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: Group
+metadata: {name: greedy, namespace: globex-platform}
+spec: {funds: \"5000.00\"}
+",
+    );
+    cluster
+        .kubectl(&["apply", "-f", greedy.to_str().unwrap_or_default()])
+        .await;
+    let greedy = wait_for_group(&platform, "greedy", |g| group_ready(g).is_some()).await;
+    let (status, reason, message) = group_ready(&greedy).expect("a Ready condition");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "InsufficientFunds")
+    );
+    assert!(
+        message.contains("5000.00") && message.contains("4000.00"),
+        "{message}"
+    );
+
+    // Deleting a group takes its RoleBindings with it.
+    platform
+        .delete("platform-team", &Default::default())
+        .await
+        .expect("delete");
+    let gone = await_condition(
+        bindings.clone(),
+        "platform-team-admin",
+        |b: Option<&RoleBinding>| b.is_none(),
+    );
+    tokio::time::timeout(Duration::from_secs(30), gone)
+        .await
+        .expect("bindings collected")
+        .expect("watch");
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funded_group_in_a_retail_account_is_refused() {
+    use certinext::api::Group;
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client);
+    let example = std::fs::read_to_string(support::cluster::repo_path("examples/retail.yaml"))
+        .expect("example");
+    certinext::manifests::apply(&cluster.client, &example, "test")
+        .await
+        .expect("applies");
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "corner-shop");
+    let staff = wait_for_group(&groups, "staff", |g| group_ready(g).is_some()).await;
+    assert_eq!(
+        group_ready(&staff).map(|r| r.0),
+        Some("True".into()),
+        "an unfunded group is fine"
+    );
+    let funded = cluster.file(
+        "funded.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: Group
+metadata: {name: marketing, namespace: corner-shop}
+spec: {funds: \"10.00\"}
+",
+    );
+    cluster
+        .kubectl(&["apply", "-f", funded.to_str().unwrap_or_default()])
+        .await;
+    let marketing = wait_for_group(&groups, "marketing", |g| group_ready(g).is_some()).await;
+    let (status, reason, message) = group_ready(&marketing).expect("a Ready condition");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "CapabilityDenied")
+    );
+    assert_eq!(
+        message,
+        "Group \"marketing\" requires the GroupFunding capability, which Retail accounts do not have (account \"corner-shop\"): finance is account-level"
+    );
+    for controller in controllers {
+        controller.abort();
+    }
+}
