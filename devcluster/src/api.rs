@@ -59,12 +59,8 @@ pub struct Request {
 pub enum Response {
     Json(u16, Value),
     Text(u16, &'static str),
-    Watch(tokio::sync::mpsc::Receiver<bytes_like::Chunk>),
-}
-
-/// Watch streams carry JSON lines.
-pub mod bytes_like {
-    pub type Chunk = Vec<u8>;
+    /// A watch: JSON lines, one event each.
+    Watch(tokio::sync::mpsc::Receiver<Vec<u8>>),
 }
 
 impl From<ApiError> for Response {
