@@ -269,3 +269,131 @@ spec: {funds: \"10.00\"}
         controller.abort();
     }
 }
+
+fn ready_of(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<(String, String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn wait_ready<K>(
+    api: &Api<K>,
+    name: &str,
+    conditions: fn(&K) -> Option<(String, String, String)>,
+) -> (K, (String, String, String))
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let check = move |object: Option<&K>| object.and_then(conditions).is_some();
+    let object = tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(api.clone(), name, check),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{name} got no Ready condition"))
+    .expect("watch")
+    .expect("the object exists");
+    let ready = conditions(&object).unwrap_or_default();
+    (object, ready)
+}
+
+/// The Ready condition of any certinext object, through its JSON.
+fn ready_conditions<K: serde::Serialize>(object: &K) -> Option<(String, String, String)> {
+    let value = serde_json::to_value(object).ok()?;
+    let conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> =
+        serde_json::from_value(value["status"]["conditions"].clone()).ok()?;
+    ready_of(&conditions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reseller_price_lists_and_products_are_checked() {
+    use certinext::api::{PriceList, Product};
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client);
+    let example = std::fs::read_to_string(support::cluster::repo_path("examples/reseller.yaml"))
+        .expect("example");
+    certinext::manifests::apply(&cluster.client, &example, "test")
+        .await
+        .expect("applies");
+
+    let lists: Api<PriceList> = Api::namespaced(cluster.client.clone(), "sslhub");
+    let (gold, ready) = wait_ready(&lists, "partner-gold", ready_conditions).await;
+    assert_eq!(ready.0, "True", "{ready:?}");
+    let status = gold.status.expect("status");
+    assert_eq!(status.item_count, Some(2));
+    assert_eq!(status.sub_accounts, ["initech"]);
+
+    let products: Api<Product> = Api::namespaced(cluster.client.clone(), "sslhub");
+    let (basic, ready) = wait_ready(&products, "basic-tls", ready_conditions).await;
+    assert_eq!(ready.0, "True", "{ready:?}");
+    assert_eq!(
+        basic.status.and_then(|s| s.issuer).as_deref(),
+        Some("sslhub/sslhub-issuing")
+    );
+
+    let stray = cluster.file(
+        "stray.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: Product
+metadata: {name: stray, namespace: sslhub}
+spec:
+  issuerRef: {name: someone-elses-ca, namespace: kube-system}
+  template: ServerTLS
+  price: \"1.00\"
+",
+    );
+    cluster
+        .kubectl(&["apply", "-f", stray.to_str().unwrap_or_default()])
+        .await;
+    let (_, ready) = wait_ready(&products, "stray", ready_conditions).await;
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "IssuerNotAllowed"),
+        "{ready:?}"
+    );
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_list_in_an_enterprise_account_is_refused() {
+    use certinext::api::PriceList;
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client);
+    let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
+        .expect("example");
+    certinext::manifests::apply(&cluster.client, &example, "test")
+        .await
+        .expect("applies");
+    let list = cluster.file(
+        "gold.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: PriceList
+metadata: {name: gold, namespace: globex-platform}
+spec:
+  currency: USD
+  items: [{product: internal-server, price: \"1.00\"}]
+",
+    );
+    cluster
+        .kubectl(&["apply", "-f", list.to_str().unwrap_or_default()])
+        .await;
+    let lists: Api<PriceList> = Api::namespaced(cluster.client.clone(), "globex-platform");
+    let (_, ready) = wait_ready(&lists, "gold", ready_conditions).await;
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "CapabilityDenied")
+    );
+    assert_eq!(
+        ready.2,
+        "PriceList \"gold\" requires the PriceLists capability, which Enterprise accounts do not have (account \"globex\"): only Reseller accounts have it"
+    );
+    for controller in controllers {
+        controller.abort();
+    }
+}

@@ -19,7 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::account::{self, FundsRequest};
-use super::{Error, condition};
+use super::{Error, Tenancy, condition, no_account};
 use crate::api::group::{MemberKind, Role};
 use crate::api::{Account, Group};
 use crate::billing::Money;
@@ -127,21 +127,9 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     let previous = group.status.as_ref().map(|s| s.conditions.as_slice());
 
     // Dereference: the account holding the namespace.
-    let accounts: Vec<Arc<Account>> = Api::<Account>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let claims = account::claims(&accounts);
-    let holder = claims
-        .owner_of(&namespace)
-        .and_then(|owner| accounts.iter().find(|a| a.name_any() == owner));
-    let Some(holder) = holder else {
-        let message = format!(
-            "Group {name:?}: namespace {namespace:?} belongs to no Account; add it to an Account's spec.namespaces"
-        );
+    let tenancy = Tenancy::load(client).await?;
+    let Some(holder) = tenancy.holder(&namespace) else {
+        let message = no_account("Group", &name, &namespace);
         let status = json!({"status": {"observedGeneration": generation, "account": null,
             "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}});
         write_status(&groups, &name, status).await?;
@@ -181,7 +169,7 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     }
 
     // The group's share of the account wallet, as the wallet decides it.
-    let held = claims.held_by(&holder.name_any());
+    let held = tenancy.claims.held_by(&holder.name_any());
     let requests: Vec<FundsRequest> = account::funds_requests(client, holder, &held).await?;
     let allocation =
         account::allocation(holder, &requests).map_err(|e| Error::Money(holder.name_any(), e))?;

@@ -3,6 +3,54 @@
 
 pub mod account;
 pub mod group;
+pub mod pricelist;
+pub mod product;
+
+use std::sync::Arc;
+
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::api::Account;
+use crate::tenancy::Claims;
+
+/// Every account, and which one holds each namespace: what a namespaced object's
+/// controller dereferences first.
+pub struct Tenancy {
+    pub accounts: Vec<Arc<Account>>,
+    pub claims: Claims,
+}
+
+impl Tenancy {
+    pub async fn load(client: &Client) -> Result<Self, Error> {
+        let accounts: Vec<Arc<Account>> = Api::<Account>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let claims = account::claims(&accounts);
+        Ok(Tenancy { accounts, claims })
+    }
+
+    /// The account holding `namespace`.
+    pub fn holder(&self, namespace: &str) -> Option<&Arc<Account>> {
+        let owner = self.claims.owner_of(namespace)?;
+        self.accounts.iter().find(|a| a.name_any() == owner)
+    }
+
+    pub fn account(&self, name: &str) -> Option<&Arc<Account>> {
+        self.accounts.iter().find(|a| a.name_any() == name)
+    }
+}
+
+/// The refusal of an object in a namespace no account holds.
+pub fn no_account(kind: &str, name: &str, namespace: &str) -> String {
+    format!(
+        "{kind} {name:?}: namespace {namespace:?} belongs to no Account; add it to an Account's spec.namespaces"
+    )
+}
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use serde_json::{Value, json};
@@ -51,5 +99,7 @@ pub fn start(client: &kube::Client) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(account::run(client.clone())),
         tokio::spawn(group::run(client.clone())),
+        tokio::spawn(product::run(client.clone())),
+        tokio::spawn(pricelist::run(client.clone())),
     ]
 }

@@ -1,0 +1,238 @@
+//! The PriceList controller: Reseller only, one currency, every item a product of the reseller,
+//! and which sub-accounts use the list.
+//!
+//! dereference (the account, its products, the sub-accounts naming the list) → validate
+//! (pure) → status.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::{Error, Tenancy, condition, no_account};
+use crate::api::{Account, PriceList, Product, SubAccount};
+use crate::capabilities::{self, Capability};
+
+/// The field manager of the status this controller writes.
+pub const MANAGER: &str = "certinext-pricelist-controller";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Checks a price list against its account and the products in its namespace. Pure.
+pub fn validate(
+    list: &PriceList,
+    account: &Account,
+    products: &BTreeSet<String>,
+) -> Result<(), Refusal> {
+    let name = list.name_any();
+    capabilities::check(
+        &account.name_any(),
+        account.spec.account_type,
+        Capability::PriceLists,
+    )
+    .map_err(|denial| Refusal {
+        reason: "CapabilityDenied",
+        message: denial.for_object("PriceList", &name),
+    })?;
+    if list.spec.currency != account.spec.currency {
+        return Err(Refusal {
+            reason: "CurrencyMismatch",
+            message: format!(
+                "PriceList {name:?} prices in {} but account {:?} pays in {}",
+                list.spec.currency,
+                account.name_any(),
+                account.spec.currency
+            ),
+        });
+    }
+    let missing: Vec<&str> = list
+        .spec
+        .items
+        .iter()
+        .map(|item| item.product.as_str())
+        .filter(|product| !products.contains(*product))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Refusal {
+            reason: "ProductNotFound",
+            message: format!(
+                "PriceList {name:?} prices products that do not exist in namespace {:?}: {}",
+                list.namespace().unwrap_or_default(),
+                missing.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub struct Context {
+    pub client: Client,
+}
+
+pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = list.name_any();
+    let namespace = list.namespace().unwrap_or_default();
+    let client = &ctx.client;
+    let generation = list.metadata.generation;
+    let previous = list.status.as_ref().map(|s| s.conditions.as_slice());
+    let tenancy = Tenancy::load(client).await?;
+    let Some(account) = tenancy.holder(&namespace) else {
+        let message = no_account("PriceList", &name, &namespace);
+        write_status(client, &list, json!({"observedGeneration": generation,
+            "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}))
+        .await?;
+        return Ok(Action::await_change());
+    };
+    let products: BTreeSet<String> = Api::<Product>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let users: Vec<String> = Api::<SubAccount>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|s| {
+            s.spec
+                .price_list_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+        })
+        .map(ResourceExt::name_any)
+        .collect();
+    let (ready, reason, message) = match validate(&list, account, &products) {
+        Err(refusal) => (false, refusal.reason, refusal.message),
+        Ok(()) => (
+            true,
+            "Ready",
+            format!(
+                "PriceList {name:?} prices {} product(s)",
+                list.spec.items.len()
+            ),
+        ),
+    };
+    write_status(
+        client,
+        &list,
+        json!({"observedGeneration": generation, "itemCount": list.spec.items.len(), "subAccounts": users,
+            "conditions": [condition("Ready", ready, reason, &message, generation, previous)]}),
+    )
+    .await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn write_status(client: &Client, list: &PriceList, status: Value) -> Result<(), Error> {
+    let api: Api<PriceList> =
+        Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
+    let patch =
+        json!({"apiVersion": "certinext.io/v1alpha1", "kind": "PriceList", "status": status});
+    api.patch_status(
+        &list.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn error_policy(_list: Arc<PriceList>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "price list reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until the stream ends.
+pub async fn run(client: Client) {
+    let controller = Controller::new(
+        Api::<PriceList>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    let all = move || {
+        store
+            .state()
+            .into_iter()
+            .map(|p| ObjectRef::from_obj(&*p))
+            .collect::<Vec<_>>()
+    };
+    let (after_product, after_subaccount) = (all.clone(), all.clone());
+    controller
+        .watches(
+            Api::<Account>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Account| all(),
+        )
+        .watches(
+            Api::<Product>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Product| after_product(),
+        )
+        .watches(
+            Api::<SubAccount>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: SubAccount| after_subaccount(),
+        )
+        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .for_each(|_| async {})
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(account_type: &str) -> Account {
+        serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Account",
+            "metadata": {"name": "globex"}, "spec": {"type": account_type, "namespaces": ["globex"]}}))
+        .unwrap()
+    }
+
+    fn list(currency: &str) -> PriceList {
+        serde_json::from_value(
+            json!({"apiVersion": "certinext.io/v1alpha1", "kind": "PriceList",
+            "metadata": {"name": "gold", "namespace": "globex"},
+            "spec": {"currency": currency, "items": [{"product": "basic", "price": "9.00"}]}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_resellers_price_products() {
+        let products = BTreeSet::from(["basic".to_owned()]);
+        let refusal = validate(&list("USD"), &account("Enterprise"), &products).unwrap_err();
+        assert_eq!(refusal.reason, "CapabilityDenied");
+        assert_eq!(
+            refusal.message,
+            "PriceList \"gold\" requires the PriceLists capability, which Enterprise accounts do not have \
+             (account \"globex\"): only Reseller accounts have it"
+        );
+        assert!(validate(&list("USD"), &account("Reseller"), &products).is_ok());
+    }
+
+    #[test]
+    fn currency_and_products_must_match_the_reseller() {
+        let products = BTreeSet::from(["basic".to_owned()]);
+        assert_eq!(
+            validate(&list("EUR"), &account("Reseller"), &products)
+                .unwrap_err()
+                .reason,
+            "CurrencyMismatch"
+        );
+        let refusal = validate(&list("USD"), &account("Reseller"), &BTreeSet::new()).unwrap_err();
+        assert_eq!(refusal.reason, "ProductNotFound");
+        assert!(refusal.message.ends_with(": basic"), "{}", refusal.message);
+    }
+}

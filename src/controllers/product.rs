@@ -1,0 +1,267 @@
+//! The Product controller: the CustomProducts capability, the issuer, the allowed domains.
+//!
+//! dereference (the account, the issuer's account, the PrivateCA) → validate (pure) → status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::{Error, Tenancy, condition, no_account};
+use crate::api::{Account, PrivateCA, Product};
+use crate::capabilities::{self, Capability};
+
+/// The field manager of the status this controller writes.
+pub const MANAGER: &str = "certinext-product-controller";
+
+/// Why a product cannot be ordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Whether `name` lies within the account's domains (itself, or below one that includes its
+/// subdomains).
+pub fn within_domains(account: &Account, name: &str) -> bool {
+    account.spec.domains.iter().any(|domain| {
+        name == domain.name
+            || (domain.include_subdomains && name.ends_with(&format!(".{}", domain.name)))
+    })
+}
+
+/// Checks a product against its account, given the account holding the issuer's namespace.
+/// Pure.
+pub fn validate(
+    product: &Product,
+    account: &Account,
+    issuer_account: Option<&Account>,
+) -> Result<(), Refusal> {
+    let name = product.name_any();
+    capabilities::check(
+        &account.name_any(),
+        account.spec.account_type,
+        Capability::CustomProducts,
+    )
+    .map_err(|denial| Refusal {
+        reason: "CapabilityDenied",
+        message: denial.for_object("Product", &name),
+    })?;
+    let issuer = issuer_ref(product);
+    let allowed_issuer = issuer_account.is_some_and(|holder| {
+        holder.name_any() == account.name_any()
+            || account
+                .spec
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.account == holder.name_any())
+    });
+    if !allowed_issuer {
+        let holder = issuer_account.map_or("no account".to_owned(), |a| {
+            format!("account {:?}", a.name_any())
+        });
+        return Err(Refusal {
+            reason: "IssuerNotAllowed",
+            message: format!(
+                "Product {name:?}: issuer PrivateCA {issuer:?} belongs to {holder}, not to account {:?} or its parent reseller",
+                account.name_any()
+            ),
+        });
+    }
+    for domain in &product.spec.allowed_domains {
+        if !within_domains(account, domain) {
+            return Err(Refusal {
+                reason: "DomainNotAllowed",
+                message: format!(
+                    "Product {name:?}: allowed domain {domain:?} is not among the domains of account {:?}",
+                    account.name_any()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The issuer as `namespace/name`.
+fn issuer_ref(product: &Product) -> String {
+    let namespace = product
+        .spec
+        .issuer_ref
+        .namespace
+        .clone()
+        .or_else(|| product.namespace())
+        .unwrap_or_default();
+    format!("{namespace}/{}", product.spec.issuer_ref.name)
+}
+
+pub struct Context {
+    pub client: Client,
+}
+
+pub async fn reconcile(product: Arc<Product>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = product.name_any();
+    let namespace = product.namespace().unwrap_or_default();
+    let client = &ctx.client;
+    let generation = product.metadata.generation;
+    let previous = product.status.as_ref().map(|s| s.conditions.as_slice());
+    let tenancy = Tenancy::load(client).await?;
+    let Some(account) = tenancy.holder(&namespace) else {
+        let message = no_account("Product", &name, &namespace);
+        write_status(client, &product, json!({"observedGeneration": generation,
+            "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}))
+        .await?;
+        return Ok(Action::await_change());
+    };
+    let issuer = issuer_ref(&product);
+    let (issuer_namespace, issuer_name) = issuer.split_once('/').unwrap_or_default();
+    let issuer_account = tenancy.holder(issuer_namespace).map(|a| &**a);
+    let (ready, reason, message) = match validate(&product, account, issuer_account) {
+        Err(refusal) => (false, refusal.reason, refusal.message),
+        Ok(()) => {
+            let cas: Api<PrivateCA> = Api::namespaced(client.clone(), issuer_namespace);
+            match cas.get_opt(issuer_name).await? {
+                None => (
+                    false,
+                    "IssuerNotFound",
+                    format!("Product {name:?}: issuer PrivateCA {issuer:?} does not exist"),
+                ),
+                Some(_) => (
+                    true,
+                    "Ready",
+                    format!("Product {name:?} is issued by PrivateCA {issuer:?}"),
+                ),
+            }
+        }
+    };
+    write_status(
+        client,
+        &product,
+        json!({"observedGeneration": generation, "account": account.name_any(), "issuer": issuer,
+            "conditions": [condition("Ready", ready, reason, &message, generation, previous)]}),
+    )
+    .await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn write_status(client: &Client, product: &Product, status: Value) -> Result<(), Error> {
+    let api: Api<Product> =
+        Api::namespaced(client.clone(), &product.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Product", "status": status});
+    api.patch_status(
+        &product.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn error_policy(_product: Arc<Product>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "product reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until the stream ends.
+pub async fn run(client: Client) {
+    let controller = Controller::new(
+        Api::<Product>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    // Accounts and CAs decide every product's standing; there are few of each.
+    let all = move || {
+        store
+            .state()
+            .into_iter()
+            .map(|p| ObjectRef::from_obj(&*p))
+            .collect::<Vec<_>>()
+    };
+    let after_ca = all.clone();
+    controller
+        .watches(
+            Api::<Account>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Account| all(),
+        )
+        .watches(
+            Api::<PrivateCA>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: PrivateCA| after_ca(),
+        )
+        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .for_each(|_| async {})
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(name: &str, parent: Option<&str>) -> Account {
+        let mut spec = json!({"type": "Enterprise", "namespaces": [name], "domains": [{"name": "acme.example"}]});
+        if let Some(parent) = parent {
+            spec["parent"] = json!({"account": parent, "namespace": parent, "subAccount": name});
+        }
+        serde_json::from_value(
+            json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Account",
+            "metadata": {"name": name}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn product(allowed_domains: &[&str]) -> Product {
+        serde_json::from_value(
+            json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Product",
+            "metadata": {"name": "web", "namespace": "acme"},
+            "spec": {"issuerRef": {"name": "ca"}, "template": "ServerTLS", "price": "1.00",
+                     "allowedDomains": allowed_domains}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_issuer_must_belong_to_the_account_or_its_parent_reseller() {
+        let acme = account("acme", None);
+        assert!(validate(&product(&[]), &acme, Some(&acme)).is_ok());
+        let other = account("other", None);
+        let refusal = validate(&product(&[]), &acme, Some(&other)).unwrap_err();
+        assert_eq!(refusal.reason, "IssuerNotAllowed");
+        assert!(
+            refusal.message.contains("account \"other\""),
+            "{}",
+            refusal.message
+        );
+        assert_eq!(
+            validate(&product(&[]), &acme, None).unwrap_err().reason,
+            "IssuerNotAllowed"
+        );
+        let reseller = account("reseller", None);
+        let customer = account("customer", Some("reseller"));
+        assert!(validate(&product(&[]), &customer, Some(&reseller)).is_ok());
+    }
+
+    #[test]
+    fn allowed_domains_lie_within_the_accounts_domains() {
+        let acme = account("acme", None);
+        assert!(
+            validate(
+                &product(&["acme.example", "shop.acme.example"]),
+                &acme,
+                Some(&acme)
+            )
+            .is_ok()
+        );
+        let refusal = validate(&product(&["evil.example"]), &acme, Some(&acme)).unwrap_err();
+        assert_eq!(refusal.reason, "DomainNotAllowed");
+        assert!(
+            !within_domains(&acme, "notacme.example"),
+            "a suffix is not a subdomain"
+        );
+    }
+}
