@@ -19,7 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::account::{self, FundsRequest};
-use super::{Error, Tenancy, condition, no_account};
+use super::{Error, Tenancy, condition, no_account, write_status};
 use crate::api::group::{MemberKind, Role};
 use crate::api::{Account, Group};
 use crate::billing::Money;
@@ -122,7 +122,6 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     let name = group.name_any();
     let namespace = group.namespace().unwrap_or_default();
     let client = &ctx.client;
-    let groups: Api<Group> = Api::namespaced(client.clone(), &namespace);
     let generation = group.metadata.generation;
     let previous = group.status.as_ref().map(|s| s.conditions.as_slice());
 
@@ -130,17 +129,17 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     let tenancy = Tenancy::load(client).await?;
     let Some(holder) = tenancy.holder(&namespace) else {
         let message = no_account("Group", &name, &namespace);
-        let status = json!({"status": {"observedGeneration": generation, "account": null,
-            "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}});
-        write_status(&groups, &name, status).await?;
+        let status = json!({"observedGeneration": generation, "account": null,
+            "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]});
+        write_status(client, &*group, MANAGER, status).await?;
         return Ok(Action::await_change());
     };
 
     // Validate: what the group asks of its account's capabilities.
     if let Err(refusal) = validate(&group, holder) {
-        let status = json!({"status": {"observedGeneration": generation, "account": holder.name_any(),
-            "conditions": [condition("Ready", false, refusal.reason, &refusal.message, generation, previous)]}});
-        write_status(&groups, &name, status).await?;
+        let status = json!({"observedGeneration": generation, "account": holder.name_any(),
+            "conditions": [condition("Ready", false, refusal.reason, &refusal.message, generation, previous)]});
+        write_status(client, &*group, MANAGER, status).await?;
         return Ok(Action::await_change());
     }
 
@@ -203,7 +202,7 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
         ),
     };
     let funded = group.spec.funds.is_some();
-    let status = json!({"status": {
+    let status = json!({
         "observedGeneration": generation,
         "account": holder.name_any(),
         "allocated": funded.then_some(allocated),
@@ -211,22 +210,9 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
         "balance": funded.then_some(balance),
         "certificates": 0,
         "conditions": [condition("Ready", ready, reason, &message, generation, previous)],
-    }});
-    write_status(&groups, &name, status).await?;
+    });
+    write_status(client, &*group, MANAGER, status).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-async fn write_status(groups: &Api<Group>, name: &str, mut status: Value) -> Result<(), Error> {
-    status["apiVersion"] = json!("certinext.io/v1alpha1");
-    status["kind"] = json!("Group");
-    groups
-        .patch_status(
-            name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await?;
-    Ok(())
 }
 
 pub fn error_policy(_group: Arc<Group>, error: &Error, _ctx: Arc<Context>) -> Action {

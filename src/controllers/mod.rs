@@ -45,6 +45,35 @@ impl Tenancy {
     }
 }
 
+/// Writes `status` to a namespaced object's status subresource by server-side apply, as
+/// `manager`.
+pub async fn write_status<K>(
+    client: &Client,
+    object: &K,
+    manager: &str,
+    status: serde_json::Value,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &kube::api::PatchParams::apply(manager).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 /// The refusal of an object in a namespace no account holds.
 pub fn no_account(kind: &str, name: &str, namespace: &str) -> String {
     format!(

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Error, Tenancy, condition, no_account};
+use super::{Error, Tenancy, condition, no_account, write_status};
 use crate::api::{Account, PriceList, Product, SubAccount};
 use crate::capabilities::{self, Capability};
 
@@ -89,7 +89,7 @@ pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action
     let tenancy = Tenancy::load(client).await?;
     let Some(account) = tenancy.holder(&namespace) else {
         let message = no_account("PriceList", &name, &namespace);
-        write_status(client, &list, json!({"observedGeneration": generation,
+        write_status(client, &*list, MANAGER, json!({"observedGeneration": generation,
             "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}))
         .await?;
         return Ok(Action::await_change());
@@ -127,26 +127,13 @@ pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action
     };
     write_status(
         client,
-        &list,
+        &*list,
+        MANAGER,
         json!({"observedGeneration": generation, "itemCount": list.spec.items.len(), "subAccounts": users,
             "conditions": [condition("Ready", ready, reason, &message, generation, previous)]}),
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-async fn write_status(client: &Client, list: &PriceList, status: Value) -> Result<(), Error> {
-    let api: Api<PriceList> =
-        Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
-    let patch =
-        json!({"apiVersion": "certinext.io/v1alpha1", "kind": "PriceList", "status": status});
-    api.patch_status(
-        &list.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 pub fn error_policy(_list: Arc<PriceList>, error: &Error, _ctx: Arc<Context>) -> Action {

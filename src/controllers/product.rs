@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{Error, Tenancy, condition, no_account};
+use super::{Error, Tenancy, condition, no_account, write_status};
 use crate::api::{Account, PrivateCA, Product};
 use crate::capabilities::{self, Capability};
 
@@ -113,7 +113,7 @@ pub async fn reconcile(product: Arc<Product>, ctx: Arc<Context>) -> Result<Actio
     let tenancy = Tenancy::load(client).await?;
     let Some(account) = tenancy.holder(&namespace) else {
         let message = no_account("Product", &name, &namespace);
-        write_status(client, &product, json!({"observedGeneration": generation,
+        write_status(client, &*product, MANAGER, json!({"observedGeneration": generation,
             "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}))
         .await?;
         return Ok(Action::await_change());
@@ -141,25 +141,13 @@ pub async fn reconcile(product: Arc<Product>, ctx: Arc<Context>) -> Result<Actio
     };
     write_status(
         client,
-        &product,
+        &*product,
+        MANAGER,
         json!({"observedGeneration": generation, "account": account.name_any(), "issuer": issuer,
             "conditions": [condition("Ready", ready, reason, &message, generation, previous)]}),
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-async fn write_status(client: &Client, product: &Product, status: Value) -> Result<(), Error> {
-    let api: Api<Product> =
-        Api::namespaced(client.clone(), &product.namespace().unwrap_or_default());
-    let patch = json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Product", "status": status});
-    api.patch_status(
-        &product.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 pub fn error_policy(_product: Arc<Product>, error: &Error, _ctx: Arc<Context>) -> Action {
