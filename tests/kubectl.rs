@@ -117,12 +117,7 @@ spec:
 ",
     );
     cluster
-        .kubectl(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            first.to_str().unwrap_or_default(),
-        ])
+        .kubectl(&["apply", "-f", first.to_str().unwrap_or_default()])
         .await;
     // Someone else adds a label; the user's next apply must keep it.
     cluster
@@ -146,12 +141,7 @@ spec:
 ",
     );
     let out = cluster
-        .kubectl(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            edited.to_str().unwrap_or_default(),
-        ])
+        .kubectl(&["apply", "-f", edited.to_str().unwrap_or_default()])
         .await;
     assert!(out.contains("configured"), "{out}");
     let object = json(
@@ -387,12 +377,7 @@ data: {a: b}
 ",
     );
     cluster
-        .kubectl(&[
-            "create",
-            "--validate=false",
-            "-f",
-            manifest.to_str().unwrap_or_default(),
-        ])
+        .kubectl(&["create", "-f", manifest.to_str().unwrap_or_default()])
         .await;
     let mut delete = cluster
         .kubectl_command(&["delete", "configmap", "held", "--timeout=60s"])
@@ -492,12 +477,7 @@ spec:
 ",
     );
     let error = cluster
-        .kubectl_fails(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            bad.to_str().unwrap_or_default(),
-        ])
+        .kubectl_fails(&["apply", "-f", bad.to_str().unwrap_or_default()])
         .await;
     assert!(error.contains("spec.dnsNames"), "{error}");
     assert!(error.contains("must be of type array"), "{error}");
@@ -522,7 +502,6 @@ data: {owner: alice, colour: blue}
     cluster
         .kubectl(&[
             "apply",
-            "--validate=false",
             "--server-side",
             "--field-manager=alice",
             "-f",
@@ -541,7 +520,6 @@ data: {colour: red}
     let conflict = cluster
         .kubectl_fails(&[
             "apply",
-            "--validate=false",
             "--server-side",
             "--field-manager=bob",
             "-f",
@@ -554,7 +532,6 @@ data: {colour: red}
     cluster
         .kubectl(&[
             "apply",
-            "--validate=false",
             "--server-side",
             "--field-manager=bob",
             "--force-conflicts",
@@ -592,6 +569,17 @@ data: {colour: red}
     assert_eq!(managers, [("alice", "Apply"), ("bob", "Apply")]);
 }
 
+/// A cluster with the CRDs, namespace `shop` and Certificate `www` applied with kubectl.
+async fn with_certificate_www() -> TestCluster {
+    let cluster = TestCluster::with_crds().await;
+    cluster.kubectl(&["create", "namespace", "shop"]).await;
+    let file = cluster.file("www.yaml", &certificate_manifest("www"));
+    cluster
+        .kubectl(&["apply", "-f", file.to_str().unwrap_or_default()])
+        .await;
+    cluster
+}
+
 fn certificate_manifest(name: &str) -> String {
     format!(
         "apiVersion: certinext.io/v1alpha1
@@ -607,17 +595,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_prints_the_printer_columns() {
-    let cluster = TestCluster::with_crds().await;
-    cluster.kubectl(&["create", "namespace", "shop"]).await;
-    let file = cluster.file("www.yaml", &certificate_manifest("www"));
-    cluster
-        .kubectl(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            file.to_str().unwrap_or_default(),
-        ])
-        .await;
+    let cluster = with_certificate_www().await;
     let table = cluster
         .kubectl(&["get", "certificates.certinext.io", "-n", "shop"])
         .await;
@@ -665,17 +643,7 @@ async fn get_prints_the_printer_columns() {
 async fn wait_returns_when_the_condition_is_set_for_the_current_generation() {
     use certinext::api::Certificate;
     use kube::api::{Api, Patch, PatchParams};
-    let cluster = TestCluster::with_crds().await;
-    cluster.kubectl(&["create", "namespace", "shop"]).await;
-    let file = cluster.file("www.yaml", &certificate_manifest("www"));
-    cluster
-        .kubectl(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            file.to_str().unwrap_or_default(),
-        ])
-        .await;
+    let cluster = with_certificate_www().await;
     let mut wait = cluster
         .kubectl_command(&[
             "wait",
@@ -706,17 +674,7 @@ async fn wait_returns_when_the_condition_is_set_for_the_current_generation() {
 async fn describe_shows_the_objects_events() {
     use k8s_openapi::api::core::v1::{Event, ObjectReference};
     use kube::api::{Api, PostParams};
-    let cluster = TestCluster::with_crds().await;
-    cluster.kubectl(&["create", "namespace", "shop"]).await;
-    let file = cluster.file("www.yaml", &certificate_manifest("www"));
-    cluster
-        .kubectl(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            file.to_str().unwrap_or_default(),
-        ])
-        .await;
+    let cluster = with_certificate_www().await;
     let object = json(
         &cluster
             .kubectl(&[
@@ -792,12 +750,7 @@ metadata:
         ),
     );
     cluster
-        .kubectl(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            dependent.to_str().unwrap_or_default(),
-        ])
+        .kubectl(&["apply", "-f", dependent.to_str().unwrap_or_default()])
         .await;
     cluster.kubectl(&["delete", "configmap", "owner"]).await;
     cluster
@@ -870,12 +823,7 @@ webhooks:
 ",
     );
     let out = cluster
-        .kubectl(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            manifest.to_str().unwrap_or_default(),
-        ])
+        .kubectl(&["apply", "-f", manifest.to_str().unwrap_or_default()])
         .await;
     assert_eq!(out.matches("created").count(), 7, "{out}");
     let deployment = json(

@@ -10,26 +10,49 @@ use kube::Api;
 use kube::runtime::wait::await_condition;
 use support::cluster::TestCluster;
 
-async fn wait_for(api: &Api<Account>, name: &str, check: impl Fn(&Account) -> bool) -> Account {
-    let condition = move |account: Option<&Account>| account.is_some_and(&check);
+/// Waits until the object `name` exists and satisfies `check`.
+async fn wait_until<K>(api: &Api<K>, name: &str, check: impl Fn(&K) -> bool + Send + 'static) -> K
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let condition = move |object: Option<&K>| object.is_some_and(&check);
     tokio::time::timeout(
         Duration::from_secs(30),
         await_condition(api.clone(), name, condition),
     )
     .await
-    .unwrap_or_else(|_| panic!("Account {name} did not reach the expected status"))
+    .unwrap_or_else(|_| panic!("{name} did not reach the expected status"))
     .expect("watch")
-    .expect("the account exists")
+    .expect("the object exists")
 }
 
-fn ready(account: &Account) -> Option<(String, String)> {
-    account
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
+/// The Ready condition (status, reason, message) of any certinext object, through its JSON.
+fn ready<K: serde::Serialize>(object: &K) -> Option<(String, String, String)> {
+    let value = serde_json::to_value(object).ok()?;
+    let conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> =
+        serde_json::from_value(value["status"]["conditions"].clone()).ok()?;
+    conditions
+        .into_iter()
         .find(|c| c.type_ == "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone()))
+        .map(|c| (c.status, c.reason, c.message))
+}
+
+/// Waits for the object's Ready condition, and returns the object and the condition.
+async fn wait_ready<K>(api: &Api<K>, name: &str) -> (K, (String, String, String))
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + Send
+        + 'static,
+    K::DynamicType: Default,
+{
+    let object = wait_until(api, name, |o: &K| ready(o).is_some()).await;
+    let condition = ready(&object).unwrap_or_default();
+    (object, condition)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,14 +65,17 @@ async fn the_enterprise_example_reaches_ready_with_its_wallet() {
         .await
         .expect("applies");
     let accounts: Api<Account> = Api::all(cluster.client.clone());
-    let globex = wait_for(&accounts, "globex", |a| {
+    let globex = wait_until(&accounts, "globex", |a| {
         a.status
             .as_ref()
             .and_then(|s| s.wallet.as_ref())
             .is_some_and(|w| w.allocated.to_string() == "3500.00")
     })
     .await;
-    assert_eq!(ready(&globex), Some(("True".into(), "Ready".into())));
+    assert_eq!(
+        ready(&globex).map(|r| (r.0, r.1)),
+        Some(("True".into(), "Ready".into()))
+    );
     let status = globex.status.expect("status");
     let wallet = status.wallet.expect("wallet");
     assert_eq!(
@@ -83,9 +109,9 @@ spec:
     cluster
         .kubectl(&["apply", "-f", intruder.to_str().unwrap_or_default()])
         .await;
-    let initrode = wait_for(&accounts, "initrode", |a| ready(a).is_some()).await;
+    let initrode = wait_until(&accounts, "initrode", |a| ready(a).is_some()).await;
     assert_eq!(
-        ready(&initrode),
+        ready(&initrode).map(|r| (r.0, r.1)),
         Some(("False".into(), "NamespaceConflict".into()))
     );
     let message = initrode
@@ -107,32 +133,6 @@ spec:
     }
 }
 
-async fn wait_for_group(
-    api: &Api<certinext::api::Group>,
-    name: &str,
-    check: impl Fn(&certinext::api::Group) -> bool,
-) -> certinext::api::Group {
-    let condition = move |group: Option<&certinext::api::Group>| group.is_some_and(&check);
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(api.clone(), name, condition),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("Group {name} did not reach the expected status"))
-    .expect("watch")
-    .expect("the group exists")
-}
-
-fn group_ready(group: &certinext::api::Group) -> Option<(String, String, String)> {
-    group
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_get_their_funds_and_their_members_role_bindings() {
     use certinext::api::Group;
@@ -146,8 +146,8 @@ async fn groups_get_their_funds_and_their_members_role_bindings() {
         .expect("applies");
 
     let platform: Api<Group> = Api::namespaced(cluster.client.clone(), "globex-platform");
-    let team = wait_for_group(&platform, "platform-team", |g| {
-        group_ready(g).is_some_and(|r| r.0 == "True")
+    let team = wait_until(&platform, "platform-team", |g| {
+        ready(g).is_some_and(|r| r.0 == "True")
     })
     .await;
     let status = team.status.expect("status");
@@ -197,8 +197,8 @@ spec: {funds: \"5000.00\"}
     cluster
         .kubectl(&["apply", "-f", greedy.to_str().unwrap_or_default()])
         .await;
-    let greedy = wait_for_group(&platform, "greedy", |g| group_ready(g).is_some()).await;
-    let (status, reason, message) = group_ready(&greedy).expect("a Ready condition");
+    let greedy = wait_until(&platform, "greedy", |g| ready(g).is_some()).await;
+    let (status, reason, message) = ready(&greedy).expect("a Ready condition");
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("False", "InsufficientFunds")
@@ -238,9 +238,9 @@ async fn a_funded_group_in_a_retail_account_is_refused() {
         .await
         .expect("applies");
     let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "corner-shop");
-    let staff = wait_for_group(&groups, "staff", |g| group_ready(g).is_some()).await;
+    let staff = wait_until(&groups, "staff", |g| ready(g).is_some()).await;
     assert_eq!(
-        group_ready(&staff).map(|r| r.0),
+        ready(&staff).map(|r| r.0),
         Some("True".into()),
         "an unfunded group is fine"
     );
@@ -255,8 +255,8 @@ spec: {funds: \"10.00\"}
     cluster
         .kubectl(&["apply", "-f", funded.to_str().unwrap_or_default()])
         .await;
-    let marketing = wait_for_group(&groups, "marketing", |g| group_ready(g).is_some()).await;
-    let (status, reason, message) = group_ready(&marketing).expect("a Ready condition");
+    let marketing = wait_until(&groups, "marketing", |g| ready(g).is_some()).await;
+    let (status, reason, message) = ready(&marketing).expect("a Ready condition");
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("False", "CapabilityDenied")
@@ -268,45 +268,6 @@ spec: {funds: \"10.00\"}
     for controller in controllers {
         controller.abort();
     }
-}
-
-fn ready_of(
-    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> Option<(String, String, String)> {
-    conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-async fn wait_ready<K>(
-    api: &Api<K>,
-    name: &str,
-    conditions: fn(&K) -> Option<(String, String, String)>,
-) -> (K, (String, String, String))
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
-{
-    let check = move |object: Option<&K>| object.and_then(conditions).is_some();
-    let object = tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(api.clone(), name, check),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{name} got no Ready condition"))
-    .expect("watch")
-    .expect("the object exists");
-    let ready = conditions(&object).unwrap_or_default();
-    (object, ready)
-}
-
-/// The Ready condition of any certinext object, through its JSON.
-fn ready_conditions<K: serde::Serialize>(object: &K) -> Option<(String, String, String)> {
-    let value = serde_json::to_value(object).ok()?;
-    let conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> =
-        serde_json::from_value(value["status"]["conditions"].clone()).ok()?;
-    ready_of(&conditions)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,14 +282,14 @@ async fn reseller_price_lists_and_products_are_checked() {
         .expect("applies");
 
     let lists: Api<PriceList> = Api::namespaced(cluster.client.clone(), "sslhub");
-    let (gold, ready) = wait_ready(&lists, "partner-gold", ready_conditions).await;
+    let (gold, ready) = wait_ready(&lists, "partner-gold").await;
     assert_eq!(ready.0, "True", "{ready:?}");
     let status = gold.status.expect("status");
     assert_eq!(status.item_count, Some(2));
     assert_eq!(status.sub_accounts, ["initech"]);
 
     let products: Api<Product> = Api::namespaced(cluster.client.clone(), "sslhub");
-    let (basic, ready) = wait_ready(&products, "basic-tls", ready_conditions).await;
+    let (basic, ready) = wait_ready(&products, "basic-tls").await;
     assert_eq!(ready.0, "True", "{ready:?}");
     assert_eq!(
         basic.status.and_then(|s| s.issuer).as_deref(),
@@ -349,7 +310,7 @@ spec:
     cluster
         .kubectl(&["apply", "-f", stray.to_str().unwrap_or_default()])
         .await;
-    let (_, ready) = wait_ready(&products, "stray", ready_conditions).await;
+    let (_, ready) = wait_ready(&products, "stray").await;
     assert_eq!(
         (ready.0.as_str(), ready.1.as_str()),
         ("False", "IssuerNotAllowed"),
@@ -384,7 +345,7 @@ spec:
         .kubectl(&["apply", "-f", list.to_str().unwrap_or_default()])
         .await;
     let lists: Api<PriceList> = Api::namespaced(cluster.client.clone(), "globex-platform");
-    let (_, ready) = wait_ready(&lists, "gold", ready_conditions).await;
+    let (_, ready) = wait_ready(&lists, "gold").await;
     assert_eq!(
         (ready.0.as_str(), ready.1.as_str()),
         ("False", "CapabilityDenied")
