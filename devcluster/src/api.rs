@@ -172,7 +172,6 @@ impl Cluster {
     fn route(self: &Arc<Self>, request: &Request) -> Result<Response, ApiError> {
         let path = request.path.trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        crate::openapi::check_field_validation(&self.registry, request, &segments)?;
         match segments.as_slice() {
             ["openapi", rest @ ..] => crate::openapi::serve(&self.registry, request, rest),
             ["api"] => Ok(Response::Json(
@@ -214,6 +213,12 @@ impl Cluster {
         let method = request.method.as_str();
         let watch = target.watch_path || flag(&request.query, "watch");
         self.inject_fault(verb(method, target.name.is_some(), watch))?;
+        crate::openapi::check_field_validation(
+            &target.def,
+            request,
+            target.namespace.as_deref(),
+            target.name.as_deref(),
+        )?;
         let media = request
             .content_type
             .split(';')

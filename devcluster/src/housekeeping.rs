@@ -34,10 +34,21 @@ pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
                 let cluster = cluster.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     match &event {
-                        Some(event) => collect_garbage(&cluster, event),
-                        None => collect_all_garbage(&cluster),
+                        Some(event) => {
+                            collect_garbage(&cluster, event);
+                            // A terminating namespace or CRD moves on when it changes or when
+                            // one of its objects goes; nothing else concerns the sweep.
+                            let terminations = [NAMESPACE_KEY, CRD_KEY].contains(&event.key.resource.as_str())
+                                || event.kind == EventType::Deleted;
+                            if terminations {
+                                sweep(&cluster);
+                            }
+                        }
+                        None => {
+                            collect_all_garbage(&cluster);
+                            sweep(&cluster);
+                        }
                     }
-                    sweep(&cluster);
                 })
                 .await;
             }

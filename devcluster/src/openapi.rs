@@ -863,9 +863,10 @@ pub fn unknown_fields(def: &ResourceDef, object: &Value, patch: Option<&str>) ->
 /// sent); bodies this cannot read (protobuf, JSON patches, malformed ones) are left to the
 /// handler. `segments` are the request path's.
 pub fn check_field_validation(
-    registry: &RwLock<Registry>,
+    def: &ResourceDef,
     request: &Request,
-    segments: &[&str],
+    namespace: Option<&str>,
+    name: Option<&str>,
 ) -> Result<(), ApiError> {
     let method = request.method.as_str();
     if !matches!(method, "POST" | "PUT" | "PATCH")
@@ -873,25 +874,6 @@ pub fn check_field_validation(
     {
         return Ok(());
     }
-    let (group, version, rest) = match segments {
-        ["api", version, rest @ ..] => ("", *version, rest),
-        ["apis", group, version, rest @ ..] => (*group, *version, rest),
-        _ => return Ok(()),
-    };
-    let (plural, name) = match rest {
-        ["namespaces", _, plural, tail @ ..]
-            if !(group.is_empty()
-                && matches!(*plural, "status" | "finalize")
-                && tail.is_empty()) =>
-        {
-            (*plural, tail.first())
-        }
-        [plural, tail @ ..] => (*plural, tail.first()),
-        [] => return Ok(()),
-    };
-    let Some(def) = read(registry).get(group, version, plural) else {
-        return Ok(());
-    };
     let media = request
         .content_type
         .split(';')
@@ -918,7 +900,7 @@ pub fn check_field_validation(
     let Some(body) = body.filter(Value::is_object) else {
         return Ok(());
     };
-    let unknown = unknown_fields(&def, &body, patch);
+    let unknown = unknown_fields(def, &body, patch);
     if unknown.is_empty() {
         return Ok(());
     }
@@ -932,10 +914,7 @@ pub fn check_field_validation(
         )),
         // Server-side apply reports fields its typed schema lacks.
         Some("application/apply-patch+yaml") => {
-            let namespace = match rest {
-                ["namespaces", namespace, ..] if def.namespaced => *namespace,
-                _ => "",
-            };
+            let namespace = namespace.unwrap_or_default();
             let undeclared = unknown
                 .iter()
                 .map(|field| format!(".{field}: field not declared in schema"))
@@ -943,7 +922,7 @@ pub fn check_field_validation(
                 .join("\n");
             ApiError::bad_request(format!(
                 "failed to create typed patch object ({namespace}/{name}; {api_version}, Kind={kind}): {undeclared}",
-                name = name.copied().unwrap_or_default(),
+                name = name.unwrap_or_default(),
                 api_version = def.api_version(),
                 kind = def.kind,
             ))

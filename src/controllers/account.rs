@@ -14,7 +14,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{Error, condition};
+use super::{Error, condition, error_policy};
 use crate::api::account::{GrantedCapability, Wallet};
 use crate::api::{Account, Group, SubAccount};
 use crate::billing::wallet::{self, Allocation};
@@ -231,11 +231,6 @@ pub async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Actio
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-pub fn error_policy(_account: Arc<Account>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "account reconcile failed");
-    Action::requeue(Duration::from_secs(5))
 }
 
 /// Runs the controller until the stream ends.

@@ -19,7 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::account::{self, FundsRequest};
-use super::{Error, Tenancy, condition, no_account, write_status};
+use super::{Context, Error, Tenancy, condition, error_policy, no_account, write_status};
 use crate::api::group::{MemberKind, Role};
 use crate::api::{Account, Group};
 use crate::billing::Money;
@@ -112,10 +112,6 @@ pub fn role_bindings(group: &Group) -> BTreeMap<String, Value> {
             (binding_name, binding)
         })
         .collect()
-}
-
-pub struct Context {
-    pub client: Client,
 }
 
 pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -213,11 +209,6 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     });
     write_status(client, &*group, MANAGER, status).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-pub fn error_policy(_group: Arc<Group>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "group reconcile failed");
-    Action::requeue(Duration::from_secs(5))
 }
 
 /// Runs the controller until the stream ends.

@@ -74,6 +74,22 @@ where
     Ok(())
 }
 
+/// What the controllers that need nothing but a client share.
+pub struct Context {
+    pub client: Client,
+}
+
+/// Every controller's answer to a failed reconcile: say which object failed and why, and
+/// retry soon (transient API errors are the usual cause).
+pub fn error_policy<K: kube::Resource<DynamicType = ()>, C>(
+    object: Arc<K>,
+    error: &Error,
+    _ctx: Arc<C>,
+) -> kube::runtime::controller::Action {
+    tracing::warn!(kind = %K::kind(&()), name = %object.name_any(), %error, "reconcile failed");
+    kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
+}
+
 /// The refusal of an object in a namespace no account holds.
 pub fn no_account(kind: &str, name: &str, namespace: &str) -> String {
     format!(

@@ -16,7 +16,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{Error, Tenancy, condition, no_account, write_status};
+use super::{Context, Error, Tenancy, condition, error_policy, no_account, write_status};
 use crate::api::{Account, PriceList, Product, SubAccount};
 use crate::capabilities::{self, Capability};
 
@@ -76,10 +76,6 @@ pub fn validate(
     Ok(())
 }
 
-pub struct Context {
-    pub client: Client,
-}
-
 pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = list.name_any();
     let namespace = list.namespace().unwrap_or_default();
@@ -134,11 +130,6 @@ pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-pub fn error_policy(_list: Arc<PriceList>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "price list reconcile failed");
-    Action::requeue(Duration::from_secs(5))
 }
 
 /// Runs the controller until the stream ends.

@@ -13,7 +13,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{Error, Tenancy, condition, no_account, write_status};
+use super::{Context, Error, Tenancy, condition, error_policy, no_account, write_status};
 use crate::api::{Account, PrivateCA, Product};
 use crate::capabilities::{self, Capability};
 
@@ -100,10 +100,6 @@ fn issuer_ref(product: &Product) -> String {
     format!("{namespace}/{}", product.spec.issuer_ref.name)
 }
 
-pub struct Context {
-    pub client: Client,
-}
-
 pub async fn reconcile(product: Arc<Product>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
@@ -148,11 +144,6 @@ pub async fn reconcile(product: Arc<Product>, ctx: Arc<Context>) -> Result<Actio
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-pub fn error_policy(_product: Arc<Product>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, "product reconcile failed");
-    Action::requeue(Duration::from_secs(5))
 }
 
 /// Runs the controller until the stream ends.
