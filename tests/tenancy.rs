@@ -17,14 +17,18 @@ where
     K::DynamicType: Default,
 {
     let condition = move |object: Option<&K>| object.is_some_and(&check);
-    tokio::time::timeout(
+    let reached = tokio::time::timeout(
         Duration::from_secs(30),
         await_condition(api.clone(), name, condition),
     )
-    .await
-    .unwrap_or_else(|_| panic!("{name} did not reach the expected status"))
-    .expect("watch")
-    .expect("the object exists")
+    .await;
+    match reached {
+        Ok(found) => found.expect("watch").expect("the object exists"),
+        Err(_) => panic!(
+            "{name} did not reach the expected status; it is now {:#?}",
+            api.get_opt(name).await
+        ),
+    }
 }
 
 /// The Ready condition (status, reason, message) of any certinext object, through its JSON.
@@ -353,6 +357,501 @@ spec:
     assert_eq!(
         ready.2,
         "PriceList \"gold\" requires the PriceLists capability, which Enterprise accounts do not have (account \"globex\"): only Reseller accounts have it"
+    );
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+/// The wallet figures of an account: credited, allocated, balance.
+fn wallet(account: &Account) -> Option<(String, String, String)> {
+    let wallet = account.status.as_ref()?.wallet.as_ref()?;
+    Some((
+        wallet.credited.to_string(),
+        wallet.allocated.to_string(),
+        wallet.balance.to_string(),
+    ))
+}
+
+fn figures(credited: &str, allocated: &str, balance: &str) -> Option<(String, String, String)> {
+    Some((credited.into(), allocated.into(), balance.into()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reseller_example_reaches_ready_and_sub_accounts_come_and_go() {
+    use certinext::api::{Certificate, Group, PriceList, Product, SubAccount};
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client);
+    let example = support::cluster::repo_path("examples/reseller.yaml");
+    cluster.kubectl(&["apply", "-f", &example]).await;
+
+    // The wallet figures the example's numbers imply: 10000 credited; 1000 to the sales
+    // group and 500 + 200 to the sub-accounts.
+    let accounts: Api<Account> = Api::all(cluster.client.clone());
+    for (name, expected) in [
+        ("sslhub", figures("10000.00", "1700.00", "8300.00")),
+        ("initech", figures("500.00", "0.00", "500.00")),
+        ("hooli-shop", figures("200.00", "0.00", "200.00")),
+    ] {
+        let account = wait_until(&accounts, name, move |a| {
+            wallet(a) == expected && ready(a).is_some_and(|r| r.0 == "True")
+        })
+        .await;
+        let status = account.status.expect("status");
+        if name != "sslhub" {
+            assert_eq!(status.parent.as_deref(), Some("sslhub"));
+            assert_eq!(
+                status.wallet.and_then(|w| w.funded),
+                account.spec.credits.is_empty().then(|| {
+                    certinext::billing::Money::parse(if name == "initech" { "500" } else { "200" })
+                        .expect("money")
+                })
+            );
+        }
+    }
+    let initech = accounts.get("initech").await.expect("the child account");
+    assert_eq!(initech.spec.account_type.to_string(), "Enterprise");
+    assert_eq!(initech.spec.namespaces, ["initech"]);
+    assert_eq!(initech.spec.domains[0].name, "initech.example");
+
+    let subs: Api<SubAccount> = Api::namespaced(cluster.client.clone(), "sslhub");
+    for (name, funds) in [("initech", "500.00"), ("hooli-shop", "200.00")] {
+        let sub = wait_until(&subs, name, |s| ready(s).is_some_and(|r| r.0 == "True")).await;
+        let status = sub.status.expect("status");
+        assert_eq!(status.account.as_deref(), Some(name));
+        assert_eq!(
+            status.allocated.map(|m| m.to_string()).as_deref(),
+            Some(funds)
+        );
+        assert_eq!(
+            status.balance.map(|m| m.to_string()).as_deref(),
+            Some(funds)
+        );
+    }
+    let (_, condition) = wait_ready(
+        &Api::<Group>::namespaced(cluster.client.clone(), "sslhub"),
+        "sales",
+    )
+    .await;
+    assert_eq!(condition.0, "True", "{condition:?}");
+    let (_, condition) = wait_ready(
+        &Api::<PriceList>::namespaced(cluster.client.clone(), "sslhub"),
+        "partner-gold",
+    )
+    .await;
+    assert_eq!(condition.0, "True", "{condition:?}");
+    for product in ["basic-tls", "client-auth"] {
+        let (_, condition) = wait_ready(
+            &Api::<Product>::namespaced(cluster.client.clone(), "sslhub"),
+            product,
+        )
+        .await;
+        assert_eq!(condition.0, "True", "{condition:?}");
+    }
+
+    // The reseller's admins may approve the customer's orders, and nobody else is bound.
+    let bindings: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), "initech");
+    let approvers = bindings
+        .get("certinext-reseller-approvers")
+        .await
+        .expect("the approvers' binding");
+    assert_eq!(approvers.role_ref.name, "certinext-approver");
+    let subjects: Vec<String> = approvers
+        .subjects
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(subjects, ["partner-admin@sslhub.example"]);
+    let owner = &approvers.metadata.owner_references.unwrap_or_default()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Account", "initech")
+    );
+
+    // kubectl shows type, balance and readiness.
+    let table = cluster
+        .kubectl(&[
+            "get",
+            "accounts,groups,subaccounts,pricelists,products",
+            "-A",
+        ])
+        .await;
+    let row = |needle: &str| {
+        table
+            .lines()
+            .find(|l| {
+                l.split_whitespace()
+                    .any(|w| w == needle || w.ends_with(&format!("/{needle}")))
+            })
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no row for {needle} in\n{table}"))
+    };
+    let sslhub = row("sslhub");
+    assert!(
+        table.contains("TYPE") && table.contains("BALANCE") && table.contains("READY"),
+        "{table}"
+    );
+    assert!(
+        sslhub.contains(&"Reseller") && sslhub.contains(&"8300.00") && sslhub.contains(&"True"),
+        "{sslhub:?}"
+    );
+    let hooli = row("subaccount.certinext.io/hooli-shop");
+    assert!(
+        hooli.contains(&"Retail") && hooli.contains(&"200.00") && hooli.contains(&"True"),
+        "{hooli:?}"
+    );
+
+    // Deleting a sub-account deletes its account, which waits for the objects in its
+    // namespaces to go first and says so.
+    subs.delete("hooli-shop", &Default::default())
+        .await
+        .expect("delete");
+    let blocked = wait_until(&accounts, "hooli-shop", |a| {
+        ready(a).is_some_and(|r| r.1 == "DeletionBlocked")
+    })
+    .await;
+    let message = ready(&blocked).map(|r| r.2).unwrap_or_default();
+    assert!(
+        message.contains("Certificate hooli-shop/storefront"),
+        "{message}"
+    );
+    let (sub, condition) = wait_ready(&subs, "hooli-shop").await;
+    assert!(sub.metadata.deletion_timestamp.is_some());
+    assert_eq!(condition.1, "Deleting", "{condition:?}");
+    Api::<Certificate>::namespaced(cluster.client.clone(), "hooli-shop")
+        .delete("storefront", &Default::default())
+        .await
+        .expect("delete the certificate");
+    for gone in [
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(accounts.clone(), "hooli-shop", |a: Option<&Account>| {
+                a.is_none()
+            }),
+        )
+        .await
+        .is_ok(),
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(subs.clone(), "hooli-shop", |s: Option<&SubAccount>| {
+                s.is_none()
+            }),
+        )
+        .await
+        .is_ok(),
+    ] {
+        assert!(gone, "the sub-account and its account are deleted");
+    }
+    // Its allocation returns to the reseller's wallet.
+    wait_until(&accounts, "sslhub", |a| {
+        wallet(a) == figures("10000.00", "1500.00", "8500.00")
+    })
+    .await;
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+/// What the controllers must decide for an object in each account type's namespace.
+enum Expect {
+    Ready,
+    Refused(&'static str, &'static str),
+}
+use Expect::{Ready, Refused};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_capability_matrix_is_enforced_for_every_account_type() {
+    let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
+    use certinext::api::{Group, PriceList, Product, SubAccount};
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client);
+    let mut setup = String::new();
+    for (name, kind) in [
+        ("res", "Reseller"),
+        ("ent", "Enterprise"),
+        ("ret", "Retail"),
+    ] {
+        setup.push_str(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n---
+apiVersion: certinext.io/v1alpha1\nkind: Account\nmetadata: {{name: {name}}}
+spec: {{type: {kind}, namespaces: [{name}], credits: [{{id: c1, amount: \"1000.00\"}}], domains: [{{name: {name}.example}}]}}\n---
+apiVersion: certinext.io/v1alpha1\nkind: PrivateCA\nmetadata: {{name: ca, namespace: {name}}}
+spec: {{subject: {{commonName: {name} CA}}}}\n---\n"
+        ));
+    }
+    certinext::manifests::apply(&cluster.client, &setup, "test")
+        .await
+        .expect("accounts");
+
+    // One row per cell the tenancy controllers enforce: (capability, object, expected for
+    // Reseller, Enterprise, Retail). Written from DESIGN.md §3, not from the code's table.
+    let funding = Refused(
+        "CapabilityDenied",
+        "requires the GroupFunding capability, which Retail accounts do not have",
+    );
+    let rows: Vec<(&str, &str, [Expect; 3])> = vec![
+        (
+            "GroupManagement",
+            "kind: Group\nmetadata: {name: plain}\nspec: {}",
+            [Ready, Ready, Ready],
+        ),
+        (
+            "GroupFunding",
+            "kind: Group\nmetadata: {name: funded}\nspec: {funds: \"10.00\"}",
+            [Ready, Ready, funding],
+        ),
+        (
+            "UserManagement",
+            "kind: Group\nmetadata: {name: staffed}\nspec: {members: [{kind: User, name: alice, role: Admin}]}",
+            [Ready, Ready, Ready],
+        ),
+        (
+            "CustomProducts",
+            "kind: Product\nmetadata: {name: tls}\nspec: {issuerRef: {name: ca}, template: ServerTLS, price: \"1.00\"}",
+            [Ready, Ready, Ready],
+        ),
+        (
+            "PriceLists",
+            "kind: PriceList\nmetadata: {name: gold}\nspec: {currency: USD, items: [{product: tls, price: \"0.50\"}]}",
+            [
+                Ready,
+                Refused(
+                    "CapabilityDenied",
+                    "requires the PriceLists capability, which Enterprise accounts do not have",
+                ),
+                Refused(
+                    "CapabilityDenied",
+                    "requires the PriceLists capability, which Retail accounts do not have",
+                ),
+            ],
+        ),
+        (
+            "SubAccounts",
+            "kind: SubAccount\nmetadata: {name: customer}\nspec: {type: Retail, namespaces: [NS-customer], funds: \"5.00\"}",
+            [
+                Ready,
+                Refused(
+                    "CapabilityDenied",
+                    "requires the SubAccounts capability, which Enterprise accounts do not have",
+                ),
+                Refused(
+                    "CapabilityDenied",
+                    "requires the SubAccounts capability, which Retail accounts do not have",
+                ),
+            ],
+        ),
+    ];
+    for (_, object, _) in &rows {
+        for namespace in ["res", "ent", "ret"] {
+            let manifest = format!(
+                "apiVersion: certinext.io/v1alpha1\n{}\n",
+                object.replace("NS", namespace).replace(
+                    "metadata: {name: ",
+                    &format!("metadata: {{namespace: {namespace}, name: ")
+                )
+            );
+            certinext::manifests::apply(&cluster.client, &manifest, "test")
+                .await
+                .unwrap_or_else(|e| panic!("{manifest}: {e}"));
+        }
+    }
+    for (capability, object, expected) in &rows {
+        let kind = object
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("kind: ");
+        let name = object
+            .split("metadata: {name: ")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .unwrap_or_default();
+        for (namespace, expect) in ["res", "ent", "ret"].into_iter().zip(expected) {
+            let condition = match kind {
+                "Group" => {
+                    wait_ready(
+                        &Api::<Group>::namespaced(cluster.client.clone(), namespace),
+                        name,
+                    )
+                    .await
+                    .1
+                }
+                "Product" => {
+                    wait_ready(
+                        &Api::<Product>::namespaced(cluster.client.clone(), namespace),
+                        name,
+                    )
+                    .await
+                    .1
+                }
+                "PriceList" => {
+                    wait_ready(
+                        &Api::<PriceList>::namespaced(cluster.client.clone(), namespace),
+                        name,
+                    )
+                    .await
+                    .1
+                }
+                "SubAccount" => {
+                    let api = Api::<SubAccount>::namespaced(cluster.client.clone(), namespace);
+                    // A sub-account is Ready once its account is: wait past the first status.
+                    wait_until(&api, name, |s| {
+                        ready(s).is_some_and(|r| r.1 != "AccountNotReady")
+                    })
+                    .await;
+                    wait_ready(&api, name).await.1
+                }
+                other => panic!("no row kind {other}"),
+            };
+            let cell = format!("{capability} for {kind} {namespace}/{name}");
+            match expect {
+                Ready => assert_eq!(condition.0, "True", "{cell}: {condition:?}"),
+                Refused(reason, message) => {
+                    assert_eq!(
+                        (condition.0.as_str(), condition.1.as_str()),
+                        ("False", *reason),
+                        "{cell}: {condition:?}"
+                    );
+                    assert!(
+                        condition.2.contains(message)
+                            && condition.2.contains(&format!("(account \"{namespace}\")")),
+                        "{cell}: {}",
+                        condition.2
+                    );
+                    // Every refusal is also a Warning Event on the object.
+                    let events = cluster
+                        .kubectl(&[
+                            "get",
+                            "events",
+                            "-n",
+                            namespace,
+                            "--field-selector",
+                            &format!(
+                                "involvedObject.name={name},involvedObject.kind={kind},type=Warning"
+                            ),
+                            "-o",
+                            "jsonpath={.items[*].reason}",
+                        ])
+                        .await;
+                    assert!(
+                        events.contains(reason),
+                        "{cell}: no Warning Event, got {events:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    // A refused sub-account leaves nothing behind.
+    let accounts: Api<Account> = Api::all(cluster.client.clone());
+    assert!(
+        accounts
+            .get_opt("ent-customer")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        accounts
+            .get_opt("res-customer")
+            .await
+            .expect("get")
+            .is_some()
+    );
+
+    // A sub-account of type Reseller is refused by the API server itself: no nesting.
+    let nested = cluster.file(
+        "nested.yaml",
+        "apiVersion: certinext.io/v1alpha1\nkind: SubAccount\nmetadata: {name: nested, namespace: res}\nspec: {type: Reseller, namespaces: [nested]}\n",
+    );
+    let refused = cluster
+        .kubectl_fails(&["apply", "-f", nested.to_str().unwrap_or_default()])
+        .await;
+    assert!(refused.contains("sub-accounts do not nest"), "{refused}");
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allocations_beyond_the_balance_are_refused_and_an_overdrawn_wallet_blocks_new_ones() {
+    use certinext::api::Group;
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client);
+    let account = |credits: &str| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: acme}}\n---
+apiVersion: certinext.io/v1alpha1\nkind: Account\nmetadata: {{name: acme}}
+spec: {{type: Enterprise, namespaces: [acme], credits: [{credits}]}}\n"
+        )
+    };
+    let group = |name: &str, funds: &str| {
+        format!(
+            "apiVersion: certinext.io/v1alpha1\nkind: Group\nmetadata: {{name: {name}, namespace: acme}}\nspec: {{funds: \"{funds}\"}}\n"
+        )
+    };
+    let both = "{id: a, amount: \"1000.00\"}, {id: b, amount: \"500.00\"}";
+    certinext::manifests::apply(&cluster.client, &account(both), "test")
+        .await
+        .expect("account");
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
+    certinext::manifests::apply(&cluster.client, &group("first", "1200.00"), "test")
+        .await
+        .expect("group");
+    let (_, condition) = wait_ready(&groups, "first").await;
+    assert_eq!(condition.0, "True", "{condition:?}");
+
+    // Beyond the balance: refused, naming what is left.
+    certinext::manifests::apply(&cluster.client, &group("second", "400.00"), "test")
+        .await
+        .expect("group");
+    let (second, condition) = wait_ready(&groups, "second").await;
+    assert_eq!(condition.1, "InsufficientFunds", "{condition:?}");
+    assert!(
+        condition.2.contains("400.00") && condition.2.contains("300.00"),
+        "{}",
+        condition.2
+    );
+    assert_eq!(
+        second
+            .status
+            .and_then(|s| s.allocated)
+            .map(|m| m.to_string())
+            .as_deref(),
+        Some("0.00")
+    );
+
+    // Removing a credit overdraws the wallet: the account says so, the first group keeps
+    // its allocation, and a new group gets nothing.
+    certinext::manifests::apply(
+        &cluster.client,
+        &account("{id: a, amount: \"1000.00\"}"),
+        "test",
+    )
+    .await
+    .expect("account");
+    let accounts: Api<Account> = Api::all(cluster.client.clone());
+    let acme = wait_until(&accounts, "acme", |a| {
+        ready(a).is_some_and(|r| r.1 == "Overdrawn")
+    })
+    .await;
+    assert_eq!(wallet(&acme), figures("1000.00", "1200.00", "-200.00"));
+    certinext::manifests::apply(&cluster.client, &group("third", "10.00"), "test")
+        .await
+        .expect("group");
+    let (_, condition) = wait_ready(&groups, "third").await;
+    assert_eq!(condition.1, "InsufficientFunds", "{condition:?}");
+    let first = groups.get("first").await.expect("first");
+    assert_eq!(ready(&first).map(|r| r.0).as_deref(), Some("True"));
+    assert_eq!(
+        first
+            .status
+            .and_then(|s| s.allocated)
+            .map(|m| m.to_string())
+            .as_deref(),
+        Some("1200.00")
     );
     for controller in controllers {
         controller.abort();

@@ -1065,7 +1065,9 @@ impl Filter {
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         for field in fields.fields() {
             let supported = matches!(field, "metadata.name" | "metadata.namespace")
-                || (def.key() == "/events" && field.starts_with("involvedObject."))
+                || (def.key() == "/events"
+                    && (field.starts_with("involvedObject.")
+                        || matches!(field, "type" | "reason" | "reportingComponent")))
                 || (def.key() == "/secrets" && field == "type")
                 || (def.key() == NAMESPACE_KEY && field == "status.phase");
             if !supported {

@@ -583,6 +583,17 @@ async fn events_published_through_events_k8s_io_are_core_events_too() {
         .await
         .expect("list");
     assert!(other.items.is_empty());
+    for (selector, found) in [
+        ("type=Warning,reason=Refused", 1),
+        ("type=Normal", 0),
+        ("reportingComponent=tester,reason!=Refused", 0),
+    ] {
+        let listed = core
+            .list(&kube::api::ListParams::default().fields(selector))
+            .await
+            .expect("list by the event's own fields");
+        assert_eq!(listed.items.len(), found, "{selector}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

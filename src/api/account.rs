@@ -219,8 +219,11 @@ pub struct GrantedCapability {
 pub struct Wallet {
     /// Currency of every figure.
     pub currency: String,
-    /// Sum of the credits.
+    /// Sum of the credits, and for a sub-account the funds its reseller allocated to it.
     pub credited: Money,
+    /// For a sub-account: the part of `credited` that the reseller's wallet allocated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funded: Option<Money>,
     /// Sum of the funds allocated to groups and sub-accounts.
     pub allocated: Money,
     /// Sum of the charges of orders paid from the account wallet, net of refunds.

@@ -29,6 +29,7 @@ use crate::capabilities::AccountType;
         json_path = ".spec.priceListRef.name"
     ),
     printcolumn(name = "Funds", type_ = "string", json_path = ".spec.funds"),
+    printcolumn(name = "Balance", type_ = "string", json_path = ".status.balance"),
     printcolumn(
         name = "Approval",
         type_ = "string",

@@ -7,16 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{Error, condition, error_policy};
+use super::{
+    Error, Refusal, Standing, add_finalizer, error_policy, recorder, remove_finalizer, report,
+};
 use crate::api::account::{GrantedCapability, Wallet};
-use crate::api::{Account, Group, SubAccount};
+use crate::api::{Account, Certificate, Group, Order, PriceList, PrivateCA, Product, SubAccount};
 use crate::billing::wallet::{self, Allocation};
 use crate::billing::{Money, MoneyError};
 use crate::capabilities::{self, Capability};
@@ -27,6 +29,7 @@ pub const MANAGER: &str = "certinext-account-controller";
 
 pub struct Context {
     pub client: Client,
+    pub recorder: kube::runtime::events::Recorder,
     pub accounts: Store<Account>,
 }
 
@@ -36,8 +39,8 @@ pub struct Decision {
     pub namespaces: Vec<String>,
     pub capabilities: Vec<GrantedCapability>,
     pub wallet: Wallet,
-    /// `Ready` status, reason and message.
-    pub ready: (bool, &'static str, String),
+    /// In force, or why not.
+    pub standing: Standing,
 }
 
 /// A funds request from the account's wallet: a group or a sub-account.
@@ -48,8 +51,17 @@ pub struct FundsRequest {
     pub granted: Option<Money>,
 }
 
-fn credited(account: &Account) -> Result<Money, MoneyError> {
-    Money::checked_sum(account.spec.credits.iter().map(|c| c.amount))
+/// What a wallet's figures are computed from besides the account's own credits.
+#[derive(Default)]
+pub struct WalletInputs {
+    /// For a sub-account: the funds its reseller's wallet allocated to it.
+    pub funding: Money,
+    /// The groups' and sub-accounts' requests for funds.
+    pub requests: Vec<FundsRequest>,
+}
+
+fn credited(account: &Account, inputs: &WalletInputs) -> Result<Money, MoneyError> {
+    Money::checked_sum(account.spec.credits.iter().map(|c| c.amount))?.checked_add(inputs.funding)
 }
 
 /// What the account wallet has paid for directly. Orders are charged from the PKI work on;
@@ -58,10 +70,11 @@ fn spent(_account: &Account) -> Money {
     Money::ZERO
 }
 
-/// The account wallet's allocations to `requests`. Pure; the Account controller writes the
-/// wallet from it and the Group controller a group's share, so both see the same decision.
-pub fn allocation(account: &Account, requests: &[FundsRequest]) -> Result<Allocation, MoneyError> {
-    let requests: Vec<wallet::Request<'_>> = requests
+/// The account wallet's allocations. Pure; the Account controller writes the wallet from it
+/// and the Group and SubAccount controllers their share, so all see the same decision.
+pub fn allocation(account: &Account, inputs: &WalletInputs) -> Result<Allocation, MoneyError> {
+    let requests: Vec<wallet::Request<'_>> = inputs
+        .requests
         .iter()
         .map(|r| wallet::Request {
             id: &r.id,
@@ -70,67 +83,62 @@ pub fn allocation(account: &Account, requests: &[FundsRequest]) -> Result<Alloca
             granted: r.granted,
         })
         .collect();
-    wallet::allocate(credited(account)?, spent(account), &requests)
+    wallet::allocate(credited(account, inputs)?, spent(account), &requests)
 }
 
 /// Decides an account's status. Pure.
 pub fn decide(
     account: &Account,
     claims: &Claims,
-    requests: &[FundsRequest],
+    inputs: &WalletInputs,
 ) -> Result<Decision, MoneyError> {
     let name = account.name_any();
     let account_type = account.spec.account_type;
     let capabilities = capabilities::granted(account_type)
         .map(|(name, scope)| GrantedCapability { name, scope })
         .collect();
-    let (credited, spent) = (credited(account)?, spent(account));
-    let allocation = allocation(account, requests)?;
+    let (credited, spent) = (credited(account, inputs)?, spent(account));
+    let allocation = allocation(account, inputs)?;
     let wallet = Wallet {
         currency: account.spec.currency.clone(),
         credited,
+        funded: account.spec.parent.is_some().then_some(inputs.funding),
         allocated: allocation.allocated,
         spent,
         balance: allocation.balance,
     };
     let conflicts = claims.conflicts.get(&name).cloned().unwrap_or_default();
-    let ready = if let Some(conflict) = conflicts.first() {
+    let standing = if let Some(conflict) = conflicts.first() {
         let others = conflicts.len() - 1;
         let more = if others > 0 {
             format!(" (and {others} more)")
         } else {
             String::new()
         };
-        (
-            false,
+        Err(Refusal::new(
             "NamespaceConflict",
             format!(
                 "Account {name:?} claims namespace {:?}{more}, which Account {:?} holds: it was created first",
                 conflict.namespace, conflict.held_by
             ),
-        )
+        ))
     } else if allocation.overdrawn() {
-        (
-            false,
+        Err(Refusal::new(
             "Overdrawn",
             format!(
                 "Account {name:?} is overdrawn by {} {}: its allocations and charges exceed its credits; new allocations and orders are refused until it is credited",
                 Money::ZERO.checked_sub(allocation.balance)?,
                 account.spec.currency
             ),
-        )
+        ))
     } else {
-        (
-            true,
-            "Ready",
-            format!("Account {name:?} ({account_type}) is in force"),
-        )
+        Ok(format!("Account {name:?} ({account_type}) is in force"))
     };
     Ok(Decision {
         namespaces: claims.held_by(&name),
         capabilities,
         wallet,
-        ready,
+        standing,
     })
 }
 
@@ -147,22 +155,34 @@ pub fn claims(accounts: &[Arc<Account>]) -> Claims {
     tenancy::resolve(&claims)
 }
 
-/// The funds requests against an account's wallet: its groups (with the GroupFunding
-/// capability) and, for a reseller, its sub-accounts.
-pub async fn funds_requests(
+/// What an account's wallet is computed from: its funding from a reseller (for a
+/// sub-account), and the funds requests of its groups (with the GroupFunding capability)
+/// and, for a reseller, of its sub-accounts.
+pub async fn wallet_inputs(
     client: &Client,
     account: &Account,
     namespaces: &[String],
-) -> Result<Vec<FundsRequest>, Error> {
+) -> Result<WalletInputs, Error> {
+    let funding = match &account.spec.parent {
+        Some(parent) => Api::<SubAccount>::namespaced(client.clone(), &parent.namespace)
+            .get_opt(&parent.sub_account)
+            .await?
+            .filter(|sub| {
+                sub.status.as_ref().and_then(|s| s.account.as_deref()) == Some(&account.name_any())
+            })
+            .and_then(|sub| sub.status.and_then(|s| s.allocated))
+            .unwrap_or(Money::ZERO),
+        None => Money::ZERO,
+    };
     let mut requests = Vec::new();
-    let funding = capabilities::check(
+    let group_funding = capabilities::check(
         &account.name_any(),
         account.spec.account_type,
         Capability::GroupFunding,
     )
     .is_ok();
     for namespace in namespaces {
-        if funding {
+        if group_funding {
             let groups: Api<Group> = Api::namespaced(client.clone(), namespace);
             for group in groups.list(&ListParams::default()).await? {
                 if let Some(amount) = group.spec.funds {
@@ -199,38 +219,106 @@ pub async fn funds_requests(
             }
         }
     }
-    Ok(requests)
+    Ok(WalletInputs { funding, requests })
+}
+
+/// The finalizer that holds an account's deletion while its namespaces hold live objects.
+pub const FINALIZER: &str = "certinext.io/account";
+
+/// The live certinext objects in `namespaces`, as `Kind namespace/name`, up to `limit`.
+pub async fn live_objects(
+    client: &Client,
+    namespaces: &[String],
+    limit: usize,
+) -> Result<Vec<String>, Error> {
+    async fn names<K>(
+        client: &Client,
+        namespace: &str,
+        found: &mut Vec<String>,
+    ) -> Result<(), Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let list = Api::<K>::namespaced(client.clone(), namespace)
+            .list_metadata(&ListParams::default().limit(10))
+            .await?;
+        found.extend(
+            list.items
+                .iter()
+                .map(|o| format!("{} {namespace}/{}", K::kind(&()), o.name_any())),
+        );
+        Ok(())
+    }
+    let mut found = Vec::new();
+    for namespace in namespaces {
+        names::<Group>(client, namespace, &mut found).await?;
+        names::<SubAccount>(client, namespace, &mut found).await?;
+        names::<PriceList>(client, namespace, &mut found).await?;
+        names::<Product>(client, namespace, &mut found).await?;
+        names::<PrivateCA>(client, namespace, &mut found).await?;
+        names::<Certificate>(client, namespace, &mut found).await?;
+        names::<Order>(client, namespace, &mut found).await?;
+        if found.len() >= limit {
+            break;
+        }
+    }
+    found.truncate(limit);
+    Ok(found)
 }
 
 pub async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = account.name_any();
+    let api: Api<Account> = Api::all(ctx.client.clone());
     let claims = claims(&ctx.accounts.state());
     let held = claims.held_by(&name);
-    let requests = funds_requests(&ctx.client, &account, &held).await?;
-    let decision =
-        decide(&account, &claims, &requests).map_err(|e| Error::Money(name.clone(), e))?;
-    let generation = account.metadata.generation;
-    let (ready, reason, message) = &decision.ready;
-    let status = json!({
-        "apiVersion": "certinext.io/v1alpha1",
-        "kind": "Account",
-        "status": {
-            "observedGeneration": generation,
-            "conditions": [condition("Ready", *ready, reason, message, generation, account.status.as_ref().map(|s| s.conditions.as_slice()))],
-            "capabilities": decision.capabilities,
-            "namespaces": decision.namespaces,
-            "wallet": decision.wallet,
-            "parent": account.spec.parent.as_ref().map(|p| p.account.clone()),
+    let previous = account.status.as_ref().map(|s| s.conditions.as_slice());
+    let deleting = account.metadata.deletion_timestamp.is_some();
+    if !deleting {
+        add_finalizer(&api, &*account, FINALIZER).await?;
+    }
+
+    let inputs = wallet_inputs(&ctx.client, &account, &held).await?;
+    let mut decision =
+        decide(&account, &claims, &inputs).map_err(|e| Error::Money(name.clone(), e))?;
+    let mut action = Action::requeue(Duration::from_secs(300));
+    if deleting {
+        // Deletion waits until the account's namespaces hold no live objects: deleting it
+        // earlier would leave them acted on by nobody.
+        let live = live_objects(&ctx.client, &held, 5).await?;
+        if live.is_empty() {
+            remove_finalizer(&api, &*account, FINALIZER).await?;
+            return Ok(Action::await_change());
         }
+        decision.standing = Err(Refusal::new(
+            "DeletionBlocked",
+            format!(
+                "Account {name:?} is being deleted and waits for the objects in its namespaces to be deleted first: {}{}",
+                live.join(", "),
+                if live.len() >= 5 { ", …" } else { "" }
+            ),
+        ));
+        action = Action::requeue(Duration::from_secs(5));
+    }
+    let fields = json!({
+        "capabilities": decision.capabilities,
+        "namespaces": decision.namespaces,
+        "wallet": decision.wallet,
+        "parent": account.spec.parent.as_ref().map(|p| p.account.clone()),
     });
-    let api: Api<Account> = Api::all(ctx.client.clone());
-    api.patch_status(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&status),
+    report(
+        &api,
+        &ctx.recorder,
+        &*account,
+        MANAGER,
+        previous,
+        &decision.standing,
+        fields,
     )
     .await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(action)
 }
 
 /// Runs the controller until the stream ends.
@@ -255,7 +343,26 @@ pub async fn run(client: Client) {
         }
     };
     let by_group = for_namespace.clone();
-    let by_subaccount = for_namespace;
+    // A sub-account changes its reseller's wallet and its own account's funding.
+    let by_subaccount = {
+        let store = store.clone();
+        move |sub: SubAccount| {
+            let mut refs = for_namespace(sub.namespace());
+            refs.extend(
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|a| {
+                        a.spec.parent.as_ref().is_some_and(|p| {
+                            Some(&p.namespace) == sub.metadata.namespace.as_ref()
+                                && Some(&p.sub_account) == sub.metadata.name.as_ref()
+                        })
+                    })
+                    .map(|a| ObjectRef::from_obj(&*a)),
+            );
+            refs
+        }
+    };
     // Every account's claims depend on the others': a change to one re-decides all.
     let all = {
         let store = store.clone();
@@ -269,6 +376,7 @@ pub async fn run(client: Client) {
     };
     let context = Arc::new(Context {
         client: client.clone(),
+        recorder: recorder(&client),
         accounts: store,
     });
     controller
@@ -285,7 +393,7 @@ pub async fn run(client: Client) {
         .watches(
             Api::<SubAccount>::all(client.clone()),
             watcher::Config::default(),
-            move |s: SubAccount| by_subaccount(s.namespace()),
+            by_subaccount,
         )
         .run(reconcile, error_policy, context)
         .for_each(|_| async {})
@@ -347,13 +455,16 @@ mod tests {
         let decision = decide(
             &globex,
             &claims,
-            &[
-                request("group/a", "2000", 1, None),
-                request("group/b", "1500", 2, None),
-            ],
+            &WalletInputs {
+                funding: Money::ZERO,
+                requests: vec![
+                    request("group/a", "2000", 1, None),
+                    request("group/b", "1500", 2, None),
+                ],
+            },
         )
         .unwrap();
-        assert!(decision.ready.0, "{:?}", decision.ready);
+        assert!(decision.standing.is_ok(), "{:?}", decision.standing);
         assert_eq!(decision.wallet.credited.to_string(), "7500.00");
         assert_eq!(decision.wallet.allocated.to_string(), "3500.00");
         assert_eq!(decision.wallet.balance.to_string(), "4000.00");
@@ -383,13 +494,10 @@ mod tests {
                 namespaces: &second.spec.namespaces,
             },
         ]);
-        let decision = decide(&second, &claims, &[]).unwrap();
-        assert_eq!(decision.ready.1, "NamespaceConflict");
-        assert!(
-            decision.ready.2.contains("\"first\""),
-            "{}",
-            decision.ready.2
-        );
+        let decision = decide(&second, &claims, &WalletInputs::default()).unwrap();
+        let refusal = decision.standing.unwrap_err();
+        assert_eq!(refusal.reason, "NamespaceConflict");
+        assert!(refusal.message.contains("\"first\""), "{}", refusal.message);
         assert_eq!(decision.namespaces, ["second"]);
     }
 
@@ -401,14 +509,18 @@ mod tests {
             created: 1,
             namespaces: &shop.spec.namespaces,
         }]);
-        let decision =
-            decide(&shop, &claims, &[request("group/a", "150", 1, Some("150"))]).unwrap();
-        assert_eq!(decision.ready.1, "Overdrawn");
-        assert!(
-            decision.ready.2.contains("50.00 USD"),
-            "{}",
-            decision.ready.2
-        );
+        let decision = decide(
+            &shop,
+            &claims,
+            &WalletInputs {
+                funding: Money::ZERO,
+                requests: vec![request("group/a", "150", 1, Some("150"))],
+            },
+        )
+        .unwrap();
         assert_eq!(decision.wallet.balance.to_string(), "-50.00");
+        let refusal = decision.standing.unwrap_err();
+        assert_eq!(refusal.reason, "Overdrawn");
+        assert!(refusal.message.contains("50.00 USD"), "{}", refusal.message);
     }
 }

@@ -18,9 +18,9 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::account::{self, FundsRequest};
-use super::{Context, Error, Tenancy, condition, error_policy, no_account, write_status};
-use crate::api::group::{MemberKind, Role};
+use super::account;
+use super::{Context, Error, Refusal, Standing, Tenancy, api_of, error_policy, no_account, report};
+use crate::api::group::{Member, MemberKind, Role};
 use crate::api::{Account, Group};
 use crate::billing::Money;
 use crate::capabilities::{self, Capability};
@@ -39,13 +39,6 @@ pub fn cluster_role(role: Role) -> &'static str {
     }
 }
 
-/// Why a group is not in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: &'static str,
-    pub message: String,
-}
-
 /// Checks the capabilities the group's spec uses against its account. Pure.
 pub fn validate(group: &Group, account: &Account) -> Result<(), Refusal> {
     let name = group.name_any();
@@ -60,13 +53,27 @@ pub fn validate(group: &Group, account: &Account) -> Result<(), Refusal> {
     }
     for capability in needed {
         if let Err(denial) = capabilities::check(&account_name, account_type, capability) {
-            return Err(Refusal {
-                reason: "CapabilityDenied",
-                message: denial.for_object("Group", &name),
-            });
+            return Err(Refusal::new(
+                "CapabilityDenied",
+                denial.for_object("Group", &name),
+            ));
         }
     }
     Ok(())
+}
+
+/// A member as a RoleBinding subject; a service account defaults to the group's namespace.
+pub fn subject(member: &Member, namespace: &str) -> Value {
+    match member.kind {
+        MemberKind::User => {
+            json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": member.name})
+        }
+        MemberKind::Group => {
+            json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": member.name})
+        }
+        MemberKind::ServiceAccount => json!({"kind": "ServiceAccount", "name": member.name,
+            "namespace": member.namespace.as_deref().unwrap_or(namespace)}),
+    }
 }
 
 /// The RoleBindings the group's members need: one per role in use, named `<group>-<role>`.
@@ -78,16 +85,7 @@ pub fn role_bindings(group: &Group) -> BTreeMap<String, Value> {
         .map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
     let mut by_role: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
     for member in &group.spec.members {
-        let subject = match member.kind {
-            MemberKind::User => {
-                json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": member.name})
-            }
-            MemberKind::Group => {
-                json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": member.name})
-            }
-            MemberKind::ServiceAccount => json!({"kind": "ServiceAccount", "name": member.name,
-                "namespace": member.namespace.clone().unwrap_or_else(|| namespace.clone())}),
-        };
+        let subject = subject(member, &namespace);
         by_role
             .entry(cluster_role(member.role))
             .or_default()
@@ -118,24 +116,32 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     let name = group.name_any();
     let namespace = group.namespace().unwrap_or_default();
     let client = &ctx.client;
-    let generation = group.metadata.generation;
+    let api = api_of(client, &*group);
     let previous = group.status.as_ref().map(|s| s.conditions.as_slice());
+    let report = async |standing: Standing, fields: Value| {
+        report(
+            &api,
+            &ctx.recorder,
+            &*group,
+            MANAGER,
+            previous,
+            &standing,
+            fields,
+        )
+        .await
+    };
 
     // Dereference: the account holding the namespace.
     let tenancy = Tenancy::load(client).await?;
     let Some(holder) = tenancy.holder(&namespace) else {
-        let message = no_account("Group", &name, &namespace);
-        let status = json!({"observedGeneration": generation, "account": null,
-            "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]});
-        write_status(client, &*group, MANAGER, status).await?;
+        let refusal = Refusal::new("NoAccount", no_account("Group", &name, &namespace));
+        report(Err(refusal), json!({"account": null})).await?;
         return Ok(Action::await_change());
     };
 
     // Validate: what the group asks of its account's capabilities.
     if let Err(refusal) = validate(&group, holder) {
-        let status = json!({"observedGeneration": generation, "account": holder.name_any(),
-            "conditions": [condition("Ready", false, refusal.reason, &refusal.message, generation, previous)]});
-        write_status(client, &*group, MANAGER, status).await?;
+        report(Err(refusal), json!({"account": holder.name_any()})).await?;
         return Ok(Action::await_change());
     }
 
@@ -165,9 +171,9 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
 
     // The group's share of the account wallet, as the wallet decides it.
     let held = tenancy.claims.held_by(&holder.name_any());
-    let requests: Vec<FundsRequest> = account::funds_requests(client, holder, &held).await?;
+    let inputs = account::wallet_inputs(client, holder, &held).await?;
     let allocation =
-        account::allocation(holder, &requests).map_err(|e| Error::Money(holder.name_any(), e))?;
+        account::allocation(holder, &inputs).map_err(|e| Error::Money(holder.name_any(), e))?;
     let id = format!("group/{namespace}/{name}");
     let decision = allocation.decision(&id);
     let allocated = decision.map_or(Money::ZERO, |d| d.in_force);
@@ -175,9 +181,8 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     let balance = allocated
         .checked_sub(spent)
         .map_err(|e| Error::Money(holder.name_any(), e))?;
-    let (ready, reason, message) = match decision.and_then(|d| d.refused.as_ref()) {
-        Some(refused) => (
-            false,
+    let standing = match decision.and_then(|d| d.refused.as_ref()) {
+        Some(refused) => Err(Refusal::new(
             "InsufficientFunds",
             format!(
                 "Group {name:?} asks for {} {} but Account {:?} can allocate only {} to it; {} is in force",
@@ -187,27 +192,21 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
                 refused.available,
                 allocated
             ),
-        ),
-        None => (
-            true,
-            "Ready",
-            format!(
-                "Group {name:?} is in force with {} member(s)",
-                group.spec.members.len()
-            ),
-        ),
+        )),
+        None => Ok(format!(
+            "Group {name:?} is in force with {} member(s)",
+            group.spec.members.len()
+        )),
     };
     let funded = group.spec.funds.is_some();
-    let status = json!({
-        "observedGeneration": generation,
+    let fields = json!({
         "account": holder.name_any(),
         "allocated": funded.then_some(allocated),
         "spent": funded.then_some(spent),
         "balance": funded.then_some(balance),
         "certificates": 0,
-        "conditions": [condition("Ready", ready, reason, &message, generation, previous)],
     });
-    write_status(client, &*group, MANAGER, status).await?;
+    report(standing, fields).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
@@ -239,7 +238,7 @@ pub async fn run(client: Client) {
             watcher::Config::default(),
             move |_: Group| all_groups(),
         )
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .run(reconcile, error_policy, Arc::new(Context::new(client)))
         .for_each(|_| async {})
         .await;
 }

@@ -5,10 +5,12 @@ pub mod account;
 pub mod group;
 pub mod pricelist;
 pub mod product;
+pub mod subaccount;
 
 use std::sync::Arc;
 
 use kube::api::{Api, ListParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, ResourceExt};
 
 use crate::api::Account;
@@ -45,25 +47,59 @@ impl Tenancy {
     }
 }
 
-/// Writes `status` to a namespaced object's status subresource by server-side apply, as
-/// `manager`.
-pub async fn write_status<K>(
-    client: &Client,
+/// Why an object is not in force: the reason of its `Ready=False` condition (one of a
+/// small fixed set) and a message naming the object, the rule and the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// An object's standing: in force (with a message saying so), or refused.
+pub type Standing = Result<String, Refusal>;
+
+/// Writes an object's status by server-side apply as `manager`: `fields` plus
+/// `observedGeneration` and the `Ready` condition of `standing`. A refusal is also published
+/// as a Warning Event, once per change.
+pub async fn report<K>(
+    api: &Api<K>,
+    recorder: &Recorder,
     object: &K,
     manager: &str,
-    status: serde_json::Value,
+    previous: Option<&[Condition]>,
+    standing: &Standing,
+    mut fields: Value,
 ) -> Result<(), Error>
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
+    let generation = object.meta().generation;
+    let (ready, reason, message) = match standing {
+        Ok(message) => (true, "Ready", message.as_str()),
+        Err(refusal) => (false, refusal.reason, refusal.message.as_str()),
+    };
+    if let Some(fields) = fields.as_object_mut() {
+        fields.insert("observedGeneration".into(), json!(generation));
+        fields.insert(
+            "conditions".into(),
+            json!([condition(
+                "Ready", ready, reason, message, generation, previous
+            )]),
+        );
+    }
+    let patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "status": status,
+        "status": fields,
     });
     api.patch_status(
         &object.name_any(),
@@ -71,12 +107,125 @@ where
         &kube::api::Patch::Apply(&patch),
     )
     .await?;
+    if !ready {
+        warn_refusal(recorder, object, previous, reason, message).await?;
+    }
     Ok(())
+}
+
+/// The API of a namespaced object's kind in its namespace.
+pub fn api_of<K>(client: &Client, object: &K) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    Api::namespaced(client.clone(), &object.namespace().unwrap_or_default())
 }
 
 /// What the controllers that need nothing but a client share.
 pub struct Context {
     pub client: Client,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client) -> Self {
+        let recorder = recorder(&client);
+        Context { client, recorder }
+    }
+}
+
+/// The name the operator reports Events as.
+pub const REPORTER: &str = "certinext-operator";
+
+/// An Event recorder reporting as the operator (and, in a cluster, as its pod).
+pub fn recorder(client: &Client) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: REPORTER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    )
+}
+
+/// Publishes a Warning Event on `object` for a refusal, once per refusal: when its `Ready`
+/// condition was not already False with the same reason and message.
+pub async fn warn_refusal<K: kube::Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    previous: Option<&[Condition]>,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let already = previous.into_iter().flatten().any(|c| {
+        c.type_ == "Ready" && c.status == "False" && c.reason == reason && c.message == message
+    });
+    if already {
+        return Ok(());
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(message.chars().take(1024).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &object.object_ref(&())).await?;
+    Ok(())
+}
+
+/// Adds `finalizer` to an object that lacks it (a JSON patch guarded by the object's
+/// resourceVersion, so a concurrent change is retried rather than overwritten).
+pub async fn add_finalizer<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if object.finalizers().iter().any(|f| f == finalizer) {
+        return Ok(());
+    }
+    let patch = if object.meta().finalizers.is_none() {
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": object.resource_version()},
+            {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
+        ])
+    } else {
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": object.resource_version()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer},
+        ])
+    };
+    json_patch(api, object, patch).await
+}
+
+/// Removes `finalizer` from an object, letting its deletion complete.
+pub async fn remove_finalizer<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(index) = object.finalizers().iter().position(|f| f == finalizer) else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch = json!([
+        {"op": "test", "path": path, "value": finalizer},
+        {"op": "remove", "path": path},
+    ]);
+    json_patch(api, object, patch).await
+}
+
+async fn json_patch<K>(api: &Api<K>, object: &K, patch: Value) -> Result<(), Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| Error::Internal(e.to_string()))?;
+    api.patch(
+        &object.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::<()>::Json(patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Every controller's answer to a failed reconcile: say which object failed and why, and
@@ -107,6 +256,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("Account {0:?}: {1}")]
     Money(String, crate::billing::MoneyError),
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// A `metav1.Condition` as JSON, keeping the last transition time while the status holds.
@@ -146,5 +297,6 @@ pub fn start(client: &kube::Client) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(group::run(client.clone())),
         tokio::spawn(product::run(client.clone())),
         tokio::spawn(pricelist::run(client.clone())),
+        tokio::spawn(subaccount::run(client.clone())),
     ]
 }

@@ -16,18 +16,12 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, Tenancy, condition, error_policy, no_account, write_status};
+use super::{Context, Error, Refusal, Standing, Tenancy, api_of, error_policy, no_account, report};
 use crate::api::{Account, PriceList, Product, SubAccount};
 use crate::capabilities::{self, Capability};
 
 /// The field manager of the status this controller writes.
 pub const MANAGER: &str = "certinext-pricelist-controller";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: &'static str,
-    pub message: String,
-}
 
 /// Checks a price list against its account and the products in its namespace. Pure.
 pub fn validate(
@@ -41,20 +35,17 @@ pub fn validate(
         account.spec.account_type,
         Capability::PriceLists,
     )
-    .map_err(|denial| Refusal {
-        reason: "CapabilityDenied",
-        message: denial.for_object("PriceList", &name),
-    })?;
+    .map_err(|denial| Refusal::new("CapabilityDenied", denial.for_object("PriceList", &name)))?;
     if list.spec.currency != account.spec.currency {
-        return Err(Refusal {
-            reason: "CurrencyMismatch",
-            message: format!(
+        return Err(Refusal::new(
+            "CurrencyMismatch",
+            format!(
                 "PriceList {name:?} prices in {} but account {:?} pays in {}",
                 list.spec.currency,
                 account.name_any(),
                 account.spec.currency
             ),
-        });
+        ));
     }
     let missing: Vec<&str> = list
         .spec
@@ -64,14 +55,14 @@ pub fn validate(
         .filter(|product| !products.contains(*product))
         .collect();
     if !missing.is_empty() {
-        return Err(Refusal {
-            reason: "ProductNotFound",
-            message: format!(
+        return Err(Refusal::new(
+            "ProductNotFound",
+            format!(
                 "PriceList {name:?} prices products that do not exist in namespace {:?}: {}",
                 list.namespace().unwrap_or_default(),
                 missing.join(", ")
             ),
-        });
+        ));
     }
     Ok(())
 }
@@ -80,14 +71,24 @@ pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action
     let name = list.name_any();
     let namespace = list.namespace().unwrap_or_default();
     let client = &ctx.client;
-    let generation = list.metadata.generation;
+    let api = api_of(client, &*list);
     let previous = list.status.as_ref().map(|s| s.conditions.as_slice());
+    let report = async |standing: Standing, fields: serde_json::Value| {
+        report(
+            &api,
+            &ctx.recorder,
+            &*list,
+            MANAGER,
+            previous,
+            &standing,
+            fields,
+        )
+        .await
+    };
     let tenancy = Tenancy::load(client).await?;
     let Some(account) = tenancy.holder(&namespace) else {
-        let message = no_account("PriceList", &name, &namespace);
-        write_status(client, &*list, MANAGER, json!({"observedGeneration": generation,
-            "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}))
-        .await?;
+        let refusal = Refusal::new("NoAccount", no_account("PriceList", &name, &namespace));
+        report(Err(refusal), json!({})).await?;
         return Ok(Action::await_change());
     };
     let products: BTreeSet<String> = Api::<Product>::namespaced(client.clone(), &namespace)
@@ -110,23 +111,15 @@ pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action
         })
         .map(ResourceExt::name_any)
         .collect();
-    let (ready, reason, message) = match validate(&list, account, &products) {
-        Err(refusal) => (false, refusal.reason, refusal.message),
-        Ok(()) => (
-            true,
-            "Ready",
-            format!(
-                "PriceList {name:?} prices {} product(s)",
-                list.spec.items.len()
-            ),
-        ),
-    };
-    write_status(
-        client,
-        &*list,
-        MANAGER,
-        json!({"observedGeneration": generation, "itemCount": list.spec.items.len(), "subAccounts": users,
-            "conditions": [condition("Ready", ready, reason, &message, generation, previous)]}),
+    let standing = validate(&list, account, &products).map(|()| {
+        format!(
+            "PriceList {name:?} prices {} product(s)",
+            list.spec.items.len()
+        )
+    });
+    report(
+        standing,
+        json!({"itemCount": list.spec.items.len(), "subAccounts": users}),
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -163,7 +156,7 @@ pub async fn run(client: Client) {
             watcher::Config::default(),
             move |_: SubAccount| after_subaccount(),
         )
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .run(reconcile, error_policy, Arc::new(Context::new(client)))
         .for_each(|_| async {})
         .await;
 }

@@ -13,19 +13,12 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, Tenancy, condition, error_policy, no_account, write_status};
+use super::{Context, Error, Refusal, Standing, Tenancy, api_of, error_policy, no_account, report};
 use crate::api::{Account, PrivateCA, Product};
 use crate::capabilities::{self, Capability};
 
 /// The field manager of the status this controller writes.
 pub const MANAGER: &str = "certinext-product-controller";
-
-/// Why a product cannot be ordered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: &'static str,
-    pub message: String,
-}
 
 /// Whether `name` lies within the account's domains (itself, or below one that includes its
 /// subdomains).
@@ -49,10 +42,7 @@ pub fn validate(
         account.spec.account_type,
         Capability::CustomProducts,
     )
-    .map_err(|denial| Refusal {
-        reason: "CapabilityDenied",
-        message: denial.for_object("Product", &name),
-    })?;
+    .map_err(|denial| Refusal::new("CapabilityDenied", denial.for_object("Product", &name)))?;
     let issuer = issuer_ref(product);
     let allowed_issuer = issuer_account.is_some_and(|holder| {
         holder.name_any() == account.name_any()
@@ -66,23 +56,23 @@ pub fn validate(
         let holder = issuer_account.map_or("no account".to_owned(), |a| {
             format!("account {:?}", a.name_any())
         });
-        return Err(Refusal {
-            reason: "IssuerNotAllowed",
-            message: format!(
+        return Err(Refusal::new(
+            "IssuerNotAllowed",
+            format!(
                 "Product {name:?}: issuer PrivateCA {issuer:?} belongs to {holder}, not to account {:?} or its parent reseller",
                 account.name_any()
             ),
-        });
+        ));
     }
     for domain in &product.spec.allowed_domains {
         if !within_domains(account, domain) {
-            return Err(Refusal {
-                reason: "DomainNotAllowed",
-                message: format!(
+            return Err(Refusal::new(
+                "DomainNotAllowed",
+                format!(
                     "Product {name:?}: allowed domain {domain:?} is not among the domains of account {:?}",
                     account.name_any()
                 ),
-            });
+            ));
         }
     }
     Ok(())
@@ -104,43 +94,47 @@ pub async fn reconcile(product: Arc<Product>, ctx: Arc<Context>) -> Result<Actio
     let name = product.name_any();
     let namespace = product.namespace().unwrap_or_default();
     let client = &ctx.client;
-    let generation = product.metadata.generation;
+    let api = api_of(client, &*product);
     let previous = product.status.as_ref().map(|s| s.conditions.as_slice());
+    let report = async |standing: Standing, fields: serde_json::Value| {
+        report(
+            &api,
+            &ctx.recorder,
+            &*product,
+            MANAGER,
+            previous,
+            &standing,
+            fields,
+        )
+        .await
+    };
     let tenancy = Tenancy::load(client).await?;
     let Some(account) = tenancy.holder(&namespace) else {
-        let message = no_account("Product", &name, &namespace);
-        write_status(client, &*product, MANAGER, json!({"observedGeneration": generation,
-            "conditions": [condition("Ready", false, "NoAccount", &message, generation, previous)]}))
-        .await?;
+        let refusal = Refusal::new("NoAccount", no_account("Product", &name, &namespace));
+        report(Err(refusal), json!({})).await?;
         return Ok(Action::await_change());
     };
     let issuer = issuer_ref(&product);
     let (issuer_namespace, issuer_name) = issuer.split_once('/').unwrap_or_default();
     let issuer_account = tenancy.holder(issuer_namespace).map(|a| &**a);
-    let (ready, reason, message) = match validate(&product, account, issuer_account) {
-        Err(refusal) => (false, refusal.reason, refusal.message),
+    let standing = match validate(&product, account, issuer_account) {
+        Err(refusal) => Err(refusal),
         Ok(()) => {
             let cas: Api<PrivateCA> = Api::namespaced(client.clone(), issuer_namespace);
             match cas.get_opt(issuer_name).await? {
-                None => (
-                    false,
+                None => Err(Refusal::new(
                     "IssuerNotFound",
                     format!("Product {name:?}: issuer PrivateCA {issuer:?} does not exist"),
-                ),
-                Some(_) => (
-                    true,
-                    "Ready",
-                    format!("Product {name:?} is issued by PrivateCA {issuer:?}"),
-                ),
+                )),
+                Some(_) => Ok(format!(
+                    "Product {name:?} is issued by PrivateCA {issuer:?}"
+                )),
             }
         }
     };
-    write_status(
-        client,
-        &*product,
-        MANAGER,
-        json!({"observedGeneration": generation, "account": account.name_any(), "issuer": issuer,
-            "conditions": [condition("Ready", ready, reason, &message, generation, previous)]}),
+    report(
+        standing,
+        json!({"account": account.name_any(), "issuer": issuer}),
     )
     .await?;
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -173,7 +167,7 @@ pub async fn run(client: Client) {
             watcher::Config::default(),
             move |_: PrivateCA| after_ca(),
         )
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .run(reconcile, error_policy, Arc::new(Context::new(client)))
         .for_each(|_| async {})
         .await;
 }
