@@ -95,6 +95,9 @@ pub fn generate_key_for(algorithm: KeyAlgorithm) -> Result<KeyPair> {
         algorithm: algorithm_name(algorithm).to_string(),
         reason: e.to_string(),
     })?;
+    if algorithm == KeyAlgorithm::Ed25519 {
+        return from_pkcs8("PKCS#8", inner.serialized_der());
+    }
     Ok(KeyPair { algorithm, inner })
 }
 
@@ -161,7 +164,32 @@ fn sec1_to_pkcs8(der: &[u8]) -> Result<Vec<u8>> {
 fn from_pkcs8(encoding: &str, der: &[u8]) -> Result<KeyPair> {
     let inner = rcgen::KeyPair::try_from(der).map_err(|e| invalid(encoding, e.to_string()))?;
     let algorithm = algorithm_of(encoding, &inner)?;
+    if algorithm == KeyAlgorithm::Ed25519 && pkcs8_version(der) != Some(0) {
+        // Ed25519 keys are kept as PKCS#8 v1 (no embedded public key), as Go and OpenSSL
+        // write them: OpenSSL 3.0 cannot read the v2 form the crypto library generates.
+        let v1: aws_lc_rs::encoding::Pkcs8V1Der<'static> =
+            aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map_err(|e| invalid(encoding, e.to_string()))?
+                .as_der()
+                .map_err(|_| invalid(encoding, "cannot be re-encoded as PKCS#8 v1".to_string()))?;
+        return from_pkcs8(encoding, v1.as_ref());
+    }
     Ok(KeyPair { algorithm, inner })
+}
+
+/// The version field of a PKCS#8 structure: 0 for v1, 1 for v2 (RFC 5958).
+fn pkcs8_version(der: &[u8]) -> Option<u8> {
+    yasna::parse_der(der, |r| {
+        r.read_sequence(|r| {
+            let version = r.next().read_u8()?;
+            let _ = r.next().read_der()?;
+            let _ = r.next().read_der()?;
+            let _ = r.read_optional(|r| r.read_der())?;
+            let _ = r.read_optional(|r| r.read_der())?;
+            Ok(version)
+        })
+    })
+    .ok()
 }
 
 fn algorithm_of(encoding: &str, key: &rcgen::KeyPair) -> Result<KeyAlgorithm> {
@@ -428,6 +456,24 @@ mod tests {
                 assert_eq!(loaded.public_key_der(), key.public_key_der(), "{alg:?}");
             }
         }
+    }
+
+    #[test]
+    fn ed25519_keys_are_pkcs8_v1_even_when_loaded_from_v2() {
+        let v2 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        assert_eq!(pkcs8_version(v2.as_ref()), Some(1));
+        let loaded = load_key_pem(&to_pem(PKCS8_LABEL, v2.as_ref())).unwrap();
+        let pem = loaded.to_pem(PrivateKeyEncoding::Pkcs8).unwrap();
+        let der = pem::parse(&pem).unwrap().into_contents();
+        assert_eq!(pkcs8_version(&der), Some(0));
+        let generated = generate_key_for(KeyAlgorithm::Ed25519).unwrap();
+        assert_eq!(
+            pkcs8_version(generated.signing_key().serialized_der()),
+            Some(0)
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Chain verification as a TLS client does it (rustls-webpki): signatures, validity at a
 //! given time, CA basic constraints and path length, and DNS name constraints. Extended key
-//! usage is not required here; tests assert it on the inspected leaf.
+//! usage is not required here; tests assert it on the inspected leaf. The root is a trust
+//! anchor: its name constraints apply, its own pathLen does not (webpki reads only the
+//! intermediates' basic constraints); our signer enforces the root's pathLen when it issues.
 
 use jiff::Timestamp;
 use rustls_pki_types::{CertificateDer, UnixTime};
