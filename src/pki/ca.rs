@@ -468,6 +468,20 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_from_a_spec_runs_from_now_for_the_duration() {
+        let spec: PrivateCASpec = serde_json::from_value(serde_json::json!({
+            "subject": {"commonName": "Root", "organizations": ["Example"]},
+            "duration": "8760h",
+            "pathLength": 1,
+        }))
+        .unwrap();
+        let p = CaProfile::from_spec(&spec, ts("2026-01-01T00:00:00Z")).unwrap();
+        assert_eq!(p.not_after, ts("2027-01-01T00:00:00Z"));
+        assert_eq!(p.path_length, Some(1));
+        assert_eq!(p.subject.rest.organizations, ["Example"]);
+    }
+
+    #[test]
     fn serials_are_random_positive_and_16_bytes() {
         let a = random_serial().unwrap().to_bytes();
         let b = random_serial().unwrap().to_bytes();

@@ -20,13 +20,21 @@ pub use ca::{
     CaCertificate, CaProfile, IssuedCertificate, Issuer, issue_intermediate_ca, issue_root_ca,
 };
 pub use csr::{ParsedCsr, build_csr, parse_csr};
-pub use inspect::{CertificateInfo, SubjectAltNames, chain_depth, inspect_pem, split_pem_chain};
-pub use keys::{KeyPair, generate_key, generate_key_blocking, load_key_pem};
+pub use inspect::{
+    CertificateInfo, SubjectAltNames, chain_depth, inspect_der, inspect_pem, split_pem_chain,
+};
+pub use keys::{
+    KeyPair, algorithm_name, generate_key, generate_key_blocking, generate_key_for, key_algorithm,
+    load_key_pem,
+};
 pub use names::{
     NameConstraintViolation, check_name_constraints, dns_name_in_domains, dns_name_within,
+    validate_dns_name,
 };
 pub use renewal::renewal_time;
-pub use sign::{LeafProfile, Validity, clip_validity, sign_leaf, usages_for};
+pub use sign::{
+    DEFAULT_USAGES, LeafProfile, TEMPLATE_USAGES, Validity, clip_validity, sign_leaf, usages_for,
+};
 pub use verify::{VerifiedChain, verify_chain};
 
 /// Everything that can go wrong in the PKI module. Messages name the field or value and the
