@@ -12,4 +12,5 @@ pub mod controllers;
 pub mod crd;
 pub mod dev;
 pub mod manifests;
+pub mod pki;
 pub mod tenancy;
