@@ -47,7 +47,7 @@ fn crds_directory_matches_the_code() {
     }
     assert!(
         stale.is_empty(),
-        "{}\nregenerate with: cargo run -- crd --output-dir crds",
+        "{}\nregenerate with: cargo run -- crd --output-dir crds --output-dir config/crd --output-dir charts/certinext-operator/crds",
         stale.join("\n")
     );
 }
