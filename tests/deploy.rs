@@ -855,9 +855,22 @@ fn chart_rbac_is_the_kustomize_rbac() {
         kustomize.keys().collect::<Vec<_>>()
     );
     for (role, rules) in &kustomize {
-        assert_eq!(
-            &chart[role], rules,
-            "the {role} rules of the chart and of config/rbac differ"
+        let only_in = |these: &Value, those: &Value| -> String {
+            let those = those.as_array().cloned().unwrap_or_default();
+            these
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|rule| !those.contains(rule))
+                .map(|rule| format!("\n  {rule}"))
+                .collect()
+        };
+        assert!(
+            &chart[role] == rules,
+            "the {role} rules of the chart and of config/rbac differ\n\
+             only in the chart:{}\nonly in config/rbac:{}",
+            only_in(&chart[role], rules),
+            only_in(rules, &chart[role]),
         );
     }
     let shipped = std::fs::read_to_string(repo_path("config/rbac/certinext-roles.yaml"))
