@@ -7,7 +7,8 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::cluster::{TestCluster, repo_path};
@@ -464,14 +465,36 @@ fn kustomize_default_objects_are_valid_kubernetes_objects() {
     assert_valid(&kustomize(), &[]);
 }
 
+/// `kubectl apply -f -` with `yaml` on its standard input; returns its output.
+async fn apply_stdin(cluster: &TestCluster, yaml: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = cluster
+        .kubectl_command(&["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    let mut stdin = child.stdin.take().expect("kubectl's stdin");
+    stdin
+        .write_all(yaml.as_bytes())
+        .await
+        .expect("write to kubectl");
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("kubectl apply finishes")
+        .expect("kubectl runs");
+    succeeded("kubectl apply -f -", output)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kustomize_default_applies_to_a_cluster() {
     let cluster = TestCluster::start().await;
-    let manifest = cluster.file("certinext.yaml", &kustomize_yaml());
-    let manifest = manifest.to_str().expect("a UTF-8 path");
-    let out = cluster.kubectl(&["apply", "-f", manifest]).await;
+    let yaml = kustomize_yaml();
+    let out = apply_stdin(&cluster, &yaml).await;
     assert_eq!(out.matches(" created").count(), kustomize().len(), "{out}");
-    let again = cluster.kubectl(&["apply", "-f", manifest]).await;
+    let again = apply_stdin(&cluster, &yaml).await;
     assert_eq!(
         again.matches(" unchanged").count(),
         kustomize().len(),
@@ -923,7 +946,7 @@ async fn chart_installs_into_a_cluster() {
     let output = tokio::process::Command::from(install)
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(120), output)
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
         .await
         .expect("helm install finishes")
         .expect("python runs");
