@@ -23,9 +23,10 @@ struct Cli {
 enum Command {
     /// Print every CustomResourceDefinition as YAML, or write one file per kind.
     Crd {
-        /// Write `<kind>.yaml` files into this directory instead of printing.
+        /// Write `<kind>.yaml` files into this directory instead of printing; repeat it to
+        /// write several copies (`crds`, `config/crd`, `charts/certinext-operator/crds`).
         #[arg(long, value_name = "DIR")]
-        output_dir: Option<PathBuf>,
+        output_dir: Vec<PathBuf>,
     },
     /// Run the operator on an embedded Kubernetes API server, with the quickstart applied.
     Dev(certinext::dev::DevArgs),
@@ -38,12 +39,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Crd {
-            output_dir: Some(dir),
-        } => certinext::crd::write_dir(&dir),
-        Command::Crd { output_dir: None } => certinext::crd::all_yaml()
+        Command::Crd { output_dir } if output_dir.is_empty() => certinext::crd::all_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(Into::into),
+        Command::Crd { output_dir } => output_dir
+            .iter()
+            .try_for_each(|dir| certinext::crd::write_dir(dir)),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(certinext::dev::run(args))),
     };
     match result {

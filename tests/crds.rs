@@ -47,9 +47,36 @@ fn crds_directory_matches_the_code() {
     }
     assert!(
         stale.is_empty(),
-        "{}\nregenerate with: cargo run -- crd --output-dir crds",
+        "{}\nregenerate with: cargo run -- crd --output-dir crds --output-dir config/crd --output-dir charts/certinext-operator/crds",
         stale.join("\n")
     );
+}
+
+#[test]
+fn crd_command_writes_every_output_dir() {
+    let dirs = [
+        tempfile::tempdir().expect("a directory"),
+        tempfile::tempdir().expect("a directory"),
+    ];
+    let output = Command::new(env!("CARGO_BIN_EXE_certinext"))
+        .arg("crd")
+        .arg("--output-dir")
+        .arg(dirs[0].path())
+        .arg("--output-dir")
+        .arg(dirs[1].path())
+        .output()
+        .expect("certinext runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for dir in &dirs {
+        for (name, yaml) in certinext::crd::files().expect("CRDs render") {
+            let written = std::fs::read_to_string(dir.path().join(&name));
+            assert_eq!(written.ok().as_deref(), Some(yaml.as_str()), "{name}");
+        }
+    }
 }
 
 #[test]
