@@ -16,7 +16,12 @@ use support::cluster::{TestCluster, repo_path};
 const CHART: &str = "charts/certinext-operator";
 const NAMESPACE: &str = "certinext-system";
 const REGENERATE_CRDS: &str = "cargo run -- crd --output-dir crds --output-dir config/crd --output-dir charts/certinext-operator/crds";
-const TENANT_ROLES: [&str; 3] = ["certinext-admin", "certinext-requester", "certinext-viewer"];
+const TENANT_ROLES: [&str; 4] = [
+    "certinext-admin",
+    "certinext-requester",
+    "certinext-viewer",
+    "certinext-approver",
+];
 
 // ---------------------------------------------------------------------------------------------
 // Rendering
