@@ -58,7 +58,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_enterprise_example_reaches_ready_with_its_wallet() {
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -138,7 +138,7 @@ async fn groups_get_their_funds_and_their_members_role_bindings() {
     use certinext::api::Group;
     use k8s_openapi::api::rbac::v1::RoleBinding;
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -231,7 +231,7 @@ spec: {funds: \"5000.00\"}
 async fn a_funded_group_in_a_retail_account_is_refused() {
     use certinext::api::Group;
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/retail.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -274,7 +274,7 @@ spec: {funds: \"10.00\"}
 async fn reseller_price_lists_and_products_are_checked() {
     use certinext::api::{PriceList, Product};
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/reseller.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -325,7 +325,7 @@ spec:
 async fn a_price_list_in_an_enterprise_account_is_refused() {
     use certinext::api::PriceList;
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
