@@ -361,11 +361,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
     } else {
         (second, first)
     };
-    assert_eq!(
-        follower.identity.as_deref().map(|_| ()),
-        Some(()),
-        "both replicas joined"
-    );
+    assert!(follower.identity.is_some(), "both replicas joined");
     assert_eq!(leader.identity.as_deref(), Some(holder.as_str()));
     wait_account_ready(&cluster, "globex").await;
     scrape_until(&leader, "the leader reconciles", |m| {
@@ -509,9 +505,10 @@ async fn a_leader_whose_lease_is_taken_stops_its_controllers_at_once() {
         (leads == 0.0).then_some(())
     })
     .await;
-    // Within one confirmation interval (half of a third of the lease), plus a scrape.
+    // Within a confirmation interval (half of a third of the lease) or so, and in any case
+    // before the other hold could lapse and a third replica take the lease.
     assert!(
-        taken.elapsed() < Duration::from_millis(1500),
+        taken.elapsed() < Duration::from_millis(2500),
         "stopped after {:?}:\n{}",
         taken.elapsed(),
         operator.logs()
