@@ -70,7 +70,7 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
 
 /// Starts the operator's controllers against `client`.
 pub fn start_controllers(client: &kube::Client) -> Vec<tokio::task::JoinHandle<()>> {
-    crate::controllers::start(client)
+    crate::controllers::start(client, &crate::controllers::Settings::default())
 }
 
 /// Prints a message for the user, ignoring a stdout nobody reads any more.

@@ -13,14 +13,38 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Log filter, as RUST_LOG: `info`, `certinext=debug,kube=warn`, …
-    #[arg(long, global = true, env = "CERTINEXT_LOG", default_value = "info")]
-    log: String,
+    #[arg(
+        long,
+        alias = "log",
+        global = true,
+        value_name = "FILTER",
+        env = "CERTINEXT_LOG_LEVEL",
+        default_value = "info"
+    )]
+    log_level: String,
+    /// Log lines as plain text or as JSON objects (one per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "CERTINEXT_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator against a cluster: in-cluster, or with --kubeconfig.
+    Run(certinext::run::RunArgs),
     /// Print every CustomResourceDefinition as YAML, or write one file per kind.
     Crd {
         /// Write `<kind>.yaml` files into this directory instead of printing; repeat it to
@@ -34,11 +58,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(error) = init_logging(&cli.log_level, cli.log_format) {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(certinext::run::run(args))),
         Command::Crd { output_dir } if output_dir.is_empty() => certinext::crd::all_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(Into::into),
@@ -54,6 +79,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|error| anyhow::anyhow!("--log-level {filter:?}: {error}"))?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

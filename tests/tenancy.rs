@@ -62,7 +62,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_enterprise_example_reaches_ready_with_its_wallet() {
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -142,7 +142,7 @@ async fn groups_get_their_funds_and_their_members_role_bindings() {
     use certinext::api::Group;
     use k8s_openapi::api::rbac::v1::RoleBinding;
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -235,7 +235,7 @@ spec: {funds: \"5000.00\"}
 async fn a_funded_group_in_a_retail_account_is_refused() {
     use certinext::api::Group;
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/retail.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -278,7 +278,7 @@ spec: {funds: \"10.00\"}
 async fn reseller_price_lists_and_products_are_checked() {
     use certinext::api::{PriceList, Product};
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/reseller.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -329,7 +329,7 @@ spec:
 async fn a_price_list_in_an_enterprise_account_is_refused() {
     use certinext::api::PriceList;
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = std::fs::read_to_string(support::cluster::repo_path("examples/enterprise.yaml"))
         .expect("example");
     certinext::manifests::apply(&cluster.client, &example, "test")
@@ -382,7 +382,7 @@ async fn the_reseller_example_reaches_ready_and_sub_accounts_come_and_go() {
     use certinext::api::{Certificate, Group, PriceList, Product, SubAccount};
     use k8s_openapi::api::rbac::v1::RoleBinding;
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let example = support::cluster::repo_path("examples/reseller.yaml");
     cluster.kubectl(&["apply", "-f", &example]).await;
 
@@ -417,7 +417,16 @@ async fn the_reseller_example_reaches_ready_and_sub_accounts_come_and_go() {
 
     let subs: Api<SubAccount> = Api::namespaced(cluster.client.clone(), "sslhub");
     for (name, funds) in [("initech", "500.00"), ("hooli-shop", "200.00")] {
-        let sub = wait_until(&subs, name, |s| ready(s).is_some_and(|r| r.0 == "True")).await;
+        let sub = wait_until(&subs, name, move |s| {
+            ready(s).is_some_and(|r| r.0 == "True")
+                && s.status
+                    .as_ref()
+                    .and_then(|s| s.balance)
+                    .map(|m| m.to_string())
+                    .as_deref()
+                    == Some(funds)
+        })
+        .await;
         let status = sub.status.expect("status");
         assert_eq!(status.account.as_deref(), Some(name));
         assert_eq!(
@@ -566,7 +575,7 @@ async fn the_capability_matrix_is_enforced_for_every_account_type() {
     let _ = tracing_subscriber::fmt().with_env_filter("warn").try_init();
     use certinext::api::{Group, PriceList, Product, SubAccount};
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let mut setup = String::new();
     for (name, kind) in [
         ("res", "Reseller"),
@@ -779,7 +788,7 @@ spec: {{subject: {{commonName: {name} CA}}}}\n---\n"
 async fn allocations_beyond_the_balance_are_refused_and_an_overdrawn_wallet_blocks_new_ones() {
     use certinext::api::Group;
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client);
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
     let account = |credits: &str| {
         format!(
             "apiVersion: v1\nkind: Namespace\nmetadata: {{name: acme}}\n---

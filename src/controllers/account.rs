@@ -322,7 +322,7 @@ pub async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, settings: super::Settings) {
     let accounts: Api<Account> = Api::all(client.clone());
     let controller = Controller::new(accounts, watcher::Config::default());
     let store = controller.store();
@@ -395,7 +395,8 @@ pub async fn run(client: Client) {
             watcher::Config::default(),
             by_subaccount,
         )
-        .run(reconcile, error_policy, context)
+        .with_config(settings.controller_config())
+        .run(super::instrumented(reconcile), error_policy, context)
         .for_each(|_| async {})
         .await;
 }

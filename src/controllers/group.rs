@@ -211,7 +211,7 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, settings: super::Settings) {
     let groups: Api<Group> = Api::all(client.clone());
     let controller = Controller::new(groups, watcher::Config::default());
     let store = controller.store();
@@ -238,7 +238,12 @@ pub async fn run(client: Client) {
             watcher::Config::default(),
             move |_: Group| all_groups(),
         )
-        .run(reconcile, error_policy, Arc::new(Context::new(client)))
+        .with_config(settings.controller_config())
+        .run(
+            super::instrumented(reconcile),
+            error_policy,
+            Arc::new(Context::new(client)),
+        )
         .for_each(|_| async {})
         .await;
 }

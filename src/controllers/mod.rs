@@ -291,12 +291,60 @@ pub fn condition(
 }
 
 /// Starts every controller against `client`; they run until the handles are aborted.
-pub fn start(client: &kube::Client) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn start(client: &kube::Client, settings: &Settings) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
-        tokio::spawn(account::run(client.clone())),
-        tokio::spawn(group::run(client.clone())),
-        tokio::spawn(product::run(client.clone())),
-        tokio::spawn(pricelist::run(client.clone())),
-        tokio::spawn(subaccount::run(client.clone())),
+        tokio::spawn(account::run(client.clone(), settings.clone())),
+        tokio::spawn(group::run(client.clone(), settings.clone())),
+        tokio::spawn(product::run(client.clone(), settings.clone())),
+        tokio::spawn(pricelist::run(client.clone(), settings.clone())),
+        tokio::spawn(subaccount::run(client.clone(), settings.clone())),
     ]
+}
+
+/// How every controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Reconciles of one kind that may run at once (never two of the same object).
+    pub concurrency: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { concurrency: 4 }
+    }
+}
+
+impl Settings {
+    /// The kube-runtime configuration of one controller.
+    pub fn controller_config(&self) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default().concurrency(self.concurrency)
+    }
+}
+
+/// Wraps a controller's reconcile function so that each run is counted, timed and, when it
+/// fails, counted as an error, under the kind it reconciles (`certinext_reconcile*` metrics).
+pub fn instrumented<K, C, E, F, Fut>(
+    mut reconcile: F,
+) -> impl FnMut(
+    Arc<K>,
+    Arc<C>,
+)
+    -> futures_util::future::BoxFuture<'static, Result<kube::runtime::controller::Action, E>>
+where
+    K: kube::Resource<DynamicType = ()>,
+    F: FnMut(Arc<K>, Arc<C>) -> Fut,
+    Fut:
+        std::future::Future<Output = Result<kube::runtime::controller::Action, E>> + Send + 'static,
+{
+    let kind: Arc<str> = K::kind(&()).into();
+    move |object, ctx| {
+        let kind = kind.clone();
+        let started = std::time::Instant::now();
+        let run = reconcile(object, ctx);
+        Box::pin(async move {
+            let result = run.await;
+            crate::metrics::reconciles().observe(&kind, started.elapsed(), result.is_err());
+            result
+        })
+    }
 }

@@ -126,7 +126,7 @@ pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, settings: super::Settings) {
     let controller = Controller::new(
         Api::<PriceList>::all(client.clone()),
         watcher::Config::default(),
@@ -156,7 +156,12 @@ pub async fn run(client: Client) {
             watcher::Config::default(),
             move |_: SubAccount| after_subaccount(),
         )
-        .run(reconcile, error_policy, Arc::new(Context::new(client)))
+        .with_config(settings.controller_config())
+        .run(
+            super::instrumented(reconcile),
+            error_policy,
+            Arc::new(Context::new(client)),
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -141,7 +141,7 @@ pub async fn reconcile(product: Arc<Product>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, settings: super::Settings) {
     let controller = Controller::new(
         Api::<Product>::all(client.clone()),
         watcher::Config::default(),
@@ -167,7 +167,12 @@ pub async fn run(client: Client) {
             watcher::Config::default(),
             move |_: PrivateCA| after_ca(),
         )
-        .run(reconcile, error_policy, Arc::new(Context::new(client)))
+        .with_config(settings.controller_config())
+        .run(
+            super::instrumented(reconcile),
+            error_policy,
+            Arc::new(Context::new(client)),
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -388,7 +388,7 @@ pub async fn reconcile(sub: Arc<SubAccount>, ctx: Arc<Context>) -> Result<Action
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client) {
+pub async fn run(client: Client, settings: super::Settings) {
     let controller = Controller::new(
         Api::<SubAccount>::all(client.clone()),
         watcher::Config::default(),
@@ -435,7 +435,12 @@ pub async fn run(client: Client) {
             Api::<RoleBinding>::all(client.clone()),
             watcher::Config::default().labels(SUB_ACCOUNT_LABEL),
         )
-        .run(reconcile, error_policy, Arc::new(Context::new(client)))
+        .with_config(settings.controller_config())
+        .run(
+            super::instrumented(reconcile),
+            error_policy,
+            Arc::new(Context::new(client)),
+        )
         .for_each(|_| async {})
         .await;
 }
