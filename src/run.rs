@@ -92,19 +92,29 @@ impl RunArgs {
 /// A client from `--kubeconfig` if given, else from the pod's service account or the
 /// default kubeconfig.
 async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
-    let Some(path) = kubeconfig else {
-        return Client::try_default().await.context(
+    let mut config = match kubeconfig {
+        None => kube::Config::infer().await.context(
             "no --kubeconfig given, and neither an in-cluster configuration nor a kubeconfig \
              ($KUBECONFIG, ~/.kube/config) could be loaded",
-        );
+        )?,
+        Some(path) => {
+            let what = || format!("loading the kubeconfig {}", path.display());
+            let kubeconfig = Kubeconfig::read_from(path).with_context(what)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .with_context(what)?
+        }
     };
-    let what = || format!("loading the kubeconfig {}", path.display());
-    let kubeconfig = Kubeconfig::read_from(path).with_context(what)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .with_context(what)?;
-    Client::try_from(config).with_context(what)
+    // API server audit logs (and devcluster's request counts) name the operator.
+    config.headers.push((
+        hyper::header::USER_AGENT,
+        hyper::header::HeaderValue::from_static(USER_AGENT),
+    ));
+    Client::try_from(config).context("building the API client")
 }
+
+/// The User-Agent of the operator's API requests.
+pub const USER_AGENT: &str = concat!("certinext-operator/", env!("CARGO_PKG_VERSION"));
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT), naming which.
 fn shutdown_signal() -> anyhow::Result<impl Future<Output = &'static str>> {

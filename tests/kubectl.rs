@@ -1080,11 +1080,16 @@ async fn the_shipped_cluster_roles_apply() {
             &repo_path("config/rbac/certinext-roles.yaml"),
         ])
         .await;
-    assert_eq!(out.matches("created").count(), 3, "{out}");
+    assert_eq!(out.matches("created").count(), 4, "{out}");
     let roles = cluster
         .kubectl(&["get", "clusterroles", "-o", "name"])
         .await;
-    for role in ["certinext-admin", "certinext-requester", "certinext-viewer"] {
+    for role in [
+        "certinext-admin",
+        "certinext-requester",
+        "certinext-viewer",
+        "certinext-approver",
+    ] {
         assert!(roles.contains(role), "{roles}");
     }
 }

@@ -528,3 +528,158 @@ async fn a_leader_whose_lease_is_taken_stops_its_controllers_at_once() {
     assert!(exit.success(), "{exit:?}");
     assert_eq!(lease_holder(&cluster).await, "");
 }
+
+/// Permissions the operator's role grants that a run over the examples does not exercise,
+/// and why each is still needed.
+const GRANTED_BUT_NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[];
+
+/// The (group, resource, verb) triples the rules of a Role or ClusterRole grant; rules
+/// limited to resourceNames (such as `bind`) are not requests the operator makes.
+fn granted(rules: &serde_json::Value) -> std::collections::BTreeSet<(String, String, String)> {
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in rules.as_array().into_iter().flatten() {
+        if rule.get("resourceNames").is_some() {
+            continue;
+        }
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    granted.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    granted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_role_grants_exactly_what_the_operator_uses() {
+    let cluster = TestCluster::with_crds().await;
+    cluster
+        .kubectl(&["create", "namespace", "certinext-system"])
+        .await;
+    cluster.cluster.reset_requests();
+    let operator = Operator::start(
+        &cluster,
+        &[
+            "--leader-elect",
+            "--lease-duration",
+            "3s",
+            "--leader-election-namespace",
+            "certinext-system",
+        ],
+    )
+    .await;
+    for example in ["reseller", "enterprise", "retail"] {
+        cluster
+            .kubectl(&[
+                "apply",
+                "-f",
+                &repo_path(&format!("examples/{example}.yaml")),
+            ])
+            .await;
+    }
+    let accounts: kube::Api<certinext::api::Account> = kube::Api::all(cluster.client.clone());
+    let is_ready = |a: &certinext::api::Account| {
+        a.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+    };
+    eventually("every account Ready", || async {
+        let list = accounts.list(&Default::default()).await.ok()?;
+        (list.items.len() == 5 && list.items.iter().all(is_ready)).then_some(())
+    })
+    .await;
+    // Deletions: a certificate, then a sub-account (its account's finalizer and its own).
+    cluster
+        .kubectl(&["delete", "certificate", "storefront", "-n", "hooli-shop"])
+        .await;
+    cluster
+        .kubectl(&[
+            "delete",
+            "subaccount",
+            "hooli-shop",
+            "-n",
+            "sslhub",
+            "--wait=false",
+        ])
+        .await;
+    eventually("the sub-account's account deleted", || async {
+        accounts
+            .get_opt("hooli-shop")
+            .await
+            .ok()
+            .and_then(|a| a.is_none().then_some(()))
+    })
+    .await;
+    // A group losing a role: its binding is deleted.
+    cluster
+        .kubectl(&[
+            "patch", "group", "sales", "-n", "sslhub", "--type", "merge", "-p",
+            r#"{"spec":{"members":[{"kind":"User","name":"clerk@sslhub.example","role":"Viewer"}]}}"#,
+        ])
+        .await;
+    eventually("the admin binding deleted", || async {
+        let out = cluster
+            .kubectl_output(&["get", "rolebinding", "sales-admin", "-n", "sslhub"])
+            .await;
+        (!out.status.success()).then_some(())
+    })
+    .await;
+    assert!(operator.terminate().await.success());
+
+    let used: std::collections::BTreeSet<(String, String, String)> = cluster
+        .cluster
+        .requests()
+        .into_keys()
+        .filter(|k| k.user_agent == "certinext-operator")
+        .map(|k| (k.group, k.resource, k.verb))
+        .collect();
+    assert!(
+        !used.is_empty(),
+        "no request carried the operator's User-Agent"
+    );
+    let rendered = cluster
+        .kubectl(&["kustomize", &repo_path("config/rbac")])
+        .await;
+    let mut allowed = std::collections::BTreeSet::new();
+    for document in serde_yaml::Deserializer::from_str(&rendered) {
+        let object: serde_json::Value =
+            serde::Deserialize::deserialize(document).expect("kustomize renders YAML");
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        if matches!(
+            (object["kind"].as_str(), name),
+            (Some("ClusterRole"), "certinext-operator")
+                | (Some("Role"), "certinext-leader-election")
+        ) {
+            allowed.extend(granted(&object["rules"]));
+        }
+    }
+    let missing: Vec<_> = used.difference(&allowed).collect();
+    assert!(
+        missing.is_empty(),
+        "the operator made requests its role does not allow (group, resource, verb): {missing:#?}"
+    );
+    let excused: std::collections::BTreeSet<(String, String, String)> = GRANTED_BUT_NOT_EXERCISED
+        .iter()
+        .map(|(g, r, v, _)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect();
+    let unused: Vec<_> = allowed
+        .difference(&used)
+        .filter(|p| !excused.contains(*p))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "the role grants permissions the operator never used (group, resource, verb): {unused:#?}"
+    );
+}

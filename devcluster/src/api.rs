@@ -41,6 +41,8 @@ pub struct Cluster {
     pub faults: RwLock<crate::Faults>,
     /// How many faults were injected.
     pub injected: crate::FaultCounts,
+    /// How many resource requests of each kind were made.
+    pub requests: std::sync::Mutex<std::collections::BTreeMap<crate::RequestKind, u64>>,
 }
 
 /// An HTTP request, reduced to what the API reads.
@@ -95,6 +97,7 @@ impl Cluster {
             bookmark_interval: std::time::Duration::from_secs(5),
             faults: RwLock::new(crate::Faults::default()),
             injected: crate::FaultCounts::default(),
+            requests: std::sync::Mutex::default(),
         }
     }
 
@@ -212,6 +215,7 @@ impl Cluster {
         let target = self.target(request, group, version, rest)?;
         let method = request.method.as_str();
         let watch = target.watch_path || flag(&request.query, "watch");
+        self.count(request, &target, verb(method, target.name.is_some(), watch));
         self.inject_fault(verb(method, target.name.is_some(), watch))?;
         crate::openapi::check_field_validation(
             &target.def,
@@ -241,6 +245,30 @@ impl Cluster {
             ("DELETE", None) => self.delete_collection(&target, request),
             _ => Err(ApiError::method_not_allowed(method, &request.path)),
         }
+    }
+
+    fn count(&self, request: &Request, target: &Target, verb: &str) {
+        let resource = match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.def.plural),
+            None => target.def.plural.clone(),
+        };
+        let kind = crate::RequestKind {
+            user_agent: request
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            verb: verb.to_owned(),
+            group: target.def.group.clone(),
+            resource,
+        };
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kind)
+            .or_default() += 1;
     }
 
     /// The faults to inject now.

@@ -75,6 +75,18 @@ pub struct FaultCounts {
     pub watches_closed: std::sync::atomic::AtomicU64,
 }
 
+/// Resource requests of one kind, as RBAC sees them: who asked (the client's User-Agent up
+/// to the first `/`), the verb, and the resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestKind {
+    pub user_agent: String,
+    pub verb: String,
+    /// API group; empty for the core group.
+    pub group: String,
+    /// The resource's plural name, with `/subresource` when the request names one.
+    pub resource: String,
+}
+
 /// Failures devcluster injects, so clients can be tested against a flaky API server.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Faults {
@@ -262,6 +274,24 @@ impl DevCluster {
             counts.conflicts.load(Relaxed),
             counts.watches_closed.load(Relaxed),
         )
+    }
+
+    /// How many resource requests of each kind the server answered (or refused) so far.
+    pub fn requests(&self) -> std::collections::BTreeMap<RequestKind, u64> {
+        self.cluster
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the requests counted so far.
+    pub fn reset_requests(&self) {
+        self.cluster
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Ends every open watch; clients resume from their last version.

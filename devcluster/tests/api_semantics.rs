@@ -495,3 +495,42 @@ async fn orphan_deletion_keeps_dependents_without_the_reference() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_by_client_verb_and_resource() {
+    let cluster = DevCluster::start(Config::default())
+        .await
+        .expect("devcluster starts");
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(cluster.kubeconfig()).expect("kubeconfig parses");
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kubeconfig loads");
+    config.headers.push((
+        "user-agent".parse().expect("header name"),
+        "counted-client/1.0".parse().expect("header value"),
+    ));
+    let client = Client::try_from(config).expect("client");
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    cluster.reset_requests();
+    let cm: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "counted"}}))
+            .expect("configmap");
+    api.create(&Default::default(), &cm).await.expect("create");
+    api.get("counted").await.expect("get");
+    api.get("counted").await.expect("get again");
+    let _ = api.get("missing").await;
+    let counted: Vec<(String, String, String, u64)> = cluster
+        .requests()
+        .into_iter()
+        .filter(|(k, _)| k.user_agent == "counted-client")
+        .map(|(k, n)| (k.verb, k.group, k.resource, n))
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            ("create".into(), "".into(), "configmaps".into(), 1),
+            ("get".into(), "".into(), "configmaps".into(), 3),
+        ]
+    );
+}
