@@ -13,13 +13,14 @@ use futures_util::StreamExt;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::account;
-use super::{Context, Error, Refusal, Standing, Tenancy, api_of, error_policy, no_account, report};
+use super::{
+    Context, Error, Refusal, Standing, Tenancy, all_of, api_of, error_policy, no_account, report,
+};
 use crate::api::group::{Member, MemberKind, Role};
 use crate::api::{Account, Group};
 use crate::billing::Money;
@@ -217,26 +218,18 @@ pub async fn run(client: Client, settings: super::Settings) {
     let store = controller.store();
     // A change to an account (its type, credits, namespaces) or to another group's funds
     // can change every group's standing.
-    let all_groups = move || {
-        store
-            .state()
-            .into_iter()
-            .map(|g| ObjectRef::from_obj(&*g))
-            .collect::<Vec<_>>()
-    };
-    let after_account = all_groups.clone();
     let bindings = watcher::Config::default().labels(GROUP_LABEL);
     controller
         .owns(Api::<RoleBinding>::all(client.clone()), bindings)
         .watches(
             Api::<Account>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Account| after_account(),
+            all_of(&store),
         )
         .watches(
             Api::<Group>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Group| all_groups(),
+            all_of(&store),
         )
         .with_config(settings.controller_config())
         .run(

@@ -239,6 +239,24 @@ pub fn error_policy<K: kube::Resource<DynamicType = ()>, C>(
     kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
 }
 
+/// Maps a change to an object of any kind to every object the controller holds: for kinds
+/// that are few and whose standing depends on cluster-wide state (accounts, wallets).
+pub fn all_of<K, T>(
+    store: &kube::runtime::reflector::Store<K>,
+) -> impl Fn(T) -> Vec<kube::runtime::reflector::ObjectRef<K>> + Clone + Send + Sync + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let store = store.clone();
+    move |_| {
+        store
+            .state()
+            .iter()
+            .map(|object| kube::runtime::reflector::ObjectRef::from_obj(&**object))
+            .collect()
+    }
+}
+
 /// The refusal of an object in a namespace no account holds.
 pub fn no_account(kind: &str, name: &str, namespace: &str) -> String {
     format!(

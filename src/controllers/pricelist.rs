@@ -11,12 +11,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, Refusal, Standing, Tenancy, api_of, error_policy, no_account, report};
+use super::{
+    Context, Error, Refusal, Standing, Tenancy, all_of, api_of, error_policy, no_account, report,
+};
 use crate::api::{Account, PriceList, Product, SubAccount};
 use crate::capabilities::{self, Capability};
 
@@ -132,29 +133,21 @@ pub async fn run(client: Client, settings: super::Settings) {
         watcher::Config::default(),
     );
     let store = controller.store();
-    let all = move || {
-        store
-            .state()
-            .into_iter()
-            .map(|p| ObjectRef::from_obj(&*p))
-            .collect::<Vec<_>>()
-    };
-    let (after_product, after_subaccount) = (all.clone(), all.clone());
     controller
         .watches(
             Api::<Account>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Account| all(),
+            all_of(&store),
         )
         .watches(
             Api::<Product>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Product| after_product(),
+            all_of(&store),
         )
         .watches(
             Api::<SubAccount>::all(client.clone()),
             watcher::Config::default(),
-            move |_: SubAccount| after_subaccount(),
+            all_of(&store),
         )
         .with_config(settings.controller_config())
         .run(

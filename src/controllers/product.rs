@@ -8,12 +8,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::{Context, Error, Refusal, Standing, Tenancy, api_of, error_policy, no_account, report};
+use super::{
+    Context, Error, Refusal, Standing, Tenancy, all_of, api_of, error_policy, no_account, report,
+};
 use crate::api::{Account, PrivateCA, Product};
 use crate::capabilities::{self, Capability};
 
@@ -148,24 +149,16 @@ pub async fn run(client: Client, settings: super::Settings) {
     );
     let store = controller.store();
     // Accounts and CAs decide every product's standing; there are few of each.
-    let all = move || {
-        store
-            .state()
-            .into_iter()
-            .map(|p| ObjectRef::from_obj(&*p))
-            .collect::<Vec<_>>()
-    };
-    let after_ca = all.clone();
     controller
         .watches(
             Api::<Account>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Account| all(),
+            all_of(&store),
         )
         .watches(
             Api::<PrivateCA>::all(client.clone()),
             watcher::Config::default(),
-            move |_: PrivateCA| after_ca(),
+            all_of(&store),
         )
         .with_config(settings.controller_config())
         .run(

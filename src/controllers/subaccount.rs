@@ -15,15 +15,14 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::group::subject;
 use super::{
-    Context, Error, Refusal, Standing, Tenancy, account, add_finalizer, api_of, error_policy,
-    no_account, remove_finalizer, report,
+    Context, Error, Refusal, Standing, Tenancy, account, add_finalizer, all_of, api_of,
+    error_policy, no_account, remove_finalizer, report,
 };
 use crate::api::group::Role;
 use crate::api::{Account, Group, PriceList, SubAccount};
@@ -396,40 +395,31 @@ pub async fn run(client: Client, settings: super::Settings) {
     let store = controller.store();
     // Accounts (the reseller's wallet, the children), groups (funds, admins) and price lists
     // decide every sub-account's standing; there are few sub-accounts.
-    let all = move || {
-        store
-            .state()
-            .into_iter()
-            .map(|s| ObjectRef::from_obj(&*s))
-            .collect::<Vec<_>>()
-    };
-    let (after_group, after_list, after_sub, after_namespace) =
-        (all.clone(), all.clone(), all.clone(), all.clone());
     controller
         .watches(
             Api::<Account>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Account| all(),
+            all_of(&store),
         )
         .watches(
             Api::<Group>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Group| after_group(),
+            all_of(&store),
         )
         .watches(
             Api::<PriceList>::all(client.clone()),
             watcher::Config::default(),
-            move |_: PriceList| after_list(),
+            all_of(&store),
         )
         .watches(
             Api::<SubAccount>::all(client.clone()),
             watcher::Config::default(),
-            move |_: SubAccount| after_sub(),
+            all_of(&store),
         )
         .watches(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Namespace| after_namespace(),
+            all_of(&store),
         )
         .owns(
             Api::<RoleBinding>::all(client.clone()),
