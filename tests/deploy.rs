@@ -105,8 +105,7 @@ fn non_default_values() -> Value {
             "logLevel": "certinext=debug,kube=warn",
             "logFormat": "text",
             "concurrency": 8,
-            "watchNamespaces": ["acme-web", "acme-api"],
-            "extraArgs": ["--some-flag"],
+            "extraArgs": ["--lease-duration=30s"],
             "extraEnv": [{"name": "TZ", "value": "UTC"}]
         },
         "leaderElection": {"leaseName": "certs-leader"},
@@ -238,6 +237,23 @@ fn args(deployment: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|a| a.as_str().map(str::to_owned))
         .collect()
+}
+
+/// The Deployment's arguments are ones `certinext` itself accepts: clap stops at the first
+/// argument it refuses (exit 2) and prints help (exit 0) only when every one before parsed.
+fn assert_the_operator_accepts(deployment: &Value) {
+    let args = args(deployment);
+    let output = Command::new(env!("CARGO_BIN_EXE_certinext"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .expect("certinext runs");
+    assert!(
+        output.status.success(),
+        "certinext refuses the Deployment's arguments {args:?}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(args.first().map(String::as_str), Some("run"), "{args:?}");
 }
 
 /// The operator's ServiceAccount is what the Deployment runs as and what both bindings name.
@@ -412,6 +428,7 @@ fn kustomize_default_renders_the_operator_in_certinext_system() {
     }
     let deployment = find(&objects, "Deployment", "certinext-operator");
     assert_hardened(deployment);
+    assert_the_operator_accepts(deployment);
     let args = args(deployment);
     assert!(args.contains(&"--leader-elect".to_owned()), "{args:?}");
     assert!(args.contains(&"--log-format=json".to_owned()), "{args:?}");
@@ -636,6 +653,7 @@ fn chart_renders_valid_objects_with_default_values() {
     );
     let deployment = find(&objects, "Deployment", "certinext-operator");
     assert_hardened(deployment);
+    assert_the_operator_accepts(deployment);
     assert_bound(&objects, deployment, NAMESPACE);
     assert_eq!(deployment["spec"]["replicas"], 1);
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -655,10 +673,6 @@ fn chart_renders_valid_objects_with_default_values() {
     ] {
         assert!(args.contains(&arg.to_owned()), "{arg} in {args:?}");
     }
-    assert!(
-        !args.iter().any(|a| a.starts_with("--watch-namespaces")),
-        "{args:?}"
-    );
     assert_least_privilege(&rbac_rules(&objects));
 }
 
@@ -668,6 +682,7 @@ fn chart_renders_valid_objects_with_non_default_values() {
     assert_valid(&objects, &["ServiceMonitor"]);
     let deployment = find(&objects, "Deployment", "certs");
     assert_hardened(deployment);
+    assert_the_operator_accepts(deployment);
     assert_bound(&objects, deployment, NAMESPACE);
     assert_eq!(deployment["spec"]["replicas"], 2);
     let pod = &deployment["spec"]["template"];
@@ -709,8 +724,7 @@ fn chart_renders_valid_objects_with_non_default_values() {
         "--concurrency=8",
         "--leader-elect",
         "--lease-name=certs-leader",
-        "--watch-namespaces=acme-web,acme-api",
-        "--some-flag",
+        "--lease-duration=30s",
     ] {
         assert!(args.contains(&arg.to_owned()), "{arg} in {args:?}");
     }
