@@ -608,6 +608,68 @@ spec:
         Some(0)
     );
 
+    // A spec change re-issues the CA with its key, and its child follows.
+    running
+        .cluster
+        .kubectl(&[
+            "patch",
+            "privateca",
+            "partner-root",
+            "-n",
+            "sslhub",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"nameConstraints":{"permitted":{"dnsDomains":["initech.example"]}}}}"#,
+        ])
+        .await;
+    let (patched, patched_secret) = running.ready_ca("sslhub", "partner-root").await;
+    assert_eq!(patched.metadata.generation, Some(2));
+    let info = pki::inspect_pem(&text(&patched_secret, "tls.crt")).expect("parses");
+    assert_eq!(
+        info.name_constraints.and_then(|nc| nc.permitted),
+        Some(NameConstraintItems {
+            dns_domains: vec!["initech.example".into()]
+        })
+    );
+    assert_ne!(
+        patched
+            .status
+            .as_ref()
+            .and_then(|s| s.serial_number.clone()),
+        partner
+            .status
+            .as_ref()
+            .and_then(|s| s.serial_number.clone())
+    );
+    assert_eq!(
+        pki::load_key_pem(&text(&patched_secret, "tls.key"))
+            .expect("loads")
+            .public_key_der(),
+        pki::load_key_pem(&text(&partner_secret, "tls.key"))
+            .expect("loads")
+            .public_key_der(),
+        "the key is kept"
+    );
+    let new_root = text(&patched_secret, "tls.crt");
+    wait_until(&running.secrets("initech"), "customer-ca", move |s| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get("ca.crt"))
+            .is_some_and(|c| c.0 == new_root.as_bytes())
+    })
+    .await;
+
+    // A deleted Secret is issued again.
+    running
+        .cluster
+        .kubectl(&["delete", "secret", "customer-ca", "-n", "initech"])
+        .await;
+    wait_until(&running.secrets("initech"), "customer-ca", |s| {
+        s.data.as_ref().is_some_and(|d| d.contains_key("tls.key"))
+    })
+    .await;
+
     // Deleting a PrivateCA deletes its Secret.
     running.ready_ca("globex", "root").await;
     running
