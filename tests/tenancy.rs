@@ -9,38 +9,7 @@ use certinext::api::Account;
 use kube::Api;
 use kube::runtime::wait::await_condition;
 use support::cluster::TestCluster;
-
-/// Waits until the object `name` exists and satisfies `check`.
-async fn wait_until<K>(api: &Api<K>, name: &str, check: impl Fn(&K) -> bool + Send + 'static) -> K
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    K::DynamicType: Default,
-{
-    let condition = move |object: Option<&K>| object.is_some_and(&check);
-    let reached = tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(api.clone(), name, condition),
-    )
-    .await;
-    match reached {
-        Ok(found) => found.expect("watch").expect("the object exists"),
-        Err(_) => panic!(
-            "{name} did not reach the expected status; it is now {:#?}",
-            api.get_opt(name).await
-        ),
-    }
-}
-
-/// The Ready condition (status, reason, message) of any certinext object, through its JSON.
-fn ready<K: serde::Serialize>(object: &K) -> Option<(String, String, String)> {
-    let value = serde_json::to_value(object).ok()?;
-    let conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> =
-        serde_json::from_value(value["status"]["conditions"].clone()).ok()?;
-    conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| (c.status, c.reason, c.message))
-}
+use support::wait::{ready, wait_until};
 
 /// Waits for the object's Ready condition, and returns the object and the condition.
 async fn wait_ready<K>(api: &Api<K>, name: &str) -> (K, (String, String, String))

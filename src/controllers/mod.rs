@@ -4,6 +4,7 @@
 pub mod account;
 pub mod group;
 pub mod pricelist;
+pub mod privateca;
 pub mod product;
 pub mod subaccount;
 
@@ -316,6 +317,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Vec<tokio::task::Joi
         tokio::spawn(product::run(client.clone(), settings.clone())),
         tokio::spawn(pricelist::run(client.clone(), settings.clone())),
         tokio::spawn(subaccount::run(client.clone(), settings.clone())),
+        tokio::spawn(privateca::run(client.clone(), settings.clone())),
     ]
 }
 

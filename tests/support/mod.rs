@@ -4,3 +4,4 @@
 pub mod cluster;
 pub mod python;
 pub mod schema;
+pub mod wait;
