@@ -234,16 +234,6 @@ fn same_or_parent(account: &Account, holder: Option<&str>) -> bool {
     })
 }
 
-/// Whether `name` lies within the account's domains: a domain covers itself, and its
-/// subdomains unless `includeSubdomains` is false.
-pub fn within_account_domains(account: &Account, name: &str) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    account.spec.domains.iter().any(|domain| {
-        name == domain.name
-            || (domain.include_subdomains && pki::dns_name_in_domains(&name, &[&domain.name]))
-    })
-}
-
 /// The DNS names a certificate asks for: `dnsNames`, and a common name that looks like one.
 fn requested_dns_names(spec: &CertificateSpec) -> Vec<(String, &str)> {
     let mut names: Vec<(String, &str)> = spec
@@ -377,7 +367,7 @@ pub fn validate(certificate: &Certificate, found: &Referenced) -> Result<Plan, R
         Some(_) => {}
     }
     for (field, dns_name) in requested_dns_names(spec) {
-        if !within_account_domains(account, dns_name) {
+        if !super::product::within_domains(account, dns_name) {
             return Err(Refusal::new(
                 "DomainNotAllowed",
                 format!(
