@@ -2,6 +2,7 @@
 //! status, with the decisions in pure functions.
 
 pub mod account;
+pub mod certificate;
 pub mod group;
 pub mod pricelist;
 pub mod privateca;
@@ -78,24 +79,57 @@ pub async fn report<K>(
     manager: &str,
     previous: Option<&[Condition]>,
     standing: &Standing,
+    fields: Value,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let (ready, reason, message) = match standing {
+        Ok(message) => (true, "Ready", message.as_str()),
+        Err(refusal) => (false, refusal.reason, refusal.message.as_str()),
+    };
+    apply_status(
+        api,
+        object,
+        manager,
+        previous,
+        (ready, reason, message),
+        fields,
+    )
+    .await?;
+    if !ready {
+        warn_refusal(recorder, object, previous, reason, message).await?;
+    }
+    Ok(())
+}
+
+/// Writes an object's status by server-side apply as `manager`: `fields` plus
+/// `observedGeneration` and the `Ready` condition `(status, reason, message)`, after any
+/// other conditions `fields` carries. No Event: for a Ready=False that is progress, not a
+/// refusal (a certificate waiting for its first issuance).
+pub async fn apply_status<K>(
+    api: &Api<K>,
+    object: &K,
+    manager: &str,
+    previous: Option<&[Condition]>,
+    (ready, reason, message): (bool, &str, &str),
     mut fields: Value,
 ) -> Result<(), Error>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let generation = object.meta().generation;
-    let (ready, reason, message) = match standing {
-        Ok(message) => (true, "Ready", message.as_str()),
-        Err(refusal) => (false, refusal.reason, refusal.message.as_str()),
-    };
     if let Some(fields) = fields.as_object_mut() {
         fields.insert("observedGeneration".into(), json!(generation));
-        fields.insert(
-            "conditions".into(),
-            json!([condition(
-                "Ready", ready, reason, message, generation, previous
-            )]),
+        let mut conditions = match fields.remove("conditions") {
+            Some(Value::Array(others)) => others,
+            _ => Vec::new(),
+        };
+        conditions.insert(
+            0,
+            condition("Ready", ready, reason, message, generation, previous),
         );
+        fields.insert("conditions".into(), Value::Array(conditions));
     }
     let patch = json!({
         "apiVersion": K::api_version(&()),
@@ -108,9 +142,6 @@ where
         &kube::api::Patch::Apply(&patch),
     )
     .await?;
-    if !ready {
-        warn_refusal(recorder, object, previous, reason, message).await?;
-    }
     Ok(())
 }
 
@@ -318,6 +349,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Vec<tokio::task::Joi
         tokio::spawn(pricelist::run(client.clone(), settings.clone())),
         tokio::spawn(subaccount::run(client.clone(), settings.clone())),
         tokio::spawn(privateca::run(client.clone(), settings.clone())),
+        tokio::spawn(certificate::run(client.clone(), settings.clone())),
     ]
 }
 

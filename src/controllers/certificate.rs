@@ -1,0 +1,2310 @@
+//! The Certificate controller: orders certificates from a product (or a PrivateCA), writes
+//! them into `kubernetes.io/tls` Secrets in cert-manager's layout, and renews them.
+//!
+//! After cert-manager's split, kept as plain functions:
+//! dereference (account, group, product, issuer, the Secrets, the Orders) → [`validate`]
+//! (pure) → [`decide`] whether to issue and why (pure) → the next private key (stored in
+//! `<cert>-next-key` before the Order exists) → an Order `<cert>-<revision>` with the CSR →
+//! wait for the Order controller → write the Secret by server-side apply → status, requeued
+//! at the renewal time. Failed orders back off exponentially ([`backoff`]); denied ones wait
+//! for a spec change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::{
+    Context, Error, Refusal, Standing, Tenancy, api_of, apply_status, condition, error_policy,
+    no_account, report,
+};
+use crate::api::certificate::{Certificate, CertificateSpec};
+use crate::api::common::{
+    IssuerReference, KeyAlgorithm, PrivateKey, ProductReference, RotationPolicy,
+};
+use crate::api::order::{Order, OrderSpec, OrderState, OrderType};
+use crate::api::product::CertificateTemplate;
+use crate::api::{Account, Group, PrivateCA, Product};
+use crate::capabilities::{self, Capability};
+use crate::pki::{self, CertificateInfo, KeyPair};
+
+/// The field manager of what this controller writes.
+pub const MANAGER: &str = "certinext-certificate-controller";
+/// The label naming the Certificate an Order or Secret belongs to.
+pub const CERTIFICATE_LABEL: &str = "certinext.io/certificate-name";
+/// The label every object the operator writes carries; Secret watches select on it.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "certinext-operator");
+/// Set on an in-flight Order the Certificate has moved on from; the Order controller cancels it.
+pub const SUPERSEDED_ANNOTATION: &str = "certinext.io/superseded";
+/// The Certificate generation an Order was created for.
+pub const GENERATION_ANNOTATION: &str = "certinext.io/certificate-generation";
+pub const ISSUER_NAME_ANNOTATION: &str = "certinext.io/issuer-name";
+pub const ISSUER_KIND_ANNOTATION: &str = "certinext.io/issuer-kind";
+pub const COMMON_NAME_ANNOTATION: &str = "certinext.io/common-name";
+pub const ALT_NAMES_ANNOTATION: &str = "certinext.io/alt-names";
+pub const IP_SANS_ANNOTATION: &str = "certinext.io/ip-sans";
+pub const URI_SANS_ANNOTATION: &str = "certinext.io/uri-sans";
+pub const REVISION_ANNOTATION: &str = "certinext.io/revision";
+
+/// The first wait after a failed issuance; each further failure doubles it.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
+/// The longest wait between failed issuances.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+/// Orders kept once the certificate is Ready, when the spec does not say.
+pub const DEFAULT_REVISION_HISTORY_LIMIT: usize = 3;
+
+/// The Secret holding the private key of the Order in flight.
+pub fn next_key_secret_name(certificate: &str) -> String {
+    format!("{certificate}-next-key")
+}
+
+/// The Order of a Certificate revision.
+pub fn order_name(certificate: &str, revision: i64) -> String {
+    format!("{certificate}-{revision}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Dereference
+// ---------------------------------------------------------------------------------------
+
+/// Everything a Certificate refers to, as fetched. Plain values: [`validate`] reads them.
+#[derive(Clone, Debug, Default)]
+pub struct Referenced {
+    /// The account holding the Certificate's namespace.
+    pub account: Option<Account>,
+    /// Whether the group named by `groupRef` exists (None without a groupRef).
+    pub group_exists: Option<bool>,
+    /// The product named by `productRef`, and the account holding its namespace.
+    pub product: Option<Product>,
+    pub product_account: Option<String>,
+    /// The PrivateCA that issues (the product's, or `issuerRef`), and the account holding
+    /// its namespace.
+    pub ca: Option<PrivateCA>,
+    pub ca_account: Option<String>,
+}
+
+/// `productRef` and `issuerRef` with their namespaces filled in (the Certificate's when unset).
+pub fn resolved_refs(
+    certificate: &Certificate,
+) -> (Option<ProductReference>, Option<IssuerReference>) {
+    let namespace = certificate.namespace().unwrap_or_default();
+    let product = certificate
+        .spec
+        .product_ref
+        .as_ref()
+        .map(|p| ProductReference {
+            name: p.name.clone(),
+            namespace: Some(p.namespace.clone().unwrap_or_else(|| namespace.clone())),
+        });
+    let issuer = certificate
+        .spec
+        .issuer_ref
+        .as_ref()
+        .map(|i| IssuerReference {
+            kind: i.kind,
+            name: i.name.clone(),
+            namespace: Some(i.namespace.clone().unwrap_or_else(|| namespace.clone())),
+        });
+    (product, issuer)
+}
+
+/// The CA a product names, its namespace defaulting to the product's.
+fn product_issuer(product: &Product) -> IssuerReference {
+    IssuerReference {
+        kind: product.spec.issuer_ref.kind,
+        name: product.spec.issuer_ref.name.clone(),
+        namespace: Some(
+            product
+                .spec
+                .issuer_ref
+                .namespace
+                .clone()
+                .or_else(|| product.namespace())
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+fn namespace_of(reference: &IssuerReference) -> &str {
+    reference.namespace.as_deref().unwrap_or_default()
+}
+
+async fn dereference(
+    client: &Client,
+    certificate: &Certificate,
+    tenancy: &Tenancy,
+) -> Result<Referenced, Error> {
+    let namespace = certificate.namespace().unwrap_or_default();
+    let holder = |ns: &str| tenancy.holder(ns).map(|a| a.name_any());
+    let mut found = Referenced {
+        account: tenancy.holder(&namespace).map(|a| (**a).clone()),
+        ..Default::default()
+    };
+    if let Some(group) = &certificate.spec.group_ref {
+        let groups: Api<Group> = Api::namespaced(client.clone(), &namespace);
+        found.group_exists = Some(groups.get_opt(&group.name).await?.is_some());
+    }
+    let (product_ref, issuer_ref) = resolved_refs(certificate);
+    let mut ca_ref = issuer_ref;
+    if let Some(product_ref) = product_ref {
+        let product_namespace = product_ref.namespace.unwrap_or_default();
+        let products: Api<Product> = Api::namespaced(client.clone(), &product_namespace);
+        found.product = products.get_opt(&product_ref.name).await?;
+        found.product_account = holder(&product_namespace);
+        ca_ref = found.product.as_ref().map(product_issuer);
+    }
+    if let Some(ca_ref) = ca_ref {
+        let cas: Api<PrivateCA> = Api::namespaced(client.clone(), namespace_of(&ca_ref));
+        found.ca = cas.get_opt(&ca_ref.name).await?;
+        found.ca_account = holder(namespace_of(&ca_ref));
+    }
+    Ok(found)
+}
+
+/// The CA's certificate, from its Secret (contract: `spec.secretName` or `<ca>-ca`), when it
+/// can be read: the issuer-changed check compares issued certificates with it.
+async fn ca_certificate(client: &Client, ca: &PrivateCA) -> Result<Option<CertificateInfo>, Error> {
+    let name = ca
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .or_else(|| ca.spec.secret_name.clone())
+        .unwrap_or_else(|| format!("{}-ca", ca.name_any()));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ca.namespace().unwrap_or_default());
+    let secret = secrets.get_opt(&name).await?;
+    Ok(secret
+        .as_ref()
+        .and_then(|s| secret_text(s, "tls.crt"))
+        .and_then(|crt| pki::inspect_pem(&crt).ok()))
+}
+
+/// A Secret's data entry as text.
+pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+// ---------------------------------------------------------------------------------------
+// Validate
+// ---------------------------------------------------------------------------------------
+
+/// What a valid Certificate orders: the resolved references, the issuing CA, the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub product_ref: Option<ProductReference>,
+    pub issuer_ref: Option<IssuerReference>,
+    /// The PrivateCA that issues, as `(namespace, name)`.
+    pub ca: (String, String),
+    pub key_algorithm: KeyAlgorithm,
+    pub template: Option<CertificateTemplate>,
+}
+
+fn is_ready<S: serde::Serialize>(status: Option<&S>) -> bool {
+    let Some(Ok(value)) = status.map(serde_json::to_value) else {
+        return false;
+    };
+    value["conditions"].as_array().is_some_and(|conditions| {
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Whether `account` may use what lives in a namespace held by `holder`: its own, or its
+/// parent reseller's.
+fn same_or_parent(account: &Account, holder: Option<&str>) -> bool {
+    holder.is_some_and(|holder| {
+        holder == account.name_any()
+            || account
+                .spec
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.account == holder)
+    })
+}
+
+/// The DNS names a certificate asks for: `dnsNames`, and a common name that looks like one.
+fn requested_dns_names(spec: &CertificateSpec) -> Vec<(String, &str)> {
+    let mut names: Vec<(String, &str)> = spec
+        .dns_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("dnsNames[{i}]"), n.as_str()))
+        .collect();
+    if let Some(cn) = &spec.common_name
+        && cn.contains('.')
+        && pki::validate_dns_name(cn).is_ok()
+    {
+        names.push(("commonName".into(), cn.as_str()));
+    }
+    names
+}
+
+/// Checks a Certificate against what it refers to. Pure.
+pub fn validate(certificate: &Certificate, found: &Referenced) -> Result<Plan, Refusal> {
+    let name = certificate.name_any();
+    let namespace = certificate.namespace().unwrap_or_default();
+    let spec = &certificate.spec;
+    let Some(account) = &found.account else {
+        return Err(Refusal::new(
+            "NoAccount",
+            no_account("Certificate", &name, &namespace),
+        ));
+    };
+    let account_name = account.name_any();
+    let (product_ref, issuer_ref) = resolved_refs(certificate);
+    let capability = if product_ref.is_some() {
+        Capability::CustomProducts
+    } else {
+        Capability::PrivateCA
+    };
+    capabilities::check(&account_name, account.spec.account_type, capability).map_err(
+        |denial| Refusal::new("CapabilityDenied", denial.for_object("Certificate", &name)),
+    )?;
+    if let (Some(group), Some(false)) = (&spec.group_ref, found.group_exists) {
+        return Err(Refusal::new(
+            "GroupNotFound",
+            format!(
+                "Certificate {name:?}: groupRef {:?} names no Group in namespace {namespace:?} (account {account_name:?})",
+                group.name
+            ),
+        ));
+    }
+    let mut template = None;
+    let mut allowed_domains: &[String] = &[];
+    let mut allowed_keys: &[KeyAlgorithm] = &[];
+    let ca_ref = match (&product_ref, &issuer_ref) {
+        (Some(reference), _) => {
+            let shown = format!(
+                "{}/{}",
+                reference.namespace.as_deref().unwrap_or_default(),
+                reference.name
+            );
+            let Some(product) = &found.product else {
+                return Err(Refusal::new(
+                    "ProductNotFound",
+                    format!(
+                        "Certificate {name:?}: productRef {shown:?} names no Product (account {account_name:?})"
+                    ),
+                ));
+            };
+            if !same_or_parent(account, found.product_account.as_deref()) {
+                let holder = found
+                    .product_account
+                    .as_deref()
+                    .map_or("no account".to_owned(), |a| format!("account {a:?}"));
+                return Err(Refusal::new(
+                    "ProductNotAllowed",
+                    format!(
+                        "Certificate {name:?}: productRef {shown:?} belongs to {holder}, not to account {account_name:?} or its parent reseller"
+                    ),
+                ));
+            }
+            if !is_ready(product.status.as_ref()) {
+                return Err(Refusal::new(
+                    "ProductNotReady",
+                    format!(
+                        "Certificate {name:?}: productRef {shown:?} is not Ready; see the Product's conditions (account {account_name:?})"
+                    ),
+                ));
+            }
+            template = Some(product.spec.template);
+            allowed_domains = &product.spec.allowed_domains;
+            allowed_keys = &product.spec.allowed_key_algorithms;
+            product_issuer(product)
+        }
+        (None, Some(reference)) => {
+            if !same_or_parent(account, found.ca_account.as_deref()) {
+                let holder = found
+                    .ca_account
+                    .as_deref()
+                    .map_or("no account".to_owned(), |a| format!("account {a:?}"));
+                return Err(Refusal::new(
+                    "IssuerNotAllowed",
+                    format!(
+                        "Certificate {name:?}: issuerRef PrivateCA \"{}/{}\" belongs to {holder}, not to account {account_name:?} or its parent reseller",
+                        namespace_of(reference),
+                        reference.name
+                    ),
+                ));
+            }
+            reference.clone()
+        }
+        (None, None) => {
+            return Err(Refusal::new(
+                "IssuerNotFound",
+                format!("Certificate {name:?}: set productRef or issuerRef"),
+            ));
+        }
+    };
+    let ca_shown = format!("{}/{}", namespace_of(&ca_ref), ca_ref.name);
+    match &found.ca {
+        None => {
+            return Err(Refusal::new(
+                "IssuerNotFound",
+                format!("Certificate {name:?}: issuer PrivateCA {ca_shown:?} does not exist"),
+            ));
+        }
+        Some(ca) if !is_ready(ca.status.as_ref()) => {
+            return Err(Refusal::new(
+                "IssuerNotReady",
+                format!(
+                    "Certificate {name:?}: issuer PrivateCA {ca_shown:?} is not Ready; see its conditions"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    for (field, dns_name) in requested_dns_names(spec) {
+        if !super::product::within_domains(account, dns_name) {
+            return Err(Refusal::new(
+                "DomainNotAllowed",
+                format!(
+                    "Certificate {name:?}: {field} {dns_name:?} is not within the domains of account {account_name:?} (Account.spec.domains)"
+                ),
+            ));
+        }
+        if !allowed_domains.is_empty() && !pki::dns_name_in_domains(dns_name, allowed_domains) {
+            return Err(Refusal::new(
+                "DomainNotAllowed",
+                format!(
+                    "Certificate {name:?}: {field} {dns_name:?} is not within the allowed domains of Product {:?} ({}) (account {account_name:?})",
+                    product_ref
+                        .as_ref()
+                        .map(|p| p.name.as_str())
+                        .unwrap_or_default(),
+                    allowed_domains.join(", ")
+                ),
+            ));
+        }
+    }
+    let private_key = spec.private_key.clone().unwrap_or_default();
+    let key_algorithm = pki::key_algorithm(&private_key).map_err(|e| {
+        Refusal::new(
+            "KeyAlgorithmNotAllowed",
+            format!("Certificate {name:?}: {e} (account {account_name:?})"),
+        )
+    })?;
+    if !allowed_keys.is_empty() && !allowed_keys.contains(&key_algorithm) {
+        let allowed: Vec<&str> = allowed_keys
+            .iter()
+            .map(|k| pki::algorithm_name(*k))
+            .collect();
+        return Err(Refusal::new(
+            "KeyAlgorithmNotAllowed",
+            format!(
+                "Certificate {name:?}: privateKey {} is not among the allowedKeyAlgorithms of Product {:?} ({}) (account {account_name:?})",
+                pki::algorithm_name(key_algorithm),
+                product_ref
+                    .as_ref()
+                    .map(|p| p.name.as_str())
+                    .unwrap_or_default(),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    if let Some(subject) = &spec.subject {
+        for (i, organization) in subject.organizations.iter().enumerate() {
+            if !account
+                .spec
+                .organizations
+                .iter()
+                .any(|o| &o.name == organization)
+            {
+                return Err(Refusal::new(
+                    "OrganizationNotAllowed",
+                    format!(
+                        "Certificate {name:?}: subject.organizations[{i}] {organization:?} is not among the organizations of account {account_name:?} (Account.spec.organizations)"
+                    ),
+                ));
+            }
+        }
+    }
+    pki::usages_for(template, &spec.usages, key_algorithm).map_err(|e| {
+        Refusal::new(
+            "UsageNotAllowed",
+            format!("Certificate {name:?}: {e} (account {account_name:?})"),
+        )
+    })?;
+    Ok(Plan {
+        product_ref,
+        issuer_ref: if certificate.spec.product_ref.is_some() {
+            None
+        } else {
+            issuer_ref
+        },
+        ca: (namespace_of(&ca_ref).to_owned(), ca_ref.name),
+        key_algorithm,
+        template,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Decide
+// ---------------------------------------------------------------------------------------
+
+/// What the Secret currently holds, read (or why it cannot be).
+#[derive(Debug)]
+pub enum Current {
+    Missing,
+    Invalid(String),
+    Held(Box<Held>),
+}
+
+/// A Secret holding a certificate and a key.
+#[derive(Debug)]
+pub struct Held {
+    pub info: CertificateInfo,
+    pub key: KeyPair,
+    pub tls_crt: String,
+    pub ca_crt: String,
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub revision: Option<i64>,
+}
+
+/// Reads the target Secret. Pure.
+pub fn read_secret(secret: Option<&Secret>) -> Current {
+    let Some(secret) = secret else {
+        return Current::Missing;
+    };
+    let Some(tls_crt) = secret_text(secret, "tls.crt") else {
+        return Current::Invalid("tls.crt is missing or not text".into());
+    };
+    let Some(tls_key) = secret_text(secret, "tls.key") else {
+        return Current::Invalid("tls.key is missing or not text".into());
+    };
+    let info = match pki::inspect_pem(&tls_crt) {
+        Ok(info) => info,
+        Err(e) => return Current::Invalid(format!("tls.crt: {e}")),
+    };
+    let key = match pki::load_key_pem(&tls_key) {
+        Ok(key) => key,
+        // The error names the encoding and the rule, never the key.
+        Err(e) => return Current::Invalid(format!("tls.key: {e}")),
+    };
+    let annotations = secret.annotations().clone();
+    let revision = annotations
+        .get(REVISION_ANNOTATION)
+        .and_then(|r| r.parse().ok());
+    Current::Held(Box::new(Held {
+        info,
+        key,
+        tls_crt,
+        ca_crt: secret_text(secret, "ca.crt").unwrap_or_default(),
+        labels: secret.labels().clone(),
+        annotations,
+        revision,
+    }))
+}
+
+/// Why a certificate must be issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    SecretMissing,
+    SecretInvalid(String),
+    KeyMismatch,
+    SpecChanged(String),
+    IssuerChanged(String),
+    Expired(jiff::Timestamp),
+    RenewalDue(jiff::Timestamp),
+}
+
+impl Trigger {
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Trigger::SecretMissing => "SecretMissing",
+            Trigger::SecretInvalid(_) => "SecretInvalid",
+            Trigger::KeyMismatch => "KeyMismatch",
+            Trigger::SpecChanged(_) => "SpecChanged",
+            Trigger::IssuerChanged(_) => "IssuerChanged",
+            Trigger::Expired(_) => "Expired",
+            Trigger::RenewalDue(_) => "RenewalDue",
+        }
+    }
+
+    /// Whether the certificate in the Secret still serves while the new one is ordered.
+    pub fn still_valid(&self) -> bool {
+        matches!(self, Trigger::RenewalDue(_))
+    }
+
+    pub fn message(&self, secret: &str) -> String {
+        match self {
+            Trigger::SecretMissing => format!("Secret {secret:?} does not exist"),
+            Trigger::SecretInvalid(why) => format!("Secret {secret:?} is not usable: {why}"),
+            Trigger::KeyMismatch => {
+                format!("Secret {secret:?}: tls.key is not the key of the certificate in tls.crt")
+            }
+            Trigger::SpecChanged(what) => {
+                format!("the certificate in Secret {secret:?} does not match the spec: {what}")
+            }
+            Trigger::IssuerChanged(what) => {
+                format!("the certificate in Secret {secret:?} was issued by another CA: {what}")
+            }
+            Trigger::Expired(at) => {
+                format!("the certificate in Secret {secret:?} expired at {at}")
+            }
+            Trigger::RenewalDue(at) => format!("renewal was due at {at}"),
+        }
+    }
+}
+
+/// Whether to issue, and why; or when to look again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Issue(Trigger),
+    /// Nothing to do until the renewal time.
+    Hold {
+        renewal_time: jiff::Timestamp,
+    },
+}
+
+/// The issuing CA as the issued certificate should name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaIdentity {
+    pub name: String,
+    /// The CA certificate's subject and key identifier, when its Secret could be read.
+    pub subject: Option<String>,
+    pub key_id: Option<String>,
+}
+
+fn set<T: Ord + Clone>(items: impl IntoIterator<Item = T>) -> BTreeSet<T> {
+    items.into_iter().collect()
+}
+
+fn lower(items: &[String]) -> BTreeSet<String> {
+    set(items.iter().map(|s| s.to_ascii_lowercase()))
+}
+
+/// The subject attributes besides the common name, as `(OID, value)` pairs.
+fn subject_attributes(
+    spec: Option<&crate::api::common::X509Subject>,
+) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    let Some(subject) = spec else {
+        return out;
+    };
+    let groups: [(&str, &[String]); 7] = [
+        ("2.5.4.10", &subject.organizations),
+        ("2.5.4.11", &subject.organizational_units),
+        ("2.5.4.6", &subject.countries),
+        ("2.5.4.8", &subject.provinces),
+        ("2.5.4.7", &subject.localities),
+        ("2.5.4.9", &subject.street_addresses),
+        ("2.5.4.17", &subject.postal_codes),
+    ];
+    for (oid, values) in groups {
+        for value in values {
+            out.insert((oid.to_owned(), value.clone()));
+        }
+    }
+    if let Some(serial) = &subject.serial_number {
+        out.insert(("2.5.4.5".to_owned(), serial.clone()));
+    }
+    out
+}
+
+fn certificate_subject_attributes(der: &[u8]) -> BTreeSet<(String, String)> {
+    use x509_parser::prelude::FromDer;
+    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der) else {
+        return BTreeSet::new();
+    };
+    cert.subject()
+        .iter_attributes()
+        .filter_map(|a| {
+            let oid = a.attr_type().to_id_string();
+            (oid != "2.5.4.3").then(|| (oid, a.as_str().unwrap_or_default().to_owned()))
+        })
+        .collect()
+}
+
+/// How an issued certificate (and the Order that asked for it) differs from the spec, if it
+/// does. Pure.
+pub fn spec_mismatch(
+    spec: &CertificateSpec,
+    plan: &Plan,
+    info: &CertificateInfo,
+    order: Option<&OrderSpec>,
+) -> Option<String> {
+    if info.common_name != spec.common_name {
+        return Some(format!(
+            "commonName is {:?}, the certificate has {:?}",
+            spec.common_name, info.common_name
+        ));
+    }
+    let sans = &info.subject_alt_names;
+    if lower(&spec.dns_names) != lower(&sans.dns_names) {
+        return Some(format!(
+            "dnsNames are {:?}, the certificate has {:?}",
+            spec.dns_names, sans.dns_names
+        ));
+    }
+    let wanted_ips: BTreeSet<Option<IpAddr>> =
+        set(spec.ip_addresses.iter().map(|ip| ip.parse().ok()));
+    if wanted_ips != set(sans.ip_addresses.iter().copied().map(Some)) {
+        return Some(format!(
+            "ipAddresses are {:?}, the certificate has {:?}",
+            spec.ip_addresses, sans.ip_addresses
+        ));
+    }
+    if set(spec.uris.iter().cloned()) != set(sans.uris.iter().cloned()) {
+        return Some(format!(
+            "uris are {:?}, the certificate has {:?}",
+            spec.uris, sans.uris
+        ));
+    }
+    if lower(&spec.email_addresses) != lower(&sans.email_addresses) {
+        return Some(format!(
+            "emailAddresses are {:?}, the certificate has {:?}",
+            spec.email_addresses, sans.email_addresses
+        ));
+    }
+    if subject_attributes(spec.subject.as_ref()) != certificate_subject_attributes(&info.der) {
+        return Some(format!(
+            "subject differs from the certificate's {:?}",
+            info.subject
+        ));
+    }
+    if info.key_algorithm != Some(plan.key_algorithm) {
+        return Some(format!(
+            "privateKey is {}, the certificate's key is {}",
+            pki::algorithm_name(plan.key_algorithm),
+            info.key_algorithm.map_or("unknown", pki::algorithm_name)
+        ));
+    }
+    if let Some(order) = order {
+        if order.duration != spec.duration {
+            return Some(format!(
+                "duration is {}, the certificate was ordered for {}",
+                spec.duration, order.duration
+            ));
+        }
+        if set(order.usages.iter().map(|u| format!("{u:?}")))
+            != set(spec.usages.iter().map(|u| format!("{u:?}")))
+        {
+            return Some(format!(
+                "usages are {:?}, the certificate was ordered with {:?}",
+                spec.usages, order.usages
+            ));
+        }
+        if order.product_ref != plan.product_ref || order.issuer_ref != plan.issuer_ref {
+            return Some(format!(
+                "the certificate was ordered from {}, the spec names {}",
+                source_name(order.product_ref.as_ref(), order.issuer_ref.as_ref()),
+                source_name(plan.product_ref.as_ref(), plan.issuer_ref.as_ref())
+            ));
+        }
+    }
+    None
+}
+
+fn source_name(product: Option<&ProductReference>, issuer: Option<&IssuerReference>) -> String {
+    match (product, issuer) {
+        (Some(p), _) => format!(
+            "Product \"{}/{}\"",
+            p.namespace.as_deref().unwrap_or_default(),
+            p.name
+        ),
+        (None, Some(i)) => format!("PrivateCA \"{}/{}\"", namespace_of(i), i.name),
+        (None, None) => "nothing".into(),
+    }
+}
+
+/// Whether to issue, and why. Pure: the Secret as read, the Order that issued it (when it
+/// still exists), the CA that should have issued it, and the time.
+pub fn decide(
+    spec: &CertificateSpec,
+    plan: &Plan,
+    current: &Current,
+    issued_by: Option<&OrderSpec>,
+    ca: &CaIdentity,
+    now: jiff::Timestamp,
+) -> Decision {
+    let held = match current {
+        Current::Missing => return Decision::Issue(Trigger::SecretMissing),
+        Current::Invalid(why) => return Decision::Issue(Trigger::SecretInvalid(why.clone())),
+        Current::Held(held) => held,
+    };
+    if !held.key.matches_public_key_der(&held.info.public_key_der) {
+        return Decision::Issue(Trigger::KeyMismatch);
+    }
+    if let Some(what) = spec_mismatch(spec, plan, &held.info, issued_by) {
+        return Decision::Issue(Trigger::SpecChanged(what));
+    }
+    if let Some(what) = issuer_mismatch(held, ca) {
+        return Decision::Issue(Trigger::IssuerChanged(what));
+    }
+    if held.info.not_after <= now {
+        return Decision::Issue(Trigger::Expired(held.info.not_after));
+    }
+    let renewal_time = renewal_time(spec, &held.info);
+    if renewal_time <= now {
+        return Decision::Issue(Trigger::RenewalDue(renewal_time));
+    }
+    Decision::Hold { renewal_time }
+}
+
+/// When the certificate `info` describes is renewed under `spec`; its notAfter when the
+/// renewal rule cannot be computed (a certificate with no lifetime).
+pub fn renewal_time(spec: &CertificateSpec, info: &CertificateInfo) -> jiff::Timestamp {
+    pki::renewal_time(
+        info.not_before,
+        info.not_after,
+        spec.renew_before.as_ref(),
+        spec.renew_before_percentage,
+    )
+    .unwrap_or(info.not_after)
+}
+
+fn issuer_mismatch(held: &Held, ca: &CaIdentity) -> Option<String> {
+    let annotated = held.annotations.get(ISSUER_NAME_ANNOTATION);
+    if annotated != Some(&ca.name) {
+        return Some(format!(
+            "annotation {ISSUER_NAME_ANNOTATION} is {annotated:?}, the issuer is PrivateCA {:?}",
+            ca.name
+        ));
+    }
+    if let Some(subject) = &ca.subject
+        && &held.info.issuer != subject
+    {
+        return Some(format!(
+            "issuer {:?}, PrivateCA {:?} is {subject:?}",
+            held.info.issuer, ca.name
+        ));
+    }
+    if let (Some(key_id), Some(authority)) = (&ca.key_id, &held.info.authority_key_id)
+        && key_id != authority
+    {
+        return Some(format!(
+            "signed by key {authority}, PrivateCA {:?} now signs with key {key_id}",
+            ca.name
+        ));
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------
+// Orders: revisions, failures, history
+// ---------------------------------------------------------------------------------------
+
+/// The next revision: 1 + the highest among the Orders and the status (a failed attempt
+/// consumes its number and stays as an audit record).
+pub fn next_revision(orders: &[Order], status_revision: Option<i64>) -> i64 {
+    orders
+        .iter()
+        .map(|o| o.spec.revision)
+        .chain(status_revision)
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+/// The wait after `attempts` consecutive failures: 10s, 20s, 40s… up to an hour.
+pub fn backoff(attempts: i32) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(16);
+    BACKOFF_BASE
+        .saturating_mul(1u32 << doublings)
+        .min(BACKOFF_MAX)
+}
+
+pub fn state_of(order: &Order) -> Option<OrderState> {
+    order.status.as_ref().and_then(|s| s.state)
+}
+
+fn in_flight(state: Option<OrderState>) -> bool {
+    matches!(
+        state,
+        None | Some(OrderState::PendingApproval) | Some(OrderState::Approved)
+    )
+}
+
+fn terminal(state: Option<OrderState>) -> bool {
+    !in_flight(state)
+}
+
+fn failed(state: Option<OrderState>) -> bool {
+    matches!(state, Some(OrderState::Rejected) | Some(OrderState::Failed))
+}
+
+/// An Order's Ready condition: `(reason, message, since)`.
+fn order_ready(order: &Order) -> Option<(String, String, jiff::Timestamp)> {
+    order.status.as_ref().and_then(|s| {
+        s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| {
+            (
+                c.reason.clone(),
+                c.message.clone(),
+                c.last_transition_time.0,
+            )
+        })
+    })
+}
+
+/// Failed issuances since the certificate in the Secret: how many, and when the last was.
+/// Derived from the Orders, so it survives restarts and counts each Order once.
+pub fn failures(orders: &[Order], since_revision: i64) -> (i32, Option<jiff::Timestamp>) {
+    let failed: Vec<&Order> = orders
+        .iter()
+        .filter(|o| o.spec.revision > since_revision && failed(state_of(o)))
+        .collect();
+    let last = failed
+        .iter()
+        .filter_map(|o| {
+            order_ready(o)
+                .map(|(_, _, at)| at)
+                .or_else(|| o.creation_timestamp().map(|t| t.0))
+        })
+        .max();
+    (i32::try_from(failed.len()).unwrap_or(i32::MAX), last)
+}
+
+/// The Orders to delete once Ready: the oldest finished ones beyond `limit`, never the
+/// current revision's nor one in flight. Pure.
+pub fn history_to_delete(orders: &[Order], current: i64, limit: usize) -> Vec<String> {
+    let mut sorted: Vec<&Order> = orders.iter().collect();
+    sorted.sort_by_key(|o| o.spec.revision);
+    let mut excess = sorted.len().saturating_sub(limit);
+    let mut doomed = Vec::new();
+    for order in sorted {
+        if excess == 0 {
+            break;
+        }
+        if order.spec.revision != current
+            && order.spec.revision < current
+            && terminal(state_of(order))
+        {
+            doomed.push(order.name_any());
+            excess -= 1;
+        }
+    }
+    doomed
+}
+
+fn generation_of(order: &Order) -> Option<i64> {
+    order
+        .annotations()
+        .get(GENERATION_ANNOTATION)
+        .and_then(|g| g.parse().ok())
+}
+
+// ---------------------------------------------------------------------------------------
+// Build: the Order, the next-key Secret, the certificate Secret
+// ---------------------------------------------------------------------------------------
+
+fn owner_reference(certificate: &Certificate) -> Value {
+    certificate
+        .controller_owner_ref(&())
+        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
+        .map_or(json!([]), |o| json!([o]))
+}
+
+/// The Order for a revision (contract §2). Pure.
+pub fn build_order(
+    certificate: &Certificate,
+    plan: &Plan,
+    revision: i64,
+    order_type: OrderType,
+    request: String,
+) -> Result<Order, Error> {
+    let name = certificate.name_any();
+    let value = json!({
+        "apiVersion": "certinext.io/v1alpha1",
+        "kind": "Order",
+        "metadata": {
+            "name": order_name(&name, revision),
+            "namespace": certificate.namespace(),
+            "labels": {CERTIFICATE_LABEL: name, MANAGED_BY.0: MANAGED_BY.1},
+            "annotations": {GENERATION_ANNOTATION: certificate.metadata.generation.unwrap_or_default().to_string()},
+            "ownerReferences": owner_reference(certificate),
+        },
+        "spec": OrderSpec {
+            certificate_ref: crate::api::common::LocalObjectReference { name: name.clone() },
+            revision,
+            order_type,
+            request,
+            product_ref: plan.product_ref.clone(),
+            issuer_ref: plan.issuer_ref.clone(),
+            group_ref: certificate.spec.group_ref.clone(),
+            duration: certificate.spec.duration,
+            usages: certificate.spec.usages.clone(),
+            approval: None,
+        },
+    });
+    serde_json::from_value(value)
+        .map_err(|e| Error::Internal(format!("Certificate {name:?}: building its Order: {e}")))
+}
+
+fn secret_object(
+    name: &str,
+    certificate: &Certificate,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    secret_type: &str,
+    data: BTreeMap<String, ByteString>,
+    owned: bool,
+) -> Secret {
+    let mut secret = Secret {
+        type_: Some(secret_type.into()),
+        data: Some(data),
+        ..Default::default()
+    };
+    secret.metadata.name = Some(name.into());
+    secret.metadata.namespace = certificate.namespace();
+    secret.metadata.labels = Some(labels);
+    secret.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
+    if owned {
+        secret.metadata.owner_references = certificate.controller_owner_ref(&()).map(|o| vec![o]);
+    }
+    secret
+}
+
+fn base_labels(certificate: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (CERTIFICATE_LABEL.to_owned(), certificate.to_owned()),
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+    ])
+}
+
+/// The `<cert>-next-key` Secret holding the key of the Order in flight (PKCS#8). Pure.
+pub fn build_next_key_secret(certificate: &Certificate, key: &KeyPair) -> Result<Secret, Error> {
+    let name = certificate.name_any();
+    let pem = key
+        .to_pem(crate::api::common::PrivateKeyEncoding::Pkcs8)
+        .map_err(|e| Error::Internal(format!("Certificate {name:?}: next private key: {e}")))?;
+    Ok(secret_object(
+        &next_key_secret_name(&name),
+        certificate,
+        base_labels(&name),
+        BTreeMap::new(),
+        "Opaque",
+        BTreeMap::from([("tls.key".to_owned(), ByteString(pem.into_bytes()))]),
+        true,
+    ))
+}
+
+/// The labels and annotations of the certificate Secret (contract §4): the template's, then
+/// the operator's (which win).
+pub fn secret_metadata(
+    certificate: &Certificate,
+    ca_name: &str,
+    revision: i64,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let spec = &certificate.spec;
+    let name = certificate.name_any();
+    let template = spec.secret_template.clone().unwrap_or_default();
+    let mut labels = template.labels;
+    labels.extend(base_labels(&name));
+    let mut annotations = template.annotations;
+    annotations.extend([
+        (CERTIFICATE_LABEL.to_owned(), name),
+        (ISSUER_NAME_ANNOTATION.to_owned(), ca_name.to_owned()),
+        (ISSUER_KIND_ANNOTATION.to_owned(), "PrivateCA".to_owned()),
+        (
+            COMMON_NAME_ANNOTATION.to_owned(),
+            spec.common_name.clone().unwrap_or_default(),
+        ),
+        (ALT_NAMES_ANNOTATION.to_owned(), spec.dns_names.join(",")),
+        (IP_SANS_ANNOTATION.to_owned(), spec.ip_addresses.join(",")),
+        (URI_SANS_ANNOTATION.to_owned(), spec.uris.join(",")),
+        (REVISION_ANNOTATION.to_owned(), revision.to_string()),
+    ]);
+    (labels, annotations)
+}
+
+/// The certificate Secret (contract §4), `tls.key` in the spec's encoding. Pure.
+pub fn build_secret(
+    certificate: &Certificate,
+    ca_name: &str,
+    revision: i64,
+    tls_crt: &str,
+    key: &KeyPair,
+    ca_crt: &str,
+) -> Result<Secret, Error> {
+    let name = certificate.name_any();
+    let encoding = certificate
+        .spec
+        .private_key
+        .as_ref()
+        .map(|k| k.encoding)
+        .unwrap_or_default();
+    let tls_key = key
+        .to_pem(encoding)
+        .map_err(|e| Error::Internal(format!("Certificate {name:?}: privateKey.encoding: {e}")))?;
+    let (labels, annotations) = secret_metadata(certificate, ca_name, revision);
+    Ok(secret_object(
+        &certificate.spec.secret_name,
+        certificate,
+        labels,
+        annotations,
+        "kubernetes.io/tls",
+        BTreeMap::from([
+            (
+                "tls.crt".to_owned(),
+                ByteString(tls_crt.as_bytes().to_vec()),
+            ),
+            ("tls.key".to_owned(), ByteString(tls_key.into_bytes())),
+            ("ca.crt".to_owned(), ByteString(ca_crt.as_bytes().to_vec())),
+        ]),
+        false,
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Reconcile
+// ---------------------------------------------------------------------------------------
+
+fn timestamp(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The status fields besides the conditions, from the Secret's certificate and the Orders.
+struct Progress {
+    revision: Option<i64>,
+    certificate: Option<(CertificateInfo, jiff::Timestamp)>,
+    current_order: Option<String>,
+    failures: (i32, Option<jiff::Timestamp>),
+    issuing: Option<(bool, String, String)>,
+}
+
+impl Progress {
+    fn fields(&self, certificate: &Certificate) -> Value {
+        let previous = certificate.status.as_ref();
+        let generation = certificate.metadata.generation;
+        let conditions = certificate.status.as_ref().map(|s| s.conditions.as_slice());
+        let (attempts, last_failure) = self.failures;
+        let (not_before, not_after, serial, renewal) = match &self.certificate {
+            Some((info, renewal)) => (
+                Some(timestamp(info.not_before)),
+                Some(timestamp(info.not_after)),
+                Some(info.serial_hex.clone()),
+                Some(timestamp(*renewal)),
+            ),
+            None => (
+                previous.and_then(|s| s.not_before.as_ref().map(|t| timestamp(t.0))),
+                previous.and_then(|s| s.not_after.as_ref().map(|t| timestamp(t.0))),
+                previous.and_then(|s| s.serial_number.clone()),
+                None,
+            ),
+        };
+        let issuing: Vec<Value> = self
+            .issuing
+            .iter()
+            .map(|(status, reason, message)| {
+                condition("Issuing", *status, reason, message, generation, conditions)
+            })
+            .collect();
+        json!({
+            "conditions": issuing,
+            "revision": self.revision.or(previous.and_then(|s| s.revision)),
+            "notBefore": not_before,
+            "notAfter": not_after,
+            "renewalTime": renewal,
+            "serialNumber": serial,
+            "currentOrder": self.current_order,
+            "failedIssuanceAttempts": (attempts > 0).then_some(attempts),
+            "lastFailureTime": last_failure.map(timestamp),
+        })
+    }
+}
+
+pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = certificate.name_any();
+    let namespace = certificate.namespace().unwrap_or_default();
+    let client = &ctx.client;
+    let api = api_of(client, &*certificate);
+    let previous = certificate.status.as_ref().map(|s| s.conditions.as_slice());
+    let spec = &certificate.spec;
+    let generation = certificate.metadata.generation.unwrap_or_default();
+    let secret_name = &spec.secret_name;
+    let status_revision = certificate.status.as_ref().and_then(|s| s.revision);
+    let refuse = async |standing: Standing, fields: Value| {
+        report(
+            &api,
+            &ctx.recorder,
+            &*certificate,
+            MANAGER,
+            previous,
+            &standing,
+            fields,
+        )
+        .await
+    };
+    let progress_only = async |ready: (bool, &str, &str), fields: Value| {
+        apply_status(&api, &*certificate, MANAGER, previous, ready, fields).await
+    };
+
+    // Dereference.
+    let tenancy = Tenancy::load(client).await?;
+    let found = dereference(client, &certificate, &tenancy).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let orders_api: Api<Order> = Api::namespaced(client.clone(), &namespace);
+    let secret = secrets.get_opt(secret_name).await?;
+    let next_key_secret = secrets.get_opt(&next_key_secret_name(&name)).await?;
+    let orders = orders_api
+        .list(&ListParams::default().labels(&format!("{CERTIFICATE_LABEL}={name}")))
+        .await?
+        .items;
+    let current = read_secret(secret.as_ref());
+    let issued_revision = match &current {
+        Current::Held(held) => held.revision.or(status_revision),
+        _ => status_revision,
+    }
+    .unwrap_or(0);
+    let mut progress = Progress {
+        revision: (issued_revision > 0).then_some(issued_revision),
+        certificate: None,
+        current_order: None,
+        failures: failures(&orders, issued_revision),
+        issuing: None,
+    };
+
+    // Validate: an invalid spec orders nothing and writes no Secret.
+    let plan = match validate(&certificate, &found) {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            refuse(Err(refusal), progress.fields(&certificate)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let ca_info = match &found.ca {
+        Some(ca) => ca_certificate(client, ca).await?,
+        None => None,
+    };
+    let ca = CaIdentity {
+        name: plan.ca.1.clone(),
+        subject: ca_info.as_ref().map(|i| i.subject.clone()),
+        key_id: ca_info.and_then(|i| i.subject_key_id),
+    };
+    let now = jiff::Timestamp::now();
+    let issued_order = orders.iter().find(|o| o.spec.revision == issued_revision);
+    if let Current::Held(held) = &current {
+        let renewal = renewal_time(spec, &held.info);
+        progress.certificate = Some((held.info.clone(), renewal));
+    }
+
+    // Wait: the latest Order after the certificate in the Secret.
+    let latest = orders
+        .iter()
+        .filter(|o| o.spec.revision > issued_revision)
+        .max_by_key(|o| o.spec.revision);
+    let for_this_spec = |o: &Order| generation_of(o) == Some(generation);
+    let mut superseded: Vec<String> = Vec::new();
+    if let Some(order) = latest {
+        let order_name = order.name_any();
+        let state = state_of(order);
+        let (_, order_message, _) = order_ready(order).unwrap_or_default();
+        match state {
+            Some(OrderState::Issued) => {
+                if let Some(action) = write_issued(
+                    &ctx,
+                    &certificate,
+                    &plan,
+                    order,
+                    next_key_secret.as_ref(),
+                    &orders,
+                )
+                .await?
+                {
+                    return Ok(action);
+                }
+            }
+            s if in_flight(s) && for_this_spec(order) => {
+                let reason = if s == Some(OrderState::PendingApproval) {
+                    "PendingApproval"
+                } else {
+                    "Issuing"
+                };
+                progress.current_order = Some(order_name.clone());
+                progress.issuing = Some((
+                    true,
+                    reason.into(),
+                    format!("Order {order_name:?} is {}", state_name(s)),
+                ));
+                let ready = readiness(spec, &plan, &current, issued_order, &ca, now);
+                progress_only((ready.0, ready.1, &ready.2), progress.fields(&certificate)).await?;
+                return Ok(Action::requeue(Duration::from_secs(300)));
+            }
+            s if in_flight(s) => superseded.push(order_name),
+            Some(OrderState::Denied) if for_this_spec(order) => {
+                progress.issuing = Some((false, "Denied".into(), order_message.clone()));
+                let refusal = Refusal::new(
+                    "Denied",
+                    format!(
+                        "Certificate {name:?}: Order {order_name:?} was denied; change the spec to order again: {order_message}"
+                    ),
+                );
+                refuse(Err(refusal), progress.fields(&certificate)).await?;
+                return Ok(Action::await_change());
+            }
+            s if failed(s) && for_this_spec(order) => {
+                let (attempts, last) = progress.failures;
+                let retry_at = last
+                    .unwrap_or(now)
+                    .checked_add(backoff(attempts))
+                    .unwrap_or(now);
+                if retry_at > now {
+                    let wait = Duration::try_from(retry_at.duration_since(now))
+                        .unwrap_or(BACKOFF_BASE)
+                        .max(Duration::from_secs(1));
+                    let why = format!(
+                        "Order {order_name:?} ended {}: {order_message}; attempt {attempts} failed, retrying at {}",
+                        state_name(s),
+                        timestamp(retry_at)
+                    );
+                    progress.issuing = Some((false, state_name(s).into(), why.clone()));
+                    let ready = readiness(spec, &plan, &current, issued_order, &ca, now);
+                    if ready.0 {
+                        progress_only((ready.0, ready.1, &ready.2), progress.fields(&certificate))
+                            .await?;
+                    } else {
+                        let refusal =
+                            Refusal::new(state_name(s), format!("Certificate {name:?}: {why}"));
+                        refuse(Err(refusal), progress.fields(&certificate)).await?;
+                    }
+                    return Ok(Action::requeue(wait));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Decide.
+    let decision = decide(
+        spec,
+        &plan,
+        &current,
+        issued_order.map(|o| &o.spec),
+        &ca,
+        now,
+    );
+    let trigger = match decision {
+        Decision::Hold { renewal_time } => {
+            if let Current::Held(held) = &current {
+                refresh_secret_metadata(&ctx, &certificate, &plan, held, issued_revision).await?;
+            }
+            mark_superseded(&orders_api, &superseded).await?;
+            cleanup_history(&orders_api, &certificate, &orders, issued_revision).await?;
+            let message = format!(
+                "Certificate {name:?} is valid until {}; renewal at {}",
+                progress
+                    .certificate
+                    .as_ref()
+                    .map(|(i, _)| timestamp(i.not_after))
+                    .unwrap_or_default(),
+                timestamp(renewal_time)
+            );
+            refuse(Ok(message), progress.fields(&certificate)).await?;
+            let wait = Duration::try_from(renewal_time.duration_since(now))
+                .unwrap_or_default()
+                .max(Duration::from_secs(1));
+            return Ok(Action::requeue(wait));
+        }
+        Decision::Issue(trigger) => trigger,
+    };
+
+    // Next private key, stored before the Order exists.
+    let key = next_private_key(&certificate, &current, next_key_secret.as_ref(), &secrets).await?;
+
+    // Order.
+    let revision = next_revision(&orders, status_revision.max(Some(issued_revision)));
+    let request = pki::build_csr(spec, &key)
+        .map_err(|e| Error::Internal(format!("Certificate {name:?}: building the CSR: {e}")))?;
+    let issued_before = issued_revision > 0
+        || orders
+            .iter()
+            .any(|o| state_of(o) == Some(OrderState::Issued));
+    let order_type = if issued_before {
+        OrderType::Renewal
+    } else {
+        OrderType::Purchase
+    };
+    let order = build_order(&certificate, &plan, revision, order_type, request)?;
+    orders_api
+        .create(
+            &PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &order,
+        )
+        .await?;
+    let new_order = order.name_any();
+    tracing::info!(certificate = %name, namespace = %namespace, order = %new_order, reason = trigger.reason(), "ordered a certificate");
+    superseded.extend(
+        orders
+            .iter()
+            .filter(|o| o.spec.revision < revision && in_flight(state_of(o)))
+            .map(|o| o.name_any()),
+    );
+    superseded.sort();
+    superseded.dedup();
+    mark_superseded(&orders_api, &superseded).await?;
+
+    progress.current_order = Some(new_order.clone());
+    progress.issuing = Some((
+        true,
+        "Issuing".into(),
+        format!(
+            "Order {new_order:?} created: {}",
+            trigger.message(secret_name)
+        ),
+    ));
+    let (ready, reason, message) = if trigger.still_valid() {
+        (
+            true,
+            "Ready".to_owned(),
+            format!(
+                "Certificate {name:?}: the certificate in Secret {secret_name:?} is valid; renewing"
+            ),
+        )
+    } else {
+        (
+            false,
+            trigger.reason().to_owned(),
+            format!("Certificate {name:?}: {}", trigger.message(secret_name)),
+        )
+    };
+    progress_only((ready, &reason, &message), progress.fields(&certificate)).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+fn state_name(state: Option<OrderState>) -> &'static str {
+    match state {
+        None => "new",
+        Some(OrderState::PendingApproval) => "PendingApproval",
+        Some(OrderState::Approved) => "Approved",
+        Some(OrderState::Issued) => "Issued",
+        Some(OrderState::Denied) => "Denied",
+        Some(OrderState::Rejected) => "Rejected",
+        Some(OrderState::Failed) => "Failed",
+        Some(OrderState::Cancelled) => "Cancelled",
+    }
+}
+
+/// Ready while an order is in flight: True when the Secret holds a valid certificate for the
+/// spec (cert-manager keeps Ready during a renewal), else False saying why.
+fn readiness(
+    spec: &CertificateSpec,
+    plan: &Plan,
+    current: &Current,
+    issued_by: Option<&Order>,
+    ca: &CaIdentity,
+    now: jiff::Timestamp,
+) -> (bool, &'static str, String) {
+    match decide(spec, plan, current, issued_by.map(|o| &o.spec), ca, now) {
+        Decision::Hold { .. } => (
+            true,
+            "Ready",
+            format!("Secret {:?} holds a valid certificate", spec.secret_name),
+        ),
+        Decision::Issue(trigger) if trigger.still_valid() => (
+            true,
+            "Ready",
+            format!(
+                "Secret {:?} holds a valid certificate; renewing",
+                spec.secret_name
+            ),
+        ),
+        Decision::Issue(trigger) => (false, trigger.reason(), trigger.message(&spec.secret_name)),
+    }
+}
+
+/// The key for the next Order: the pending one when it still fits, the Secret's own key under
+/// `rotationPolicy: Never`, else a new one. Written to `<cert>-next-key` before use.
+async fn next_private_key(
+    certificate: &Certificate,
+    current: &Current,
+    next_key_secret: Option<&Secret>,
+    secrets: &Api<Secret>,
+) -> Result<KeyPair, Error> {
+    let name = certificate.name_any();
+    let spec: PrivateKey = certificate.spec.private_key.clone().unwrap_or_default();
+    let pending = next_key_secret
+        .and_then(|s| secret_text(s, "tls.key"))
+        .and_then(|pem| pki::load_key_pem(&pem).ok())
+        .filter(|k| k.matches_spec(&spec));
+    if let Some(key) = pending {
+        return Ok(key);
+    }
+    let kept = match (spec.rotation_policy.unwrap_or_default(), current) {
+        (RotationPolicy::Never, Current::Held(held)) if held.key.matches_spec(&spec) => {
+            secret_text_key(secrets, &certificate.spec.secret_name).await?
+        }
+        _ => None,
+    };
+    let key = match kept {
+        Some(key) => key,
+        None => pki::generate_key_blocking(spec)
+            .await
+            .map_err(|e| Error::Internal(format!("Certificate {name:?}: privateKey: {e}")))?,
+    };
+    let secret = build_next_key_secret(certificate, &key)?;
+    secrets
+        .patch(
+            &next_key_secret_name(&name),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(key)
+}
+
+/// The key in the certificate Secret, loaded again (keys are not cloned).
+async fn secret_text_key(secrets: &Api<Secret>, name: &str) -> Result<Option<KeyPair>, Error> {
+    Ok(secrets
+        .get_opt(name)
+        .await?
+        .and_then(|s| secret_text(&s, "tls.key"))
+        .and_then(|pem| pki::load_key_pem(&pem).ok()))
+}
+
+/// An Issued Order for the current spec: writes the Secret with the pending key, deletes the
+/// next-key Secret, reports Ready. `None` when the Order cannot be used (its certificate no
+/// longer fits the spec, or the pending key is gone), so the caller decides afresh.
+async fn write_issued(
+    ctx: &Context,
+    certificate: &Certificate,
+    plan: &Plan,
+    order: &Order,
+    next_key_secret: Option<&Secret>,
+    orders: &[Order],
+) -> Result<Option<Action>, Error> {
+    let name = certificate.name_any();
+    let order_name = order.name_any();
+    let spec = &certificate.spec;
+    let status = order.status.clone().unwrap_or_default();
+    let (Some(tls_crt), Some(ca_crt)) = (status.certificate.as_deref(), status.ca.as_deref())
+    else {
+        tracing::warn!(certificate = %name, order = %order_name, "the Issued order carries no certificate");
+        return Ok(None);
+    };
+    let Ok(info) = pki::inspect_pem(tls_crt) else {
+        tracing::warn!(certificate = %name, order = %order_name, "the Issued order's certificate does not parse");
+        return Ok(None);
+    };
+    let key = next_key_secret
+        .and_then(|s| secret_text(s, "tls.key"))
+        .and_then(|pem| pki::load_key_pem(&pem).ok())
+        .filter(|k| k.matches_public_key_der(&info.public_key_der));
+    let Some(key) = key else {
+        tracing::warn!(certificate = %name, order = %order_name, "the pending private key does not match the Issued order's certificate");
+        return Ok(None);
+    };
+    if let Some(what) = spec_mismatch(spec, plan, &info, Some(&order.spec)) {
+        tracing::info!(certificate = %name, order = %order_name, %what, "the Issued order no longer fits the spec");
+        return Ok(None);
+    }
+    let namespace = certificate.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let revision = order.spec.revision;
+    let secret = build_secret(certificate, &plan.ca.1, revision, tls_crt, &key, ca_crt)?;
+    secrets
+        .patch(
+            &spec.secret_name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    secrets
+        .delete(&next_key_secret_name(&name), &DeleteParams::default())
+        .await
+        .map(|_| ())
+        .or_else(ignore_not_found)?;
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Issued".into(),
+        note: Some(format!(
+            "Order {order_name:?} issued serial {} valid until {}; written to Secret {:?}",
+            info.serial_hex,
+            timestamp(info.not_after),
+            spec.secret_name
+        )),
+        action: "Issue".into(),
+        secondary: None,
+    };
+    ctx.recorder
+        .publish(&event, &certificate.object_ref(&()))
+        .await?;
+    let orders_api: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
+    cleanup_history(&orders_api, certificate, orders, revision).await?;
+    let renewal = renewal_time(spec, &info);
+    let progress = Progress {
+        revision: Some(revision),
+        certificate: Some((info.clone(), renewal)),
+        current_order: None,
+        failures: (0, None),
+        issuing: None,
+    };
+    let api = api_of(&ctx.client, certificate);
+    let previous = certificate.status.as_ref().map(|s| s.conditions.as_slice());
+    let message = format!(
+        "Certificate {name:?} is valid until {}; renewal at {}",
+        timestamp(info.not_after),
+        timestamp(renewal)
+    );
+    apply_status(
+        &api,
+        certificate,
+        MANAGER,
+        previous,
+        (true, "Ready", &message),
+        progress.fields(certificate),
+    )
+    .await?;
+    let wait = Duration::try_from(renewal.duration_since(jiff::Timestamp::now()))
+        .unwrap_or_default()
+        .max(Duration::from_secs(1));
+    Ok(Some(Action::requeue(wait)))
+}
+
+fn ignore_not_found(error: kube::Error) -> Result<(), kube::Error> {
+    match &error {
+        kube::Error::Api(response) if response.code == 404 => Ok(()),
+        _ => Err(error),
+    }
+}
+
+/// Re-applies the Secret when its labels or annotations (the template's, the issuer's) or the
+/// key's encoding no longer match the spec; the certificate itself is unchanged.
+async fn refresh_secret_metadata(
+    ctx: &Context,
+    certificate: &Certificate,
+    plan: &Plan,
+    held: &Held,
+    revision: i64,
+) -> Result<(), Error> {
+    let (labels, annotations) = secret_metadata(certificate, &plan.ca.1, revision);
+    let fits = |wanted: &BTreeMap<String, String>, have: &BTreeMap<String, String>| {
+        wanted.iter().all(|(k, v)| have.get(k) == Some(v))
+    };
+    if fits(&labels, &held.labels) && fits(&annotations, &held.annotations) {
+        return Ok(());
+    }
+    let secret = build_secret(
+        certificate,
+        &plan.ca.1,
+        revision,
+        &held.tls_crt,
+        &held.key,
+        &held.ca_crt,
+    )?;
+    let secrets: Api<Secret> = Api::namespaced(
+        ctx.client.clone(),
+        &certificate.namespace().unwrap_or_default(),
+    );
+    secrets
+        .patch(
+            &certificate.spec.secret_name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Marks in-flight Orders the Certificate moved on from; the Order controller cancels them.
+async fn mark_superseded(orders: &Api<Order>, names: &[String]) -> Result<(), Error> {
+    for name in names {
+        let patch = json!({"metadata": {"annotations": {SUPERSEDED_ANNOTATION: "true"}}});
+        orders
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .or_else(ignore_not_found)?;
+    }
+    Ok(())
+}
+
+/// Deletes the Orders beyond `revisionHistoryLimit`, oldest first, never the current one.
+async fn cleanup_history(
+    orders_api: &Api<Order>,
+    certificate: &Certificate,
+    orders: &[Order],
+    current: i64,
+) -> Result<(), Error> {
+    let limit = certificate
+        .spec
+        .revision_history_limit
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT);
+    for name in history_to_delete(orders, current, limit) {
+        orders_api
+            .delete(&name, &DeleteParams::default())
+            .await
+            .map(|_| ())
+            .or_else(ignore_not_found)?;
+    }
+    Ok(())
+}
+
+/// Runs the controller until the stream ends.
+pub async fn run(client: Client, settings: super::Settings) {
+    let controller = Controller::new(
+        Api::<Certificate>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    // Accounts, groups, products and CAs decide every certificate's standing; few change.
+    let all = move || {
+        store
+            .state()
+            .into_iter()
+            .map(|c| ObjectRef::from_obj(&*c))
+            .collect::<Vec<_>>()
+    };
+    let (after_group, after_product, after_ca) = (all.clone(), all.clone(), all.clone());
+    let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let orders = watcher::Config::default().labels(CERTIFICATE_LABEL);
+    controller
+        .owns(Api::<Order>::all(client.clone()), orders)
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            managed,
+            |secret: Secret| {
+                let namespace = secret.namespace();
+                secret
+                    .labels()
+                    .get(CERTIFICATE_LABEL)
+                    .zip(namespace)
+                    .map(|(name, ns)| ObjectRef::<Certificate>::new(name).within(&ns))
+            },
+        )
+        .watches(
+            Api::<Account>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Account| all(),
+        )
+        .watches(
+            Api::<Group>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Group| after_group(),
+        )
+        .watches(
+            Api::<Product>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Product| after_product(),
+        )
+        .watches(
+            Api::<PrivateCA>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: PrivateCA| after_ca(),
+        )
+        .with_config(settings.controller_config())
+        .run(
+            super::instrumented(reconcile),
+            error_policy,
+            Arc::new(Context::new(client)),
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::privateca::{CASubject, PrivateCASpec};
+
+    fn account(name: &str, parent: Option<&str>) -> Account {
+        let mut spec = json!({"type": "Enterprise", "namespaces": [name],
+            "domains": [{"name": "acme.example"}, {"name": "exact.example", "includeSubdomains": false}],
+            "organizations": [{"name": "Acme Inc"}]});
+        if let Some(parent) = parent {
+            spec["parent"] = json!({"account": parent, "namespace": parent, "subAccount": name});
+        }
+        serde_json::from_value(
+            json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Account",
+            "metadata": {"name": name}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn ready_status() -> Value {
+        json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+            "lastTransitionTime": "2025-01-01T00:00:00Z"}]})
+    }
+
+    fn product(namespace: &str, ready: bool, extra: Value) -> Product {
+        let mut spec =
+            json!({"issuerRef": {"name": "root"}, "template": "ServerTLS", "price": "1.00"});
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let mut value = json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Product",
+            "metadata": {"name": "web", "namespace": namespace}, "spec": spec});
+        if ready {
+            value["status"] = ready_status();
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn ca(ready: bool) -> PrivateCA {
+        let mut value = json!({"apiVersion": "certinext.io/v1alpha1", "kind": "PrivateCA",
+            "metadata": {"name": "root", "namespace": "acme"}, "spec": {"subject": {"commonName": "Acme Root"}}});
+        if ready {
+            value["status"] = ready_status();
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn certificate(spec: Value) -> Certificate {
+        let mut base = json!({"secretName": "web-tls", "productRef": {"name": "web"},
+            "dnsNames": ["www.acme.example"]});
+        if let (Some(base), Some(spec)) = (base.as_object_mut(), spec.as_object()) {
+            for (k, v) in spec {
+                if v.is_null() {
+                    base.remove(k);
+                } else {
+                    base.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let mut certificate: Certificate = serde_json::from_value(json!({
+            "apiVersion": "certinext.io/v1alpha1", "kind": "Certificate",
+            "metadata": {"name": "web", "namespace": "acme", "generation": 1, "uid": "uid-web"},
+            "spec": base}))
+        .unwrap();
+        certificate.metadata.generation = Some(1);
+        certificate
+    }
+
+    fn found() -> Referenced {
+        Referenced {
+            account: Some(account("acme", None)),
+            group_exists: None,
+            product: Some(product("acme", true, json!({}))),
+            product_account: Some("acme".into()),
+            ca: Some(ca(true)),
+            ca_account: Some("acme".into()),
+        }
+    }
+
+    #[test]
+    fn validate_refuses_with_a_reason_from_the_fixed_set() {
+        type Case = (
+            &'static str,
+            Value,
+            fn(&mut Referenced),
+            Option<&'static str>,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            ("valid", json!({}), |_| {}, None, ""),
+            (
+                "no account",
+                json!({}),
+                |f| f.account = None,
+                Some("NoAccount"),
+                "belongs to no Account",
+            ),
+            (
+                "missing group",
+                json!({"groupRef": {"name": "team"}}),
+                |f| f.group_exists = Some(false),
+                Some("GroupNotFound"),
+                "groupRef \"team\"",
+            ),
+            (
+                "missing product",
+                json!({}),
+                |f| f.product = None,
+                Some("ProductNotFound"),
+                "\"acme/web\"",
+            ),
+            (
+                "another account's product",
+                json!({"productRef": {"name": "web", "namespace": "other"}}),
+                |f| f.product_account = Some("other".into()),
+                Some("ProductNotAllowed"),
+                "account \"other\"",
+            ),
+            (
+                "product not ready",
+                json!({}),
+                |f| f.product = Some(product("acme", false, json!({}))),
+                Some("ProductNotReady"),
+                "not Ready",
+            ),
+            (
+                "missing CA",
+                json!({}),
+                |f| f.ca = None,
+                Some("IssuerNotFound"),
+                "\"acme/root\"",
+            ),
+            (
+                "CA not ready",
+                json!({}),
+                |f| f.ca = Some(ca(false)),
+                Some("IssuerNotReady"),
+                "not Ready",
+            ),
+            (
+                "name outside the account",
+                json!({"dnsNames": ["www.evil.example"]}),
+                |_| {},
+                Some("DomainNotAllowed"),
+                "dnsNames[0] \"www.evil.example\" is not within the domains of account \"acme\"",
+            ),
+            (
+                "subdomain of an exact domain",
+                json!({"dnsNames": ["www.exact.example"]}),
+                |_| {},
+                Some("DomainNotAllowed"),
+                "www.exact.example",
+            ),
+            (
+                "common name outside the account",
+                json!({"commonName": "evil.example"}),
+                |_| {},
+                Some("DomainNotAllowed"),
+                "commonName",
+            ),
+            (
+                "name outside the product",
+                json!({}),
+                |f| {
+                    f.product = Some(product(
+                        "acme",
+                        true,
+                        json!({"allowedDomains": ["shop.acme.example"]}),
+                    ))
+                },
+                Some("DomainNotAllowed"),
+                "allowed domains of Product \"web\"",
+            ),
+            (
+                "key the product forbids",
+                json!({"privateKey": {"algorithm": "RSA", "size": 4096}}),
+                |f| {
+                    f.product = Some(product(
+                        "acme",
+                        true,
+                        json!({"allowedKeyAlgorithms": ["ECDSA-P256"]}),
+                    ))
+                },
+                Some("KeyAlgorithmNotAllowed"),
+                "RSA-4096 is not among the allowedKeyAlgorithms",
+            ),
+            (
+                "foreign organization",
+                json!({"subject": {"organizations": ["Evil Corp"]}}),
+                |_| {},
+                Some("OrganizationNotAllowed"),
+                "subject.organizations[0] \"Evil Corp\"",
+            ),
+            (
+                "own organization",
+                json!({"subject": {"organizations": ["Acme Inc"]}}),
+                |_| {},
+                None,
+                "",
+            ),
+            (
+                "leaf asking for cert sign",
+                json!({"usages": ["cert sign"]}),
+                |_| {},
+                Some("UsageNotAllowed"),
+                "usages[0]",
+            ),
+            (
+                "issuer of another account",
+                json!({"productRef": null, "issuerRef": {"name": "root"}}),
+                |f| f.ca_account = Some("other".into()),
+                Some("IssuerNotAllowed"),
+                "account \"other\"",
+            ),
+            (
+                "issuer of the account",
+                json!({"productRef": null, "issuerRef": {"name": "root"}}),
+                |_| {},
+                None,
+                "",
+            ),
+        ];
+        for (case, spec, tweak, reason, needle) in cases {
+            let mut referenced = found();
+            tweak(&mut referenced);
+            let outcome = validate(&certificate(spec), &referenced);
+            match (reason, outcome) {
+                (None, Ok(_)) => {}
+                (Some(reason), Err(refusal)) => {
+                    assert_eq!(refusal.reason, reason, "{case}: {}", refusal.message);
+                    assert!(
+                        refusal.message.contains(needle),
+                        "{case}: {}",
+                        refusal.message
+                    );
+                    assert!(
+                        refusal.message.contains("Certificate \"web\""),
+                        "{case}: {}",
+                        refusal.message
+                    );
+                }
+                (wanted, got) => panic!("{case}: wanted {wanted:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_sub_account_may_order_its_resellers_product() {
+        let mut referenced = found();
+        referenced.account = Some(account("acme", Some("reseller")));
+        referenced.product_account = Some("reseller".into());
+        let plan = validate(
+            &certificate(json!({"productRef": {"name": "web", "namespace": "reseller"}})),
+            &referenced,
+        )
+        .unwrap();
+        assert_eq!(
+            plan.product_ref,
+            Some(ProductReference {
+                name: "web".into(),
+                namespace: Some("reseller".into())
+            })
+        );
+        assert_eq!(plan.issuer_ref, None);
+    }
+
+    struct Fixture {
+        issuer: pki::Issuer,
+        ca_info: CertificateInfo,
+    }
+
+    fn fixture() -> Fixture {
+        let spec = PrivateCASpec {
+            subject: CASubject {
+                common_name: "Acme Root".into(),
+                ..Default::default()
+            },
+            private_key: PrivateKey::default(),
+            parent_ref: None,
+            duration: Duration::from_secs(87_600 * 3600).into(),
+            renew_before: None,
+            renew_before_percentage: None,
+            path_length: None,
+            name_constraints: None,
+            secret_name: None,
+        };
+        let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let now = jiff::Timestamp::now();
+        let root =
+            pki::issue_root_ca(&pki::CaProfile::from_spec(&spec, now).unwrap(), &key).unwrap();
+        let ca_info = pki::inspect_pem(&root.chain_pem).unwrap();
+        let issuer = pki::Issuer::new(&root.chain_pem, key, &root.root_pem).unwrap();
+        Fixture { issuer, ca_info }
+    }
+
+    /// A Secret holding a certificate issued for `certificate` now, valid for an hour.
+    fn issued(fixture: &Fixture, certificate: &Certificate, key: &KeyPair) -> (Secret, Order) {
+        let csr = pki::parse_csr(&pki::build_csr(&certificate.spec, key).unwrap()).unwrap();
+        let now = jiff::Timestamp::now();
+        let profile = pki::LeafProfile {
+            usages: pki::usages_for(None, &[], key.algorithm()).unwrap(),
+            validity: pki::Validity {
+                not_before: now,
+                not_after: now
+                    .checked_add(jiff::SignedDuration::from_hours(1))
+                    .unwrap(),
+            },
+        };
+        let leaf = pki::sign_leaf(&csr, &fixture.issuer, &profile).unwrap();
+        let plan = validate(certificate, &found()).unwrap();
+        let secret =
+            build_secret(certificate, "root", 1, &leaf.chain_pem, key, &leaf.root_pem).unwrap();
+        let order = build_order(certificate, &plan, 1, OrderType::Purchase, String::new()).unwrap();
+        (secret, order)
+    }
+
+    #[test]
+    fn decide_says_why_to_issue_or_when_to_renew() {
+        let fixture = fixture();
+        let base = certificate(json!({"duration": "1h"}));
+        let plan = validate(&base, &found()).unwrap();
+        let ca = CaIdentity {
+            name: "root".into(),
+            subject: Some(fixture.ca_info.subject.clone()),
+            key_id: fixture.ca_info.subject_key_id.clone(),
+        };
+        let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let (secret, order) = issued(&fixture, &base, &key);
+        let now = jiff::Timestamp::now();
+        let later = |minutes: i64| {
+            now.checked_add(jiff::SignedDuration::from_mins(minutes))
+                .unwrap()
+        };
+        let other_key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let swapped = {
+            let mut s = secret.clone();
+            if let Some(data) = s.data.as_mut() {
+                data.insert(
+                    "tls.key".into(),
+                    ByteString(other_key.to_pem(Default::default()).unwrap().into_bytes()),
+                );
+            }
+            s
+        };
+        let garbled = {
+            let mut s = secret.clone();
+            if let Some(data) = s.data.as_mut() {
+                data.insert("tls.crt".into(), ByteString(b"not a certificate".to_vec()));
+            }
+            s
+        };
+        let moved = {
+            let mut s = secret.clone();
+            s.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(ISSUER_NAME_ANNOTATION.into(), "old-root".into());
+            s
+        };
+        let two_names = certificate(
+            json!({"duration": "1h", "dnsNames": ["www.acme.example", "api.acme.example"]}),
+        );
+        let rsa = certificate(json!({"duration": "1h", "privateKey": {"algorithm": "RSA"}}));
+        let longer = certificate(json!({"duration": "2h"}));
+        let percent = certificate(json!({"duration": "1h", "renewBeforePercentage": 90}));
+        let cases: Vec<(&str, &Certificate, Option<&Secret>, jiff::Timestamp, &str)> = vec![
+            ("missing", &base, None, now, "SecretMissing"),
+            ("garbled", &base, Some(&garbled), now, "SecretInvalid"),
+            ("another key", &base, Some(&swapped), now, "KeyMismatch"),
+            (
+                "a new DNS name",
+                &two_names,
+                Some(&secret),
+                now,
+                "SpecChanged",
+            ),
+            (
+                "another key algorithm",
+                &rsa,
+                Some(&secret),
+                now,
+                "SpecChanged",
+            ),
+            (
+                "a longer duration",
+                &longer,
+                Some(&secret),
+                now,
+                "SpecChanged",
+            ),
+            ("another issuer", &base, Some(&moved), now, "IssuerChanged"),
+            (
+                "two thirds in",
+                &base,
+                Some(&secret),
+                later(41),
+                "RenewalDue",
+            ),
+            ("90% left", &percent, Some(&secret), later(7), "RenewalDue"),
+            ("expired", &base, Some(&secret), later(61), "Expired"),
+            ("fresh", &base, Some(&secret), now, "Hold"),
+            ("fresh, 90% left", &percent, Some(&secret), later(5), "Hold"),
+        ];
+        for (case, certificate, secret, at, wanted) in cases {
+            let plan = validate(certificate, &found()).unwrap_or_else(|_| plan.clone());
+            let decision = decide(
+                &certificate.spec,
+                &plan,
+                &read_secret(secret),
+                Some(&order.spec),
+                &ca,
+                at,
+            );
+            let got = match &decision {
+                Decision::Hold { .. } => "Hold",
+                Decision::Issue(trigger) => trigger.reason(),
+            };
+            assert_eq!(got, wanted, "{case}: {decision:?}");
+        }
+    }
+
+    #[test]
+    fn the_renewal_time_follows_cert_managers_rule() {
+        let fixture = fixture();
+        let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let (secret, _) = issued(&fixture, &certificate(json!({})), &key);
+        let Current::Held(held) = read_secret(Some(&secret)) else {
+            panic!("held")
+        };
+        let start = held.info.not_before;
+        for (spec, after_minutes) in [
+            (json!({}), 40),
+            (json!({"renewBeforePercentage": 25}), 45),
+            (json!({"renewBefore": "10m"}), 50),
+            (json!({"renewBefore": "2h"}), 40),
+        ] {
+            let at = renewal_time(&certificate(spec.clone()).spec, &held.info);
+            assert_eq!(
+                at.duration_since(start).as_secs() / 60,
+                after_minutes,
+                "{spec}"
+            );
+        }
+    }
+
+    fn order(revision: i64, state: Option<&str>) -> Order {
+        let mut value = json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Order",
+            "metadata": {"name": format!("web-{revision}"), "namespace": "acme"},
+            "spec": {"certificateRef": {"name": "web"}, "revision": revision, "type": "Renewal",
+                     "request": "csr", "duration": "1h"}});
+        if let Some(state) = state {
+            value["status"] = json!({"state": state, "conditions": [{"type": "Ready", "status": "False",
+                "reason": state, "message": "why", "lastTransitionTime": format!("2025-01-01T00:00:{:02}Z", revision)}]});
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_next_revision_follows_the_highest_order_or_status() {
+        for (revisions, status, wanted) in [
+            (vec![], None, 1),
+            (vec![], Some(4), 5),
+            (vec![1, 2, 3], Some(2), 4),
+            (vec![1, 7], Some(3), 8),
+            (vec![2], Some(9), 10),
+        ] {
+            let orders: Vec<Order> = revisions.iter().map(|r| order(*r, None)).collect();
+            assert_eq!(
+                next_revision(&orders, status),
+                wanted,
+                "{revisions:?} {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_ten_seconds_up_to_an_hour() {
+        for (attempts, seconds) in [
+            (0, 10),
+            (1, 10),
+            (2, 20),
+            (3, 40),
+            (6, 320),
+            (9, 2560),
+            (10, 3600),
+            (99, 3600),
+            (i32::MAX, 3600),
+        ] {
+            assert_eq!(
+                backoff(attempts),
+                Duration::from_secs(seconds),
+                "{attempts}"
+            );
+        }
+    }
+
+    #[test]
+    fn failures_count_rejected_and_failed_orders_since_the_issued_revision() {
+        let orders = vec![
+            order(1, Some("Issued")),
+            order(2, Some("Rejected")),
+            order(3, Some("Issued")),
+            order(4, Some("Rejected")),
+            order(5, Some("Failed")),
+            order(6, Some("Cancelled")),
+            order(7, None),
+        ];
+        let (count, last) = failures(&orders, 3);
+        assert_eq!(count, 2);
+        assert_eq!(last.map(timestamp).as_deref(), Some("2025-01-01T00:00:05Z"));
+        assert_eq!(failures(&orders, 5).0, 0);
+    }
+
+    #[test]
+    fn history_keeps_the_limit_never_the_current_nor_one_in_flight() {
+        let orders: Vec<Order> = vec![
+            order(1, Some("Issued")),
+            order(2, Some("Rejected")),
+            order(3, None),
+            order(4, Some("Issued")),
+            order(5, Some("Issued")),
+            order(6, Some("PendingApproval")),
+        ];
+        for (current, limit, wanted) in [
+            (5, 3, vec!["web-1", "web-2", "web-4"]),
+            (5, 1, vec!["web-1", "web-2", "web-4"]),
+            (5, 5, vec!["web-1"]),
+            (5, 6, vec![]),
+            (4, 3, vec!["web-1", "web-2"]),
+        ] {
+            assert_eq!(
+                history_to_delete(&orders, current, limit),
+                wanted,
+                "current {current}, limit {limit}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_order_and_the_secrets_follow_the_contract() {
+        let certificate = certificate(
+            json!({"groupRef": {"name": "team"}, "ipAddresses": ["10.0.0.1"],
+            "secretTemplate": {"labels": {"team": "web"}, "annotations": {"note": "x"}},
+            "privateKey": {"encoding": "PKCS8"}}),
+        );
+        let plan = validate(&certificate, &{
+            let mut f = found();
+            f.group_exists = Some(true);
+            f
+        })
+        .unwrap();
+        let order = build_order(&certificate, &plan, 3, OrderType::Renewal, "CSR".into()).unwrap();
+        assert_eq!(order.name_any(), "web-3");
+        assert_eq!(order.labels()[CERTIFICATE_LABEL], "web");
+        assert_eq!(order.labels()[MANAGED_BY.0], MANAGED_BY.1);
+        assert_eq!(order.owner_references()[0].uid, "uid-web");
+        assert_eq!(
+            order
+                .spec
+                .product_ref
+                .as_ref()
+                .and_then(|p| p.namespace.as_deref()),
+            Some("acme")
+        );
+        assert_eq!(
+            order.spec.group_ref.as_ref().map(|g| g.name.as_str()),
+            Some("team")
+        );
+        assert_eq!(order.spec.order_type, OrderType::Renewal);
+
+        let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let next = build_next_key_secret(&certificate, &key).unwrap();
+        assert_eq!(next.metadata.name.as_deref(), Some("web-next-key"));
+        assert_eq!(next.labels()[CERTIFICATE_LABEL], "web");
+        assert_eq!(next.owner_references()[0].uid, "uid-web");
+
+        let secret = build_secret(&certificate, "root", 3, "CRT", &key, "CA").unwrap();
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+        let annotations = secret.annotations();
+        for (k, v) in [
+            (CERTIFICATE_LABEL, "web"),
+            (ISSUER_NAME_ANNOTATION, "root"),
+            (ISSUER_KIND_ANNOTATION, "PrivateCA"),
+            (ALT_NAMES_ANNOTATION, "www.acme.example"),
+            (IP_SANS_ANNOTATION, "10.0.0.1"),
+            (REVISION_ANNOTATION, "3"),
+            ("note", "x"),
+        ] {
+            assert_eq!(annotations.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert_eq!(secret.labels()["team"], "web");
+        assert!(secret.owner_references().is_empty());
+        let tls_key = secret_text(&secret, "tls.key").unwrap();
+        assert!(tls_key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+}
