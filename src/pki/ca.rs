@@ -402,12 +402,15 @@ impl Issuer {
         &self.inner
     }
 
-    /// A certificate this CA just signed, with the chain and root above it.
+    /// A certificate this CA just signed, with the chain and root above it. The chain is the
+    /// certificate then the intermediates: a root signer adds nothing to it.
     pub(crate) fn issued(&self, der: &[u8]) -> Result<IssuedCertificate> {
         let info = inspect_der(der)?;
         let certificate_pem = to_pem("CERTIFICATE", der);
         let mut chain_pem = certificate_pem.clone();
-        chain_pem.push_str(&self.chain_pem());
+        for intermediate in self.chain.iter().filter(|der| **der != self.root) {
+            chain_pem.push_str(&to_pem("CERTIFICATE", intermediate));
+        }
         Ok(IssuedCertificate {
             certificate_pem,
             chain_pem,
@@ -528,10 +531,8 @@ mod tests {
         long.not_after = ts("2040-01-01T00:00:00Z");
         let ca = issue_intermediate_ca(&long, &key, &parent).unwrap();
         assert_eq!(ca.not_after, parent.not_after());
-        assert_eq!(
-            ca.chain_pem,
-            format!("{}{}", ca.certificate_pem, parent.chain_pem())
-        );
+        // Under a root, the intermediate's chain is itself: the root stays in ca.crt.
+        assert_eq!(ca.chain_pem, ca.certificate_pem.clone());
     }
 
     #[test]

@@ -440,6 +440,17 @@ mod tests {
     }
 
     #[test]
+    fn a_leaf_of_a_root_carries_no_root_in_its_chain() {
+        let issuer = constrained_issuer();
+        let leaf = sign_leaf(&csr_for(&["api.corp.example"], None), &issuer, &profile()).unwrap();
+        assert_eq!(
+            leaf.chain_pem, leaf.certificate_pem,
+            "tls.crt is the leaf alone"
+        );
+        assert_eq!(leaf.root_pem, issuer.root_pem());
+    }
+
+    #[test]
     fn signing_checks_names_against_constraints() {
         let issuer = constrained_issuer();
         let ok = sign_leaf(&csr_for(&["api.corp.example"], None), &issuer, &profile()).unwrap();
