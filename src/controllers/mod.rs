@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod group;
+pub mod order;
 pub mod pricelist;
 pub mod product;
 pub mod subaccount;
@@ -298,6 +299,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Vec<tokio::task::Joi
         tokio::spawn(product::run(client.clone(), settings.clone())),
         tokio::spawn(pricelist::run(client.clone(), settings.clone())),
         tokio::spawn(subaccount::run(client.clone(), settings.clone())),
+        tokio::spawn(order::run(client.clone(), settings.clone())),
     ]
 }
 
