@@ -894,3 +894,192 @@ pub async fn run(client: Client, settings: super::Settings) {
     .for_each(|_| async {})
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::KeyAlgorithm;
+    use serde_json::json;
+
+    fn account(name: &str, parent: Option<&str>, approval: &str) -> Arc<Account> {
+        let mut spec = json!({"type": "Enterprise", "namespaces": [name], "currency": "EUR",
+            "domains": [{"name": format!("{name}.example")}], "orderApproval": approval});
+        if let Some(parent) = parent {
+            spec["parent"] = json!({"account": parent, "namespace": parent, "subAccount": name});
+        }
+        Arc::new(
+            serde_json::from_value(
+                json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Account",
+                "metadata": {"name": name}, "spec": spec}),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn product(namespace: &str, spec: serde_json::Value, ready: bool) -> Product {
+        let mut base = json!({"issuerRef": {"name": "ca"}, "template": "ServerTLS", "price": "20.00",
+            "maxValidity": "720h"});
+        if let (Some(base), Some(extra)) = (base.as_object_mut(), spec.as_object()) {
+            base.extend(extra.clone());
+        }
+        serde_json::from_value(
+            json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Product",
+            "metadata": {"name": "web", "namespace": namespace}, "spec": base,
+            "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
+                "reason": "Ready", "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}),
+        )
+        .unwrap()
+    }
+
+    fn issuer() -> Issuer {
+        let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let spec: crate::api::PrivateCASpec =
+            serde_json::from_value(json!({"subject": {"commonName": "Test Root"}})).unwrap();
+        let profile = pki::CaProfile::from_spec(&spec, jiff::Timestamp::now()).unwrap();
+        let root = pki::issue_root_ca(&profile, &key).unwrap();
+        let key_pem = key
+            .to_pem(crate::api::common::PrivateKeyEncoding::Pkcs8)
+            .unwrap();
+        Issuer::from_pem(&root.chain_pem, &key_pem, &root.root_pem).unwrap()
+    }
+
+    fn csr(dns: &str, algorithm: KeyAlgorithm) -> ParsedCsr {
+        let spec: crate::api::CertificateSpec = serde_json::from_value(
+            json!({"secretName": "s", "dnsNames": [dns], "issuerRef": {"name": "ca"}}),
+        )
+        .unwrap();
+        let key = pki::generate_key_for(algorithm).unwrap();
+        pki::parse_csr(&pki::build_csr(&spec, &key).unwrap()).unwrap()
+    }
+
+    fn order() -> Order {
+        serde_json::from_value(
+            json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Order",
+            "metadata": {"name": "www-1", "namespace": "acme"},
+            "spec": {"certificateRef": {"name": "www"}, "revision": 1, "type": "Purchase",
+                "request": "-", "productRef": {"name": "web"}, "duration": "2160h"}}),
+        )
+        .unwrap()
+    }
+
+    fn inputs(account: Arc<Account>, product: Product, holder: Arc<Account>) -> Inputs {
+        Inputs {
+            account,
+            product: Some((product, Some(holder))),
+            issuer_name: "acme/ca".into(),
+            issuer_account: None,
+            issuer: issuer(),
+            group: None,
+            sub_account: None,
+            price_list: None,
+        }
+    }
+
+    #[test]
+    fn policy_refusals_name_the_rule_they_broke() {
+        let acme = account("acme", None, "Automatic");
+        let other = account("other", None, "Automatic");
+        let ecdsa = KeyAlgorithm::EcdsaP256;
+        let cases = [
+            (
+                product("acme", json!({}), true),
+                acme.clone(),
+                csr("www.evil.example", ecdsa),
+                "DomainNotAllowed",
+            ),
+            (
+                product(
+                    "acme",
+                    json!({"allowedDomains": ["shop.acme.example"]}),
+                    true,
+                ),
+                acme.clone(),
+                csr("www.acme.example", ecdsa),
+                "DomainNotAllowed",
+            ),
+            (
+                product("acme", json!({"allowedKeyAlgorithms": ["RSA-2048"]}), true),
+                acme.clone(),
+                csr("www.acme.example", ecdsa),
+                "KeyAlgorithmNotAllowed",
+            ),
+            (
+                product("other", json!({}), true),
+                other.clone(),
+                csr("www.acme.example", ecdsa),
+                "ProductNotAllowed",
+            ),
+            (
+                product("acme", json!({}), false),
+                acme.clone(),
+                csr("www.acme.example", ecdsa),
+                "ProductNotReady",
+            ),
+        ];
+        for (product, holder, csr, reason) in cases {
+            let inputs = inputs(acme.clone(), product, holder);
+            match validate(&order(), &inputs, &csr, jiff::Timestamp::now()) {
+                Err(Hold::Reject(got, message)) => {
+                    assert_eq!(got, reason, "{message}");
+                    assert!(message.starts_with("Order \"www-1\""), "{message}");
+                }
+                other => panic!("expected {reason}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_valid_order_is_priced_clipped_and_asks_for_approval_when_a_policy_says_so() {
+        let acme = account("acme", None, "Manual");
+        let inputs = inputs(acme.clone(), product("acme", json!({}), true), acme);
+        let now = jiff::Timestamp::now();
+        let plan = validate(
+            &order(),
+            &inputs,
+            &csr("www.acme.example", KeyAlgorithm::EcdsaP256),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            (plan.price.to_string(), plan.currency.as_str()),
+            ("20.00".into(), "EUR")
+        );
+        assert_eq!(
+            (plan.payer.kind, plan.payer.name.as_str()),
+            (PayerKind::Account, "acme")
+        );
+        assert_eq!(plan.approval, ["Account \"acme\" requires approval"]);
+        // 2160h asked, 720h allowed by the product.
+        let lifetime =
+            plan.leaf.validity.not_after.as_second() - plan.leaf.validity.not_before.as_second();
+        assert_eq!(lifetime, 720 * 3600);
+    }
+
+    #[test]
+    fn a_sub_account_orders_its_resellers_product_at_the_list_price() {
+        let reseller = account("sslhub", None, "Automatic");
+        let customer = account("initech", Some("sslhub"), "Automatic");
+        let mut inputs = inputs(customer, product("sslhub", json!({}), true), reseller);
+        inputs.price_list = serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1",
+            "kind": "PriceList", "metadata": {"name": "gold", "namespace": "sslhub"},
+            "spec": {"currency": "EUR", "items": [{"product": "web", "price": "12.00"}]}}))
+        .ok();
+        inputs.sub_account = serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1",
+            "kind": "SubAccount", "metadata": {"name": "initech", "namespace": "sslhub"},
+            "spec": {"type": "Enterprise", "namespaces": ["initech"], "orderApproval": "Manual"}}))
+        .ok();
+        let plan = validate(
+            &order(),
+            &inputs,
+            &csr("intranet.initech.example", KeyAlgorithm::EcdsaP256),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+        assert_eq!(plan.price.to_string(), "12.00");
+        assert_eq!(plan.payer.name, "initech");
+        assert_eq!(
+            plan.approval,
+            ["SubAccount \"initech\" requires the reseller's approval"]
+        );
+    }
+}
