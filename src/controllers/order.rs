@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
@@ -488,25 +488,24 @@ fn next_status(order: &Order, state: OrderState, message: &str) -> OrderStatus {
     status
 }
 
-/// Writes `status` guarded by the order's resourceVersion. `None` when the order changed
-/// since it was read (a conflict): the caller retries from a fresh read.
+/// Writes `status` guarded by the order's resourceVersion (a merge patch of the status that
+/// carries it, which the API server refuses with 409 when the order has changed). `None` on
+/// such a conflict: the caller retries from a fresh read.
 async fn write(
     api: &Api<Order>,
     order: &Order,
     status: OrderStatus,
 ) -> Result<Option<Order>, Error> {
-    let mut next = order.clone();
-    next.metadata.managed_fields = None;
-    next.status = Some(status);
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": order.resource_version()},
+        "status": status,
+    });
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
     match api
-        .replace_status(
-            &order.name_any(),
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &next,
-        )
+        .patch_status(&order.name_any(), &params, &Patch::Merge(&patch))
         .await
     {
         Ok(written) => Ok(Some(written)),
