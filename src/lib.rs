@@ -6,6 +6,7 @@
 //! certificates into Secrets.
 
 pub mod api;
+pub mod approval;
 pub mod billing;
 pub mod capabilities;
 pub mod controllers;

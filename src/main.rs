@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use certinext::api::order::Decision;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -54,6 +55,10 @@ enum Command {
     },
     /// Run the operator on an embedded Kubernetes API server, with the quickstart applied.
     Dev(certinext::dev::DevArgs),
+    /// Approve an Order waiting in PendingApproval; it is then charged and issued.
+    Approve(certinext::approval::DecideArgs),
+    /// Deny an Order waiting in PendingApproval; it ends Denied, uncharged.
+    Deny(certinext::approval::DecideArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +76,8 @@ fn main() -> ExitCode {
             .iter()
             .try_for_each(|dir| certinext::crd::write_dir(dir)),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(certinext::dev::run(args))),
+        Command::Approve(args) => decide(args, Decision::Approved),
+        Command::Deny(args) => decide(args, Decision::Denied),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +86,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn decide(args: certinext::approval::DecideArgs, decision: Decision) -> anyhow::Result<()> {
+    let message = runtime()?.block_on(certinext::approval::decide(args, decision))?;
+    println!("{message}");
+    Ok(())
 }
 
 fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {

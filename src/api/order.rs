@@ -146,6 +146,32 @@ pub enum OrderState {
     Cancelled,
 }
 
+impl OrderState {
+    /// The state's name, as the API writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderState::PendingApproval => "PendingApproval",
+            OrderState::Approved => "Approved",
+            OrderState::Issued => "Issued",
+            OrderState::Denied => "Denied",
+            OrderState::Rejected => "Rejected",
+            OrderState::Failed => "Failed",
+            OrderState::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Whether the order's life is over: it is never acted on again.
+    pub const fn is_terminal(self) -> bool {
+        !matches!(self, OrderState::PendingApproval | OrderState::Approved)
+    }
+}
+
+impl std::fmt::Display for OrderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who pays for an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum PayerKind {

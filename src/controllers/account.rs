@@ -18,7 +18,9 @@ use super::{
     Error, Refusal, Standing, add_finalizer, error_policy, recorder, remove_finalizer, report,
 };
 use crate::api::account::{GrantedCapability, Wallet};
+use crate::api::order::{Payer, PayerKind};
 use crate::api::{Account, Certificate, Group, Order, PriceList, PrivateCA, Product, SubAccount};
+use crate::billing::ledger::Ledger;
 use crate::billing::wallet::{self, Allocation};
 use crate::billing::{Money, MoneyError};
 use crate::capabilities::{self, Capability};
@@ -58,16 +60,12 @@ pub struct WalletInputs {
     pub funding: Money,
     /// The groups' and sub-accounts' requests for funds.
     pub requests: Vec<FundsRequest>,
+    /// What the account wallet has paid for directly: its orders' charges, net of refunds.
+    pub spent: Money,
 }
 
 fn credited(account: &Account, inputs: &WalletInputs) -> Result<Money, MoneyError> {
     Money::checked_sum(account.spec.credits.iter().map(|c| c.amount))?.checked_add(inputs.funding)
-}
-
-/// What the account wallet has paid for directly. Orders are charged from the PKI work on;
-/// until then nothing is spent.
-fn spent(_account: &Account) -> Money {
-    Money::ZERO
 }
 
 /// The account wallet's allocations. Pure; the Account controller writes the wallet from it
@@ -83,7 +81,7 @@ pub fn allocation(account: &Account, inputs: &WalletInputs) -> Result<Allocation
             granted: r.granted,
         })
         .collect();
-    wallet::allocate(credited(account, inputs)?, spent(account), &requests)
+    wallet::allocate(credited(account, inputs)?, inputs.spent, &requests)
 }
 
 /// Decides an account's status. Pure.
@@ -97,7 +95,7 @@ pub fn decide(
     let capabilities = capabilities::granted(account_type)
         .map(|(name, scope)| GrantedCapability { name, scope })
         .collect();
-    let (credited, spent) = (credited(account, inputs)?, spent(account));
+    let (credited, spent) = (credited(account, inputs)?, inputs.spent);
     let allocation = allocation(account, inputs)?;
     let wallet = Wallet {
         currency: account.spec.currency.clone(),
@@ -175,6 +173,15 @@ pub async fn wallet_inputs(
         None => Money::ZERO,
     };
     let mut requests = Vec::new();
+    let orders = orders_in(client, namespaces).await?;
+    let payer = Payer {
+        kind: PayerKind::Account,
+        name: account.name_any(),
+        namespace: None,
+    };
+    let spent = Ledger::from_orders(&orders)
+        .spent(&payer)
+        .map_err(|e| Error::Money(account.name_any(), e))?;
     let group_funding = capabilities::check(
         &account.name_any(),
         account.spec.account_type,
@@ -219,7 +226,25 @@ pub async fn wallet_inputs(
             }
         }
     }
-    Ok(WalletInputs { funding, requests })
+    Ok(WalletInputs {
+        funding,
+        requests,
+        spent,
+    })
+}
+
+/// Every Order in `namespaces`, listed fresh from the API server.
+pub async fn orders_in(client: &Client, namespaces: &[String]) -> Result<Vec<Order>, Error> {
+    let mut orders = Vec::new();
+    for namespace in namespaces {
+        orders.extend(
+            Api::<Order>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default())
+                .await?
+                .items,
+        );
+    }
+    Ok(orders)
 }
 
 /// The finalizer that holds an account's deletion while its namespaces hold live objects.
@@ -343,6 +368,22 @@ pub async fn run(client: Client, settings: super::Settings) {
         }
     };
     let by_group = for_namespace.clone();
+    // A charge or refund moves the wallet of the account holding the order's namespace; an
+    // order that moved no money changes nothing here.
+    let by_order = {
+        let for_namespace = for_namespace.clone();
+        move |order: Order| {
+            let charged = order
+                .status
+                .as_ref()
+                .is_some_and(|s| !s.transactions.is_empty());
+            if charged {
+                for_namespace(order.namespace())
+            } else {
+                Vec::new()
+            }
+        }
+    };
     // A sub-account changes its reseller's wallet and its own account's funding.
     let by_subaccount = {
         let store = store.clone();
@@ -394,6 +435,11 @@ pub async fn run(client: Client, settings: super::Settings) {
             Api::<SubAccount>::all(client.clone()),
             watcher::Config::default(),
             by_subaccount,
+        )
+        .watches(
+            Api::<Order>::all(client.clone()),
+            watcher::Config::default(),
+            by_order,
         )
         .with_config(settings.controller_config())
         .run(super::instrumented(reconcile), error_policy, context)
@@ -462,13 +508,15 @@ mod tests {
                     request("group/a", "2000", 1, None),
                     request("group/b", "1500", 2, None),
                 ],
+                spent: Money::parse("250").unwrap(),
             },
         )
         .unwrap();
         assert!(decision.standing.is_ok(), "{:?}", decision.standing);
         assert_eq!(decision.wallet.credited.to_string(), "7500.00");
         assert_eq!(decision.wallet.allocated.to_string(), "3500.00");
-        assert_eq!(decision.wallet.balance.to_string(), "4000.00");
+        assert_eq!(decision.wallet.spent.to_string(), "250.00");
+        assert_eq!(decision.wallet.balance.to_string(), "3750.00");
         assert_eq!(decision.namespaces, ["globex"]);
         assert!(
             !decision
@@ -516,6 +564,7 @@ mod tests {
             &WalletInputs {
                 funding: Money::ZERO,
                 requests: vec![request("group/a", "150", 1, Some("150"))],
+                spent: Money::ZERO,
             },
         )
         .unwrap();

@@ -5,7 +5,7 @@
 //! apply (server-side, owned by the group; bindings for roles no longer used are deleted) →
 //! status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +22,10 @@ use super::{
     Context, Error, Refusal, Standing, Tenancy, all_of, api_of, error_policy, no_account, report,
 };
 use crate::api::group::{Member, MemberKind, Role};
-use crate::api::{Account, Group};
+use crate::api::order::{OrderState, Payer, PayerKind};
+use crate::api::{Account, Group, Order};
 use crate::billing::Money;
+use crate::billing::ledger::{self, Ledger};
 use crate::capabilities::{self, Capability};
 
 /// The field manager of what this controller writes.
@@ -113,6 +115,17 @@ pub fn role_bindings(group: &Group) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// How many Certificates the group's Issued orders issued. Pure.
+pub fn certificates(orders: &[Order], group: &str) -> usize {
+    let issued: BTreeSet<&str> = orders
+        .iter()
+        .filter(|o| o.spec.group_ref.as_ref().is_some_and(|g| g.name == group))
+        .filter(|o| o.status.as_ref().and_then(|s| s.state) == Some(OrderState::Issued))
+        .map(|o| o.spec.certificate_ref.name.as_str())
+        .collect();
+    issued.len()
+}
+
 pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = group.name_any();
     let namespace = group.namespace().unwrap_or_default();
@@ -178,10 +191,16 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     let id = format!("group/{namespace}/{name}");
     let decision = allocation.decision(&id);
     let allocated = decision.map_or(Money::ZERO, |d| d.in_force);
-    let spent = Money::ZERO;
-    let balance = allocated
-        .checked_sub(spent)
-        .map_err(|e| Error::Money(holder.name_any(), e))?;
+    let orders = account::orders_in(client, std::slice::from_ref(&namespace)).await?;
+    let payer = Payer {
+        kind: PayerKind::Group,
+        name: name.clone(),
+        namespace: Some(namespace.clone()),
+    };
+    let money = |e| Error::Money(holder.name_any(), e);
+    let spent = Ledger::from_orders(&orders).spent(&payer).map_err(money)?;
+    let balance = ledger::available(allocated, spent).map_err(money)?;
+    let certificates = certificates(&orders, &name);
     let standing = match decision.and_then(|d| d.refused.as_ref()) {
         Some(refused) => Err(Refusal::new(
             "InsufficientFunds",
@@ -205,7 +224,7 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
         "allocated": funded.then_some(allocated),
         "spent": funded.then_some(spent),
         "balance": funded.then_some(balance),
-        "certificates": 0,
+        "certificates": certificates,
     });
     report(standing, fields).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -218,6 +237,22 @@ pub async fn run(client: Client, settings: super::Settings) {
     let store = controller.store();
     // A change to an account (its type, credits, namespaces) or to another group's funds
     // can change every group's standing.
+    // An order that moved money or was issued changes its group's spent, balance and count.
+    let after_order = |order: Order| {
+        let moved = order
+            .status
+            .as_ref()
+            .is_some_and(|s| !s.transactions.is_empty() || s.state == Some(OrderState::Issued));
+        match (&order.spec.group_ref, moved) {
+            (Some(group), true) => {
+                vec![
+                    kube::runtime::reflector::ObjectRef::<Group>::new(&group.name)
+                        .within(&order.namespace().unwrap_or_default()),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    };
     let bindings = watcher::Config::default().labels(GROUP_LABEL);
     controller
         .owns(Api::<RoleBinding>::all(client.clone()), bindings)
@@ -230,6 +265,11 @@ pub async fn run(client: Client, settings: super::Settings) {
             Api::<Group>::all(client.clone()),
             watcher::Config::default(),
             all_of(&store),
+        )
+        .watches(
+            Api::<Order>::all(client.clone()),
+            watcher::Config::default(),
+            after_order,
         )
         .with_config(settings.controller_config())
         .run(

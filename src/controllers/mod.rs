@@ -4,6 +4,7 @@
 pub mod account;
 pub mod certificate;
 pub mod group;
+pub mod order;
 pub mod pricelist;
 pub mod privateca;
 pub mod product;
@@ -350,6 +351,7 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Vec<tokio::task::Joi
         tokio::spawn(subaccount::run(client.clone(), settings.clone())),
         tokio::spawn(privateca::run(client.clone(), settings.clone())),
         tokio::spawn(certificate::run(client.clone(), settings.clone())),
+        tokio::spawn(order::run(client.clone(), settings.clone())),
     ]
 }
 

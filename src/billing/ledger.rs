@@ -1,0 +1,368 @@
+//! The ledger: what each payer has spent, read from the charges and refunds Orders record in
+//! `status.transactions`. Pure arithmetic over plain values.
+//!
+//! The Order is the idempotency key: the ledger holds one entry per Order (its payer, charge
+//! and refund), so recording an Order again replaces its entry rather than adding to it, and
+//! a ledger rebuilt from the Orders equals one kept up to date as they were charged.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+
+use super::{Money, MoneyError};
+use crate::api::Order;
+use crate::api::order::{OrderStatus, Payer, PayerKind, Transaction, TransactionType};
+
+/// A payer as a ledger key: `Account/<name>` or `Group/<namespace>/<name>`.
+pub fn payer_key(payer: &Payer) -> String {
+    match payer.kind {
+        PayerKind::Account => format!("Account/{}", payer.name),
+        PayerKind::Group => format!(
+            "Group/{}/{}",
+            payer.namespace.as_deref().unwrap_or_default(),
+            payer.name
+        ),
+    }
+}
+
+/// An Order as a ledger key: `<namespace>/<name>/<uid>`, so a new Order of the same name is
+/// a new entry.
+pub fn order_key(order: &Order) -> String {
+    format!(
+        "{}/{}/{}",
+        order.namespace().unwrap_or_default(),
+        order.name_any(),
+        order.uid().unwrap_or_default()
+    )
+}
+
+/// The charge an order's status records: its PURCHASE or RENEWAL transaction.
+pub fn charge(status: &OrderStatus) -> Option<&Transaction> {
+    status.transactions.iter().find(|t| {
+        matches!(
+            t.transaction_type,
+            TransactionType::Purchase | TransactionType::Renewal
+        )
+    })
+}
+
+/// The refund an order's status records.
+pub fn refund(status: &OrderStatus) -> Option<&Transaction> {
+    status
+        .transactions
+        .iter()
+        .find(|t| t.transaction_type == TransactionType::Refund)
+}
+
+/// One order's money: who paid, what was charged and what was given back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub payer: String,
+    pub charged: Money,
+    pub refunded: Money,
+}
+
+impl Entry {
+    /// The entry an order's status makes, if it records a payer and a charge.
+    pub fn of(status: &OrderStatus) -> Option<Entry> {
+        let payer = status.payer.as_ref()?;
+        let charged = charge(status)?.amount;
+        Some(Entry {
+            payer: payer_key(payer),
+            charged,
+            refunded: refund(status).map_or(Money::ZERO, |t| t.amount),
+        })
+    }
+}
+
+/// What every payer has been charged, one entry per Order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Ledger {
+    /// The ledger of `orders`' recorded transactions.
+    pub fn from_orders<'a>(orders: impl IntoIterator<Item = &'a Order>) -> Ledger {
+        let mut ledger = Ledger::default();
+        for order in orders {
+            ledger.record(order);
+        }
+        ledger
+    }
+
+    /// Records (or replaces) an order's entry from its status; an order without a charge has
+    /// none.
+    pub fn record(&mut self, order: &Order) {
+        let key = order_key(order);
+        match order.status.as_ref().and_then(Entry::of) {
+            Some(entry) => {
+                self.entries.insert(key, entry);
+            }
+            None => {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// The order's entry, if it was charged.
+    pub fn entry(&self, order: &Order) -> Option<&Entry> {
+        self.entries.get(&order_key(order))
+    }
+
+    /// What `payer` has spent: its charges less its refunds.
+    pub fn spent(&self, payer: &Payer) -> Result<Money, MoneyError> {
+        let key = payer_key(payer);
+        self.entries
+            .values()
+            .filter(|e| e.payer == key)
+            .try_fold(Money::ZERO, |total, e| {
+                total.checked_add(e.charged)?.checked_sub(e.refunded)
+            })
+    }
+
+    /// How many orders have been charged to `payer` (refunded ones included).
+    pub fn charges(&self, payer: &Payer) -> usize {
+        let key = payer_key(payer);
+        self.entries.values().filter(|e| e.payer == key).count()
+    }
+}
+
+/// What a payer can still spend: the allocation in force (for an account wallet, its balance
+/// before its own charges) less what it has spent.
+pub fn available(in_force: Money, spent: Money) -> Result<Money, MoneyError> {
+    in_force.checked_sub(spent)
+}
+
+/// Why a charge cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub price: Money,
+    pub available: Money,
+}
+
+/// Whether `price` may be charged to a payer with `available` left: only when it leaves the
+/// payer at zero or above.
+pub fn may_charge(price: Money, available: Money) -> Result<(), Shortfall> {
+    if price.is_negative() || price > available {
+        Err(Shortfall { price, available })
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::{Duration, LocalObjectReference};
+    use crate::api::order::{OrderSpec, OrderState, OrderType};
+
+    fn m(text: &str) -> Money {
+        Money::parse(text).unwrap()
+    }
+
+    fn group(name: &str) -> Payer {
+        Payer {
+            kind: PayerKind::Group,
+            name: name.into(),
+            namespace: Some("shop".into()),
+        }
+    }
+
+    fn transaction(kind: TransactionType, amount: Money) -> Transaction {
+        Transaction {
+            transaction_type: kind,
+            amount,
+            at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            reason: None,
+        }
+    }
+
+    fn order(name: &str, payer: Option<Payer>, transactions: Vec<Transaction>) -> Order {
+        let mut order = Order::new(
+            name,
+            OrderSpec {
+                certificate_ref: LocalObjectReference { name: "web".into() },
+                revision: 1,
+                order_type: OrderType::Purchase,
+                request: "csr".into(),
+                product_ref: None,
+                issuer_ref: None,
+                group_ref: None,
+                duration: "1h".parse::<Duration>().unwrap(),
+                usages: vec![],
+                approval: None,
+            },
+        );
+        order.metadata.namespace = Some("shop".into());
+        order.metadata.uid = Some(format!("uid-{name}"));
+        order.status = Some(OrderStatus {
+            state: Some(OrderState::Approved),
+            payer,
+            transactions,
+            ..Default::default()
+        });
+        order
+    }
+
+    #[test]
+    fn spent_is_charges_less_refunds_per_payer() {
+        use TransactionType::*;
+        let orders = [
+            order(
+                "a",
+                Some(group("team")),
+                vec![transaction(Purchase, m("20"))],
+            ),
+            order(
+                "b",
+                Some(group("team")),
+                vec![transaction(Renewal, m("12.50"))],
+            ),
+            order(
+                "c",
+                Some(group("team")),
+                vec![transaction(Purchase, m("20")), transaction(Refund, m("20"))],
+            ),
+            order(
+                "d",
+                Some(group("other")),
+                vec![transaction(Purchase, m("5"))],
+            ),
+            // Priced but never charged: not in the ledger.
+            order("e", Some(group("team")), vec![]),
+        ];
+        let ledger = Ledger::from_orders(&orders);
+        let cases = [
+            ("team", "32.50", 3),
+            ("other", "5.00", 1),
+            ("nobody", "0.00", 0),
+        ];
+        for (payer, spent, charges) in cases {
+            assert_eq!(
+                ledger.spent(&group(payer)).unwrap().to_string(),
+                spent,
+                "{payer}"
+            );
+            assert_eq!(ledger.charges(&group(payer)), charges, "{payer}");
+        }
+        let account = Payer {
+            kind: PayerKind::Account,
+            name: "team".into(),
+            namespace: None,
+        };
+        assert_eq!(
+            ledger.spent(&account).unwrap(),
+            Money::ZERO,
+            "kinds are apart"
+        );
+    }
+
+    #[test]
+    fn recording_an_order_again_replaces_its_entry() {
+        use TransactionType::*;
+        let mut ledger = Ledger::default();
+        let charged = order(
+            "a",
+            Some(group("team")),
+            vec![transaction(Purchase, m("20"))],
+        );
+        ledger.record(&charged);
+        ledger.record(&charged);
+        assert_eq!(ledger.spent(&group("team")).unwrap(), m("20"));
+        let refunded = order(
+            "a",
+            Some(group("team")),
+            vec![transaction(Purchase, m("20")), transaction(Refund, m("20"))],
+        );
+        ledger.record(&refunded);
+        assert_eq!(ledger.spent(&group("team")).unwrap(), Money::ZERO);
+        assert_eq!(ledger.charges(&group("team")), 1);
+        // A new order of the same name (another uid) is another entry.
+        let mut again = charged.clone();
+        again.metadata.uid = Some("uid-a-2".into());
+        ledger.record(&again);
+        assert_eq!(ledger.spent(&group("team")).unwrap(), m("20"));
+        assert_eq!(ledger.charges(&group("team")), 2);
+    }
+
+    #[test]
+    fn a_charge_must_leave_the_payer_at_zero_or_above() {
+        let cases = [
+            ("10", "10", true),
+            ("10", "9.99", false),
+            ("0", "0", true),
+            ("0", "-1", false),
+            ("5", "-1", false),
+        ];
+        for (price, available, ok) in cases {
+            let result = may_charge(m(price), Money::parse_signed(available).unwrap());
+            assert_eq!(result.is_ok(), ok, "{price} against {available}");
+        }
+        assert_eq!(
+            may_charge(m("12"), m("7")),
+            Err(Shortfall {
+                price: m("12"),
+                available: m("7")
+            })
+        );
+    }
+
+    /// No sequence of charges and refunds, decided one at a time against the ledger, takes a
+    /// payer below zero, and every charge that fitted was made.
+    #[test]
+    fn no_sequence_of_charges_drives_a_balance_negative() {
+        use TransactionType::*;
+        // A small deterministic generator: the sequences differ per seed, the test does not.
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for round in 0..200 {
+            let allocation = Money::from_minor(i64::try_from(next(10_000)).unwrap());
+            let mut ledger = Ledger::default();
+            let mut orders: Vec<Order> = Vec::new();
+            for i in 0..40 {
+                let payer = group("team");
+                if next(5) == 0 && !orders.is_empty() {
+                    // Refund an earlier charge, once.
+                    let index = usize::try_from(next(orders.len() as u64)).unwrap();
+                    let order = &mut orders[index];
+                    let status = order.status.get_or_insert_default();
+                    if refund(status).is_none() {
+                        let amount = charge(status).unwrap().amount;
+                        status.transactions.push(transaction(Refund, amount));
+                        ledger.record(order);
+                    }
+                    continue;
+                }
+                let price = Money::from_minor(i64::try_from(next(1_500)).unwrap());
+                let spent = ledger.spent(&payer).unwrap();
+                let left = available(allocation, spent).unwrap();
+                let fits = price <= left;
+                match may_charge(price, left) {
+                    Ok(()) => {
+                        let order = order(
+                            &format!("o{round}-{i}"),
+                            Some(payer.clone()),
+                            vec![transaction(Purchase, price)],
+                        );
+                        ledger.record(&order);
+                        orders.push(order);
+                    }
+                    Err(shortfall) => {
+                        assert!(!fits);
+                        assert_eq!(shortfall.available, left);
+                    }
+                }
+                let balance = available(allocation, ledger.spent(&payer).unwrap()).unwrap();
+                assert!(!balance.is_negative(), "round {round}: balance {balance}");
+            }
+            // Rebuilding from the orders gives the same ledger.
+            assert_eq!(Ledger::from_orders(&orders), ledger);
+        }
+    }
+}

@@ -1,0 +1,1084 @@
+//! The Order controller: one issuance, charged exactly once.
+//!
+//! dereference (the account holding the namespace, the product, its PrivateCA and CA Secret,
+//! the group, and for a sub-account its SubAccount and price list) → validate (pure: the CSR,
+//! the product, the names, the key) → approval → charge (serialised per payer through the
+//! in-process ledger) → sign → status.
+//!
+//! Charging exactly once rests on three things. The charge is written into the Order's own
+//! status, so the Order is the idempotency key. Charges to one payer are serialised by a lock
+//! per payer, and under it the Order is read fresh from the API server: one already charged
+//! is not charged again. The write is guarded by that read's resourceVersion, so a stale
+//! attempt fails with a conflict instead of writing a second charge; only a write that
+//! succeeded enters the in-memory ledger, which is rebuilt from a fresh list of every Order
+//! when the controller starts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::Recorder;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use super::{Error, Tenancy, account, api_of, condition, error_policy, no_account, recorder};
+use crate::api::common::IssuerReference;
+use crate::api::order::{
+    Decision, OrderState, OrderStatus, OrderType, Payer, PayerKind, Transaction, TransactionType,
+};
+use crate::api::{Account, Group, Order, PriceList, PrivateCA, Product, SubAccount};
+use crate::billing::ledger::{self, Entry, Ledger};
+use crate::billing::pricing::{self, ApprovalInputs};
+use crate::billing::{Money, MoneyError};
+use crate::pki::{self, Issuer, LeafProfile, ParsedCsr};
+
+/// The field manager of what this controller writes.
+pub const MANAGER: &str = "certinext-order-controller";
+/// The annotation the Certificate controller sets on an order it no longer wants.
+pub const SUPERSEDED: &str = "certinext.io/superseded";
+
+/// The in-process ledger: every payer's charges, and one lock per payer that serialises them.
+#[derive(Default)]
+pub struct Books {
+    ledger: std::sync::Mutex<Ledger>,
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Books {
+    /// The books of every Order, from a fresh list (not a cache).
+    pub async fn load(client: &Client) -> Result<Books, Error> {
+        let orders = Api::<Order>::all(client.clone())
+            .list(&ListParams::default())
+            .await?;
+        Ok(Books::from_ledger(Ledger::from_orders(&orders.items)))
+    }
+
+    pub fn from_ledger(ledger: Ledger) -> Books {
+        Books {
+            ledger: std::sync::Mutex::new(ledger),
+            locks: Default::default(),
+        }
+    }
+
+    /// The lock that serialises `payer`'s charges.
+    fn lock(&self, payer: &Payer) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(ledger::payer_key(payer)).or_default().clone()
+    }
+
+    pub fn spent(&self, payer: &Payer) -> Result<Money, MoneyError> {
+        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.spent(payer)
+    }
+
+    pub fn entry(&self, order: &Order) -> Option<Entry> {
+        let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.entry(order).cloned()
+    }
+
+    /// Records an order as the API server holds it after a successful write.
+    fn record(&self, order: &Order) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.record(order);
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub books: Arc<Books>,
+}
+
+/// A product and the account holding its namespace.
+pub type OwnedProduct = (Product, Option<Arc<Account>>);
+
+/// What an order refers to, fetched.
+pub struct Inputs {
+    /// The account holding the order's namespace.
+    pub account: Arc<Account>,
+    /// The product, with the account holding its namespace.
+    pub product: Option<OwnedProduct>,
+    /// The CA, as `namespace/name`, with the account holding its namespace.
+    pub issuer_name: String,
+    pub issuer_account: Option<Arc<Account>>,
+    /// The signer rebuilt from the CA Secret.
+    pub issuer: Issuer,
+    pub group: Option<Group>,
+    /// For a sub-account: its SubAccount and the price list it names.
+    pub sub_account: Option<SubAccount>,
+    pub price_list: Option<PriceList>,
+}
+
+/// Why an order cannot proceed yet or at all.
+#[derive(Debug)]
+pub enum Hold {
+    /// Refused by policy: the order ends Rejected (reason, message).
+    Reject(&'static str, String),
+    /// Something it needs is not ready yet: try again later (reason, message).
+    Wait(&'static str, String),
+}
+
+/// What validation decides for an order that may proceed.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub price: Money,
+    pub currency: String,
+    pub payer: Payer,
+    /// Why an approver must decide first; empty when nobody must.
+    pub approval: Vec<String>,
+    pub leaf: LeafProfile,
+}
+
+fn is_ready<K: serde::Serialize>(object: &K) -> bool {
+    serde_json::to_value(object)
+        .ok()
+        .and_then(|v| {
+            serde_json::from_value::<Vec<Condition>>(v["status"]["conditions"].clone()).ok()
+        })
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Whether `name` is within the account's domains (each covering its subdomains unless it
+/// says otherwise).
+fn within_account_domains(account: &Account, name: &str) -> bool {
+    account.spec.domains.iter().any(|domain| {
+        if domain.include_subdomains {
+            pki::dns_name_within(name, &domain.name)
+        } else {
+            pki::names::normalize(name) == domain.name
+        }
+    })
+}
+
+/// The DNS names an order's CSR asks for: its DNS SANs and a common name that is a DNS name.
+fn dns_names(csr: &ParsedCsr) -> Vec<String> {
+    let mut names = csr.subject_alt_names.dns_names.clone();
+    if let Some(cn) = &csr.common_name
+        && cn.contains('.')
+        && pki::validate_dns_name(cn).is_ok()
+        && !names.contains(cn)
+    {
+        names.push(cn.clone());
+    }
+    names
+}
+
+/// Checks an order against what it refers to, and prices it. Pure.
+pub fn validate(
+    order: &Order,
+    inputs: &Inputs,
+    csr: &ParsedCsr,
+    now: jiff::Timestamp,
+) -> Result<Plan, Hold> {
+    let name = order.name_any();
+    let account = &inputs.account;
+    let account_name = account.name_any();
+    let parent = account.spec.parent.as_ref().map(|p| p.account.as_str());
+    let belongs = |holder: Option<&Arc<Account>>| {
+        holder
+            .is_some_and(|h| h.name_any() == account_name || Some(h.name_any().as_str()) == parent)
+    };
+    let owner = |holder: Option<&Arc<Account>>| {
+        holder.map_or("no account".to_owned(), |a| {
+            format!("account {:?}", a.name_any())
+        })
+    };
+    let reject = |reason: &'static str, message: String| Hold::Reject(reason, message);
+
+    let (template, max_validity, allowed_domains, allowed_keys, auto_approve) = match &inputs
+        .product
+    {
+        Some((product, holder)) => {
+            let product_name = product.name_any();
+            if !belongs(holder.as_ref()) {
+                return Err(reject(
+                    "ProductNotAllowed",
+                    format!(
+                        "Order {name:?}: Product {product_name:?} belongs to {}, not to account {account_name:?} or its parent reseller",
+                        owner(holder.as_ref())
+                    ),
+                ));
+            }
+            if !is_ready(product) {
+                return Err(reject(
+                    "ProductNotReady",
+                    format!(
+                        "Order {name:?}: Product {product_name:?} is not Ready; see its conditions"
+                    ),
+                ));
+            }
+            (
+                Some(product.spec.template),
+                Some(&product.spec.max_validity),
+                product.spec.allowed_domains.as_slice(),
+                product.spec.allowed_key_algorithms.as_slice(),
+                Some((product_name, product.spec.auto_approve)),
+            )
+        }
+        None => {
+            if !belongs(inputs.issuer_account.as_ref()) {
+                return Err(reject(
+                    "IssuerNotAllowed",
+                    format!(
+                        "Order {name:?}: issuer PrivateCA {:?} belongs to {}, not to account {account_name:?} or its parent reseller",
+                        inputs.issuer_name,
+                        owner(inputs.issuer_account.as_ref())
+                    ),
+                ));
+            }
+            (None, None, &[][..], &[][..], None)
+        }
+    };
+
+    for dns_name in dns_names(csr) {
+        if !within_account_domains(account, &dns_name) {
+            return Err(reject(
+                "DomainNotAllowed",
+                format!(
+                    "Order {name:?}: DNS name {dns_name:?} is not within the domains of account {account_name:?}"
+                ),
+            ));
+        }
+        if !allowed_domains.is_empty() && !pki::dns_name_in_domains(&dns_name, allowed_domains) {
+            return Err(reject(
+                "DomainNotAllowed",
+                format!(
+                    "Order {name:?}: DNS name {dns_name:?} is not within the allowed domains of the product ({})",
+                    allowed_domains.join(", ")
+                ),
+            ));
+        }
+        if let Err(violation) = inputs.issuer.check_dns_name(&dns_name) {
+            return Err(reject(
+                "NameConstraint",
+                format!("Order {name:?}: {violation}"),
+            ));
+        }
+    }
+    if !allowed_keys.is_empty() && !allowed_keys.contains(&csr.key_algorithm) {
+        let allowed: Vec<&str> = allowed_keys
+            .iter()
+            .map(|k| pki::algorithm_name(*k))
+            .collect();
+        return Err(reject(
+            "KeyAlgorithmNotAllowed",
+            format!(
+                "Order {name:?}: the CSR's key is {}, which the product does not allow (allowed: {})",
+                pki::algorithm_name(csr.key_algorithm),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    let invalid = |e: pki::PkiError| reject("InvalidRequest", format!("Order {name:?}: {e}"));
+    let usages =
+        pki::usages_for(template, &order.spec.usages, csr.key_algorithm).map_err(invalid)?;
+    let validity = pki::clip_validity(
+        now,
+        &order.spec.duration,
+        max_validity,
+        inputs.issuer.not_after(),
+    )
+    .map_err(invalid)?;
+
+    let product = inputs.product.as_ref().map(|(p, _)| p);
+    let price = pricing::price(product, inputs.price_list.as_ref());
+    let payer = pricing::payer(account, inputs.group.as_ref());
+    let group_policy = inputs.group.as_ref().and_then(|g| {
+        g.spec
+            .order_approval
+            .map(|policy| (g.metadata.name.as_deref().unwrap_or_default(), policy))
+    });
+    let product_name = auto_approve.as_ref().map(|(n, a)| (n.as_str(), *a));
+    let approval = pricing::approval_required(&ApprovalInputs {
+        product: product_name,
+        group: group_policy,
+        account: (&account_name, account.spec.order_approval),
+        sub_account: inputs.sub_account.as_ref().map(|s| {
+            (
+                s.metadata.name.as_deref().unwrap_or_default(),
+                s.spec.order_approval,
+            )
+        }),
+    });
+    Ok(Plan {
+        price,
+        currency: account.spec.currency.clone(),
+        payer,
+        approval,
+        leaf: LeafProfile { usages, validity },
+    })
+}
+
+/// Fetches what an order refers to.
+pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs, Hold>, Error> {
+    let name = order.name_any();
+    let namespace = order.namespace().unwrap_or_default();
+    let tenancy = Tenancy::load(client).await?;
+    let Some(account) = tenancy.holder(&namespace).cloned() else {
+        return Ok(Err(Hold::Reject(
+            "NoAccount",
+            no_account("Order", &name, &namespace),
+        )));
+    };
+    let reject = |reason, message: String| Ok(Err(Hold::Reject(reason, message)));
+
+    let (product, issuer_ref): (Option<OwnedProduct>, IssuerReference) =
+        match (&order.spec.product_ref, &order.spec.issuer_ref) {
+            (Some(reference), _) => {
+                let product_namespace = reference.namespace.clone().unwrap_or(namespace.clone());
+                let found = Api::<Product>::namespaced(client.clone(), &product_namespace)
+                    .get_opt(&reference.name)
+                    .await?;
+                let Some(product) = found else {
+                    return reject(
+                        "ProductNotFound",
+                        format!(
+                            "Order {name:?}: Product {product_namespace}/{} does not exist",
+                            reference.name
+                        ),
+                    );
+                };
+                let mut issuer = product.spec.issuer_ref.clone();
+                issuer.namespace = issuer.namespace.or(Some(product_namespace.clone()));
+                let holder = tenancy.holder(&product_namespace).cloned();
+                (Some((product, holder)), issuer)
+            }
+            (None, Some(issuer)) => {
+                let mut issuer = issuer.clone();
+                issuer.namespace = issuer.namespace.or(Some(namespace.clone()));
+                (None, issuer)
+            }
+            (None, None) => {
+                return reject(
+                    "NoIssuer",
+                    format!("Order {name:?}: spec names neither productRef nor issuerRef"),
+                );
+            }
+        };
+    let issuer_namespace = issuer_ref.namespace.clone().unwrap_or_default();
+    let issuer_name = format!("{issuer_namespace}/{}", issuer_ref.name);
+    let Some(ca) = Api::<PrivateCA>::namespaced(client.clone(), &issuer_namespace)
+        .get_opt(&issuer_ref.name)
+        .await?
+    else {
+        return reject(
+            "IssuerNotFound",
+            format!("Order {name:?}: issuer PrivateCA {issuer_name} does not exist"),
+        );
+    };
+    if !is_ready(&ca) {
+        return Ok(Err(Hold::Wait(
+            "IssuerNotReady",
+            format!("Order {name:?}: issuer PrivateCA {issuer_name} is not Ready yet"),
+        )));
+    }
+    let secret_name = ca
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .or_else(|| ca.spec.secret_name.clone())
+        .unwrap_or_else(|| format!("{}-ca", issuer_ref.name));
+    let secret = Api::<Secret>::namespaced(client.clone(), &issuer_namespace)
+        .get_opt(&secret_name)
+        .await?;
+    let field = |key: &str| {
+        secret
+            .as_ref()
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    };
+    let (Some(tls_crt), Some(tls_key), Some(ca_crt)) =
+        (field("tls.crt"), field("tls.key"), field("ca.crt"))
+    else {
+        return Ok(Err(Hold::Wait(
+            "IssuerNotReady",
+            format!(
+                "Order {name:?}: the Secret {issuer_namespace}/{secret_name} of PrivateCA {issuer_name} does not hold tls.crt, tls.key and ca.crt yet"
+            ),
+        )));
+    };
+    let issuer = match Issuer::from_pem(&tls_crt, &tls_key, &ca_crt) {
+        Ok(issuer) => issuer,
+        Err(e) => {
+            return Ok(Err(Hold::Wait(
+                "IssuerNotReady",
+                format!(
+                    "Order {name:?}: the Secret {issuer_namespace}/{secret_name} of PrivateCA {issuer_name} does not hold a usable CA: {e}"
+                ),
+            )));
+        }
+    };
+    let issuer_account = tenancy.holder(&issuer_namespace).cloned();
+
+    let group = match &order.spec.group_ref {
+        Some(reference) => {
+            let found = Api::<Group>::namespaced(client.clone(), &namespace)
+                .get_opt(&reference.name)
+                .await?;
+            match found {
+                Some(group) => Some(group),
+                None => {
+                    return reject(
+                        "GroupNotFound",
+                        format!("Order {name:?}: Group {:?} does not exist", reference.name),
+                    );
+                }
+            }
+        }
+        None => None,
+    };
+
+    let (mut sub_account, mut price_list) = (None, None);
+    if let Some(parent) = &account.spec.parent {
+        let sub = Api::<SubAccount>::namespaced(client.clone(), &parent.namespace)
+            .get_opt(&parent.sub_account)
+            .await?
+            .filter(|s| {
+                s.status.as_ref().and_then(|s| s.account.as_deref()) == Some(&account.name_any())
+            });
+        if let Some(list_ref) = sub.as_ref().and_then(|s| s.spec.price_list_ref.as_ref()) {
+            price_list = Api::<PriceList>::namespaced(client.clone(), &parent.namespace)
+                .get_opt(&list_ref.name)
+                .await?;
+        }
+        sub_account = sub;
+    }
+    Ok(Ok(Inputs {
+        account,
+        product,
+        issuer_name,
+        issuer_account,
+        issuer,
+        group,
+        sub_account,
+        price_list,
+    }))
+}
+
+fn now() -> Time {
+    // Kubernetes times are whole seconds.
+    Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default())
+}
+
+/// `previous` moved to `state`, with its Ready condition saying `message`.
+fn next_status(order: &Order, state: OrderState, message: &str) -> OrderStatus {
+    let mut status = order.status.clone().unwrap_or_default();
+    let generation = order.metadata.generation;
+    let issued = state == OrderState::Issued;
+    let reason = if issued { "Issued" } else { state.as_str() };
+    let ready = condition(
+        "Ready",
+        issued,
+        reason,
+        message,
+        generation,
+        Some(&status.conditions),
+    );
+    let ready: Option<Condition> = serde_json::from_value(ready).ok();
+    status.conditions.retain(|c| c.type_ != "Ready");
+    status.conditions.extend(ready);
+    status.state = Some(state);
+    status.observed_generation = generation;
+    status
+}
+
+/// Writes `status` guarded by the order's resourceVersion (a merge patch of the status that
+/// carries it, which the API server refuses with 409 when the order has changed). `None` on
+/// such a conflict: the caller retries from a fresh read.
+async fn write(
+    api: &Api<Order>,
+    order: &Order,
+    status: OrderStatus,
+) -> Result<Option<Order>, Error> {
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": order.resource_version()},
+        "status": status,
+    });
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match api
+        .patch_status(&order.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(written) => Ok(Some(written)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a reconcile does after a conflicting write: read again at once.
+fn retry() -> Action {
+    Action::requeue(Duration::from_millis(200))
+}
+
+/// Records the price, currency and payer of `plan` on a status.
+fn priced(status: &mut OrderStatus, plan: &Plan) {
+    status.price = Some(plan.price);
+    status.currency = Some(plan.currency.clone());
+    status.payer = Some(plan.payer.clone());
+}
+
+/// The refund of an order's charge, if it has one not yet refunded.
+fn refund_for(status: &OrderStatus, reason: &str) -> Option<Transaction> {
+    let charge = ledger::charge(status)?;
+    if ledger::refund(status).is_some() {
+        return None;
+    }
+    Some(Transaction {
+        transaction_type: TransactionType::Refund,
+        amount: charge.amount,
+        at: now(),
+        reason: Some(reason.to_owned()),
+    })
+}
+
+struct Step<'a> {
+    ctx: &'a Context,
+    api: Api<Order>,
+}
+
+impl Step<'_> {
+    /// Ends `order` in `state` (Rejected, Denied, Failed or Cancelled), refunding its charge
+    /// if it had one, and publishes a Warning Event for a refusal.
+    async fn end(
+        &self,
+        order: &Order,
+        plan: Option<&Plan>,
+        state: OrderState,
+        reason: &str,
+        message: &str,
+    ) -> Result<Action, Error> {
+        let mut status = next_status(order, state, message);
+        if let Some(plan) = plan {
+            priced(&mut status, plan);
+        }
+        let refund = refund_for(&status, message);
+        status.transactions.extend(refund);
+        let Some(written) = write(&self.api, order, status).await? else {
+            return Ok(retry());
+        };
+        self.ctx.books.record(&written);
+        if state != OrderState::Cancelled {
+            let previous = order.status.as_ref().map(|s| s.conditions.as_slice());
+            super::warn_refusal(&self.ctx.recorder, order, previous, reason, message).await?;
+        }
+        tracing::info!(order = %order.name_any(), namespace = ?order.namespace(), %state, reason, "order ended");
+        Ok(Action::await_change())
+    }
+
+    /// Writes a non-terminal status only when it differs from what the order shows.
+    async fn hold(&self, order: &Order, status: OrderStatus) -> Result<Option<Order>, Error> {
+        if order.status.as_ref() == Some(&status) {
+            return Ok(Some(order.clone()));
+        }
+        write(&self.api, order, status).await
+    }
+}
+
+pub async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let state = order.status.as_ref().and_then(|s| s.state);
+    if state.is_some_and(OrderState::is_terminal) {
+        return Ok(Action::await_change());
+    }
+    let name = order.name_any();
+    let step = Step {
+        ctx: &ctx,
+        api: api_of(&ctx.client, &*order),
+    };
+    if order
+        .annotations()
+        .get(SUPERSEDED)
+        .is_some_and(|v| v == "true")
+    {
+        let message = format!("Order {name:?} was superseded before issuance");
+        return step
+            .end(&order, None, OrderState::Cancelled, "Cancelled", &message)
+            .await;
+    }
+
+    let inputs = match dereference(&ctx.client, &order).await? {
+        Ok(inputs) => inputs,
+        Err(hold) => return on_hold(&step, &order, state, hold).await,
+    };
+    let csr = match pki::parse_csr(&order.spec.request) {
+        Ok(csr) => csr,
+        Err(e) => {
+            let hold = Hold::Reject("InvalidRequest", format!("Order {name:?}: {e}"));
+            return on_hold(&step, &order, state, hold).await;
+        }
+    };
+    let plan = match validate(&order, &inputs, &csr, jiff::Timestamp::now()) {
+        Ok(plan) => plan,
+        Err(hold) => return on_hold(&step, &order, state, hold).await,
+    };
+
+    let charged = if state == Some(OrderState::Approved) {
+        (*order).clone()
+    } else {
+        // Approval.
+        let decision = order.spec.approval.as_ref().map(|a| (a.decision, a));
+        if let Some((Decision::Denied, approval)) = decision {
+            let message = format!(
+                "Order {name:?} was denied by {:?}{}",
+                approval.decided_by,
+                approval
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+            return step
+                .end(&order, Some(&plan), OrderState::Denied, "Denied", &message)
+                .await;
+        }
+        if !plan.approval.is_empty() && decision.is_none() {
+            let message = format!(
+                "Order {name:?} waits for approval ({}); approve it with `certinext approve {name} -n {}` or deny it with `certinext deny`",
+                plan.approval.join("; "),
+                order.namespace().unwrap_or_default()
+            );
+            let mut status = next_status(&order, OrderState::PendingApproval, &message);
+            priced(&mut status, &plan);
+            return Ok(match step.hold(&order, status).await? {
+                Some(_) => Action::await_change(),
+                None => retry(),
+            });
+        }
+        match charge(&step, &order, &inputs, &plan).await? {
+            Charge::Charged(order) => *order,
+            Charge::Done(action) => return Ok(action),
+        }
+    };
+    issue(&step, &charged, inputs.issuer, csr, plan.leaf).await
+}
+
+/// What an order that cannot proceed becomes: Rejected (Failed with a refund once charged),
+/// or unchanged with a condition saying what it waits for.
+async fn on_hold(
+    step: &Step<'_>,
+    order: &Order,
+    state: Option<OrderState>,
+    hold: Hold,
+) -> Result<Action, Error> {
+    match hold {
+        Hold::Reject(reason, message) if state == Some(OrderState::Approved) => {
+            let message = format!("{message}; the charge was refunded");
+            step.end(order, None, OrderState::Failed, reason, &message)
+                .await
+        }
+        Hold::Reject(reason, message) => {
+            step.end(order, None, OrderState::Rejected, reason, &message)
+                .await
+        }
+        Hold::Wait(reason, message) => {
+            let mut status = order.status.clone().unwrap_or_default();
+            let generation = order.metadata.generation;
+            let waiting = condition(
+                "Ready",
+                false,
+                reason,
+                &message,
+                generation,
+                Some(&status.conditions),
+            );
+            let waiting: Option<Condition> = serde_json::from_value(waiting).ok();
+            status.conditions.retain(|c| c.type_ != "Ready");
+            status.conditions.extend(waiting);
+            step.hold(order, status).await?;
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+    }
+}
+
+enum Charge {
+    /// The order is charged (now or before): issue it.
+    Charged(Box<Order>),
+    /// The reconcile is over (refused for funds, or retry after a conflict).
+    Done(Action),
+}
+
+/// Charges an order exactly once, serialised with every other charge to its payer.
+async fn charge(
+    step: &Step<'_>,
+    order: &Order,
+    inputs: &Inputs,
+    plan: &Plan,
+) -> Result<Charge, Error> {
+    let name = order.name_any();
+    let books = &step.ctx.books;
+    let lock = books.lock(&plan.payer);
+    let _serialised = lock.lock().await;
+
+    // Under the lock, the order as the API server holds it now, not as the cache saw it.
+    let Some(fresh) = step.api.get_opt(&name).await? else {
+        return Ok(Charge::Done(Action::await_change()));
+    };
+    if fresh.uid() != order.uid() || fresh.resource_version() != order.resource_version() {
+        // Changed since this reconcile read it (charged, decided, superseded): start over.
+        if let Some(status) = &fresh.status
+            && ledger::charge(status).is_some()
+        {
+            books.record(&fresh);
+        }
+        return Ok(Charge::Done(retry()));
+    }
+    if let Some(status) = &fresh.status
+        && ledger::charge(status).is_some()
+    {
+        books.record(&fresh);
+        return Ok(Charge::Charged(Box::new(fresh)));
+    }
+
+    let account = &inputs.account;
+    let available = available(&step.ctx.client, books, account, &plan.payer).await?;
+    let payer = describe(&plan.payer);
+    if let Err(shortfall) = ledger::may_charge(plan.price, available) {
+        let message = format!(
+            "Order {name:?}: {payer} cannot pay {} {}: it has {} {} available",
+            shortfall.price, plan.currency, shortfall.available, plan.currency
+        );
+        let action = step
+            .end(
+                &fresh,
+                Some(plan),
+                OrderState::Rejected,
+                "InsufficientFunds",
+                &message,
+            )
+            .await?;
+        return Ok(Charge::Done(action));
+    }
+    let message = format!(
+        "Order {name:?} was charged {} {} to {payer}; issuing",
+        plan.price, plan.currency
+    );
+    let mut status = next_status(&fresh, OrderState::Approved, &message);
+    priced(&mut status, plan);
+    status.transactions = vec![Transaction {
+        transaction_type: match fresh.spec.order_type {
+            OrderType::Purchase => TransactionType::Purchase,
+            OrderType::Renewal => TransactionType::Renewal,
+        },
+        amount: plan.price,
+        at: now(),
+        reason: None,
+    }];
+    let Some(written) = write(&step.api, &fresh, status).await? else {
+        return Ok(Charge::Done(retry()));
+    };
+    // Only a charge the API server holds enters the ledger.
+    books.record(&written);
+    tracing::info!(order = %name, namespace = ?written.namespace(), price = %plan.price, %payer, "order charged");
+    Ok(Charge::Charged(Box::new(written)))
+}
+
+fn describe(payer: &Payer) -> String {
+    match payer.kind {
+        PayerKind::Account => format!("Account {:?}", payer.name),
+        PayerKind::Group => format!(
+            "Group {}/{}",
+            payer.namespace.as_deref().unwrap_or_default(),
+            payer.name
+        ),
+    }
+}
+
+/// What `payer` can still spend: a group's allocation in force, or an account wallet's
+/// balance, less the ledger's charges.
+async fn available(
+    client: &Client,
+    books: &Books,
+    account: &Account,
+    payer: &Payer,
+) -> Result<Money, Error> {
+    let name = account.name_any();
+    let money = |e| Error::Money(name.clone(), e);
+    let tenancy = Tenancy::load(client).await?;
+    let held = tenancy.claims.held_by(&name);
+    let mut inputs = account::wallet_inputs(client, account, &held).await?;
+    let account_payer = Payer {
+        kind: PayerKind::Account,
+        name: name.clone(),
+        namespace: None,
+    };
+    inputs.spent = books.spent(&account_payer).map_err(money)?;
+    let allocation = account::allocation(account, &inputs).map_err(money)?;
+    match payer.kind {
+        PayerKind::Account => Ok(allocation.balance),
+        PayerKind::Group => {
+            let id = format!(
+                "group/{}/{}",
+                payer.namespace.as_deref().unwrap_or_default(),
+                payer.name
+            );
+            let in_force = allocation.decision(&id).map_or(Money::ZERO, |d| d.in_force);
+            ledger::available(in_force, books.spent(payer).map_err(money)?).map_err(money)
+        }
+    }
+}
+
+/// Signs a charged order's certificate and records it; a signing failure refunds the charge.
+async fn issue(
+    step: &Step<'_>,
+    order: &Order,
+    issuer: Issuer,
+    csr: ParsedCsr,
+    leaf: LeafProfile,
+) -> Result<Action, Error> {
+    let name = order.name_any();
+    let signed = tokio::task::spawn_blocking(move || pki::sign_leaf(&csr, &issuer, &leaf))
+        .await
+        .map_err(|e| Error::Internal(format!("Order {name:?}: signing stopped: {e}")))?;
+    let issued = match signed {
+        Ok(issued) => issued,
+        Err(e) => {
+            let message = format!("Order {name:?}: signing failed: {e}; the charge was refunded");
+            return step
+                .end(order, None, OrderState::Failed, "SigningFailed", &message)
+                .await;
+        }
+    };
+    let message = format!(
+        "Order {name:?} issued certificate {} valid until {}",
+        issued.serial_hex, issued.not_after
+    );
+    let mut status = next_status(order, OrderState::Issued, &message);
+    status.certificate = Some(issued.chain_pem);
+    status.ca = Some(issued.root_pem);
+    status.serial_number = Some(issued.serial_hex);
+    status.not_before = Some(Time(issued.not_before));
+    status.not_after = Some(Time(issued.not_after));
+    match write(&step.api, order, status).await? {
+        Some(written) => {
+            step.ctx.books.record(&written);
+            Ok(Action::await_change())
+        }
+        None => Ok(retry()),
+    }
+}
+
+/// Runs the controller until the stream ends. The ledger is rebuilt first, from a fresh list
+/// of every Order.
+pub async fn run(client: Client, settings: super::Settings) {
+    let mut delay = Duration::from_millis(200);
+    let books = loop {
+        match Books::load(&client).await {
+            Ok(books) => break books,
+            Err(error) => {
+                tracing::warn!(%error, "listing Orders for the ledger failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    let context = Arc::new(Context {
+        client: client.clone(),
+        recorder: recorder(&client),
+        books: Arc::new(books),
+    });
+    Controller::new(
+        Api::<Order>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(settings.controller_config())
+    .run(super::instrumented(reconcile), error_policy, context)
+    .for_each(|_| async {})
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::KeyAlgorithm;
+    use serde_json::json;
+
+    fn account(name: &str, parent: Option<&str>, approval: &str) -> Arc<Account> {
+        let mut spec = json!({"type": "Enterprise", "namespaces": [name], "currency": "EUR",
+            "domains": [{"name": format!("{name}.example")}], "orderApproval": approval});
+        if let Some(parent) = parent {
+            spec["parent"] = json!({"account": parent, "namespace": parent, "subAccount": name});
+        }
+        Arc::new(
+            serde_json::from_value(
+                json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Account",
+                "metadata": {"name": name}, "spec": spec}),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn product(namespace: &str, spec: serde_json::Value, ready: bool) -> Product {
+        let mut base = json!({"issuerRef": {"name": "ca"}, "template": "ServerTLS", "price": "20.00",
+            "maxValidity": "720h"});
+        if let (Some(base), Some(extra)) = (base.as_object_mut(), spec.as_object()) {
+            base.extend(extra.clone());
+        }
+        serde_json::from_value(
+            json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Product",
+            "metadata": {"name": "web", "namespace": namespace}, "spec": base,
+            "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
+                "reason": "Ready", "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}),
+        )
+        .unwrap()
+    }
+
+    fn issuer() -> Issuer {
+        let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let spec: crate::api::PrivateCASpec =
+            serde_json::from_value(json!({"subject": {"commonName": "Test Root"}})).unwrap();
+        let profile = pki::CaProfile::from_spec(&spec, jiff::Timestamp::now()).unwrap();
+        let root = pki::issue_root_ca(&profile, &key).unwrap();
+        let key_pem = key
+            .to_pem(crate::api::common::PrivateKeyEncoding::Pkcs8)
+            .unwrap();
+        Issuer::from_pem(&root.chain_pem, &key_pem, &root.root_pem).unwrap()
+    }
+
+    fn csr(dns: &str, algorithm: KeyAlgorithm) -> ParsedCsr {
+        let spec: crate::api::CertificateSpec = serde_json::from_value(
+            json!({"secretName": "s", "dnsNames": [dns], "issuerRef": {"name": "ca"}}),
+        )
+        .unwrap();
+        let key = pki::generate_key_for(algorithm).unwrap();
+        pki::parse_csr(&pki::build_csr(&spec, &key).unwrap()).unwrap()
+    }
+
+    fn order() -> Order {
+        serde_json::from_value(
+            json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Order",
+            "metadata": {"name": "www-1", "namespace": "acme"},
+            "spec": {"certificateRef": {"name": "www"}, "revision": 1, "type": "Purchase",
+                "request": "-", "productRef": {"name": "web"}, "duration": "2160h"}}),
+        )
+        .unwrap()
+    }
+
+    fn inputs(account: Arc<Account>, product: Product, holder: Arc<Account>) -> Inputs {
+        Inputs {
+            account,
+            product: Some((product, Some(holder))),
+            issuer_name: "acme/ca".into(),
+            issuer_account: None,
+            issuer: issuer(),
+            group: None,
+            sub_account: None,
+            price_list: None,
+        }
+    }
+
+    #[test]
+    fn policy_refusals_name_the_rule_they_broke() {
+        let acme = account("acme", None, "Automatic");
+        let other = account("other", None, "Automatic");
+        let ecdsa = KeyAlgorithm::EcdsaP256;
+        let cases = [
+            (
+                product("acme", json!({}), true),
+                acme.clone(),
+                csr("www.evil.example", ecdsa),
+                "DomainNotAllowed",
+            ),
+            (
+                product(
+                    "acme",
+                    json!({"allowedDomains": ["shop.acme.example"]}),
+                    true,
+                ),
+                acme.clone(),
+                csr("www.acme.example", ecdsa),
+                "DomainNotAllowed",
+            ),
+            (
+                product("acme", json!({"allowedKeyAlgorithms": ["RSA-2048"]}), true),
+                acme.clone(),
+                csr("www.acme.example", ecdsa),
+                "KeyAlgorithmNotAllowed",
+            ),
+            (
+                product("other", json!({}), true),
+                other.clone(),
+                csr("www.acme.example", ecdsa),
+                "ProductNotAllowed",
+            ),
+            (
+                product("acme", json!({}), false),
+                acme.clone(),
+                csr("www.acme.example", ecdsa),
+                "ProductNotReady",
+            ),
+        ];
+        for (product, holder, csr, reason) in cases {
+            let inputs = inputs(acme.clone(), product, holder);
+            match validate(&order(), &inputs, &csr, jiff::Timestamp::now()) {
+                Err(Hold::Reject(got, message)) => {
+                    assert_eq!(got, reason, "{message}");
+                    assert!(message.starts_with("Order \"www-1\""), "{message}");
+                }
+                other => panic!("expected {reason}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_valid_order_is_priced_clipped_and_asks_for_approval_when_a_policy_says_so() {
+        let acme = account("acme", None, "Manual");
+        let inputs = inputs(acme.clone(), product("acme", json!({}), true), acme);
+        let now = jiff::Timestamp::now();
+        let plan = validate(
+            &order(),
+            &inputs,
+            &csr("www.acme.example", KeyAlgorithm::EcdsaP256),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            (plan.price.to_string(), plan.currency.as_str()),
+            ("20.00".into(), "EUR")
+        );
+        assert_eq!(
+            (plan.payer.kind, plan.payer.name.as_str()),
+            (PayerKind::Account, "acme")
+        );
+        assert_eq!(plan.approval, ["Account \"acme\" requires approval"]);
+        // 2160h asked, 720h allowed by the product.
+        let lifetime =
+            plan.leaf.validity.not_after.as_second() - plan.leaf.validity.not_before.as_second();
+        assert_eq!(lifetime, 720 * 3600);
+    }
+
+    #[test]
+    fn a_sub_account_orders_its_resellers_product_at_the_list_price() {
+        let reseller = account("sslhub", None, "Automatic");
+        let customer = account("initech", Some("sslhub"), "Automatic");
+        let mut inputs = inputs(customer, product("sslhub", json!({}), true), reseller);
+        inputs.price_list = serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1",
+            "kind": "PriceList", "metadata": {"name": "gold", "namespace": "sslhub"},
+            "spec": {"currency": "EUR", "items": [{"product": "web", "price": "12.00"}]}}))
+        .ok();
+        inputs.sub_account = serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1",
+            "kind": "SubAccount", "metadata": {"name": "initech", "namespace": "sslhub"},
+            "spec": {"type": "Enterprise", "namespaces": ["initech"], "orderApproval": "Manual"}}))
+        .ok();
+        let plan = validate(
+            &order(),
+            &inputs,
+            &csr("intranet.initech.example", KeyAlgorithm::EcdsaP256),
+            jiff::Timestamp::now(),
+        )
+        .unwrap();
+        assert_eq!(plan.price.to_string(), "12.00");
+        assert_eq!(plan.payer.name, "initech");
+        assert_eq!(
+            plan.approval,
+            ["SubAccount \"initech\" requires the reseller's approval"]
+        );
+    }
+}

@@ -1,0 +1,757 @@
+//! The Order controller on devcluster: orders priced, approved, charged exactly once and
+//! issued; money under concurrency and across a restart; the wallet figures that follow.
+//!
+//! The CA Secret is made here with `pki::issue_root_ca` and the PrivateCA set Ready through
+//! its status, as the PrivateCA controller would.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use certinext::api::order::{OrderState, PayerKind, TransactionType};
+use certinext::api::{Account, Group, Order, PrivateCA, SubAccount};
+use certinext::billing::Money;
+use certinext::billing::ledger;
+use certinext::pki;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::cluster::{TestCluster, eventually, repo_path};
+
+fn m(text: &str) -> Money {
+    Money::parse(text).expect("an amount")
+}
+
+/// Applies YAML documents with server-side apply.
+async fn apply(cluster: &TestCluster, yaml: &str) {
+    certinext::manifests::apply(&cluster.client, yaml, "test")
+        .await
+        .expect("the manifests apply");
+}
+
+/// A root CA `name` in `namespace`: its Secret as the contract lays it out, and the
+/// PrivateCA set Ready through the status subresource.
+async fn ready_root_ca(cluster: &TestCluster, namespace: &str, name: &str, common_name: &str) {
+    let client = &cluster.client;
+    let cas: Api<PrivateCA> = Api::namespaced(client.clone(), namespace);
+    let ca: PrivateCA = serde_json::from_value(json!({
+        "apiVersion": "certinext.io/v1alpha1", "kind": "PrivateCA",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"subject": {"commonName": common_name}, "duration": "87600h"}
+    }))
+    .expect("a PrivateCA");
+    let ca = cas
+        .create(&PostParams::default(), &ca)
+        .await
+        .expect("PrivateCA created");
+    let key = pki::generate_key_for(certinext::api::common::KeyAlgorithm::EcdsaP256).expect("key");
+    let profile =
+        pki::CaProfile::from_spec(&ca.spec, jiff::Timestamp::now()).expect("a CA profile");
+    let root = pki::issue_root_ca(&profile, &key).expect("a root CA");
+    let key_pem = key
+        .to_pem(certinext::api::common::PrivateKeyEncoding::Pkcs8)
+        .expect("key PEM");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": format!("{name}-ca"), "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "certinext-operator", "certinext.io/private-ca": name}},
+    }))
+    .map(|mut secret: Secret| {
+        let bytes = |text: String| k8s_openapi::ByteString(text.into_bytes());
+        secret.data = Some(
+            [
+                ("tls.crt".to_owned(), bytes(root.chain_pem)),
+                ("tls.key".to_owned(), bytes(key_pem)),
+                ("ca.crt".to_owned(), bytes(root.root_pem)),
+            ]
+            .into(),
+        );
+        secret
+    })
+    .expect("a Secret");
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("CA Secret created");
+    let status = json!({"status": {
+        "secretName": format!("{name}-ca"),
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "test CA",
+            "lastTransitionTime": "2025-01-01T00:00:00Z"}]
+    }});
+    cas.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("PrivateCA Ready");
+}
+
+/// A CSR for `dns_names` with a fresh ECDSA P-256 key (kept nowhere).
+fn csr(dns_names: &[&str]) -> String {
+    let spec: certinext::api::CertificateSpec = serde_json::from_value(json!({
+        "secretName": "unused", "dnsNames": dns_names, "issuerRef": {"name": "unused"}
+    }))
+    .expect("a Certificate spec");
+    let key = pki::generate_key_for(certinext::api::common::KeyAlgorithm::EcdsaP256).expect("key");
+    pki::build_csr(&spec, &key).expect("a CSR")
+}
+
+/// An Order as the Certificate controller creates it.
+fn order(
+    name: &str,
+    namespace: &str,
+    product: (&str, &str),
+    group: Option<&str>,
+    dns: &[&str],
+) -> Order {
+    let mut spec = json!({
+        "certificateRef": {"name": name}, "revision": 1, "type": "Purchase",
+        "request": csr(dns), "productRef": {"name": product.0, "namespace": product.1},
+        "duration": "2160h",
+    });
+    if let Some(group) = group {
+        spec["groupRef"] = json!({"name": group});
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "certinext.io/v1alpha1", "kind": "Order",
+        "metadata": {"name": name, "namespace": namespace,
+            "labels": {"certinext.io/certificate-name": name, "app.kubernetes.io/managed-by": "certinext-operator"}},
+        "spec": spec,
+    }))
+    .expect("an Order")
+}
+
+fn state(order: &Order) -> Option<OrderState> {
+    order.status.as_ref().and_then(|s| s.state)
+}
+
+fn transactions(order: &Order) -> Vec<(TransactionType, String)> {
+    order
+        .status
+        .iter()
+        .flat_map(|s| &s.transactions)
+        .map(|t| (t.transaction_type, t.amount.to_string()))
+        .collect()
+}
+
+fn ready_message(order: &Order) -> String {
+    order
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == "Ready")
+        .map(|c| format!("{} {}: {}", c.status, c.reason, c.message))
+        .unwrap_or_default()
+}
+
+/// Waits until the order reaches `wanted`; says where it is if it does not.
+async fn wait_state(orders: &Api<Order>, name: &str, wanted: OrderState) -> Order {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let order = orders.get_opt(name).await.ok().flatten();
+        if let Some(order) = order.as_ref().filter(|o| state(o) == Some(wanted)) {
+            return order.clone();
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "Order {name} did not reach {wanted}: {:?} {}",
+                order.as_ref().and_then(state),
+                order.as_ref().map(ready_message).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `check` holds for the object `name`.
+async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, check: impl Fn(&K) -> bool) -> K
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    eventually(what, || async {
+        api.get_opt(name).await.ok().flatten().filter(|o| check(o))
+    })
+    .await
+}
+
+/// An Enterprise account `acme` with 1000.00 credited, a group `team` funded with
+/// `group_funds`, a CA and a product `web` at `price`.
+async fn enterprise(cluster: &TestCluster, group_funds: &str, price: &str) {
+    apply(
+        cluster,
+        &format!(
+            "apiVersion: v1
+kind: Namespace
+metadata: {{name: acme}}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Account
+metadata: {{name: acme}}
+spec:
+  type: Enterprise
+  namespaces: [acme]
+  credits: [{{id: c1, amount: \"1000.00\"}}]
+  domains: [{{name: acme.example}}]
+---
+apiVersion: certinext.io/v1alpha1
+kind: Group
+metadata: {{name: team, namespace: acme}}
+spec: {{funds: \"{group_funds}\"}}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Product
+metadata: {{name: web, namespace: acme}}
+spec:
+  issuerRef: {{name: acme-ca}}
+  template: ServerTLS
+  maxValidity: 2160h
+  allowedKeyAlgorithms: [ECDSA-P256]
+  price: \"{price}\"
+"
+        ),
+    )
+    .await;
+    ready_root_ca(cluster, "acme", "acme-ca", "Acme Root").await;
+    let products: Api<certinext::api::Product> = Api::namespaced(cluster.client.clone(), "acme");
+    wait_for(&products, "web", "Product web Ready", |p| {
+        p.status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await;
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
+    wait_for(&groups, "team", "Group team funded", |g| {
+        g.status.as_ref().and_then(|s| s.allocated) == Some(m(group_funds))
+    })
+    .await;
+}
+
+fn stop(controllers: Vec<tokio::task::JoinHandle<()>>) {
+    for controller in controllers {
+        controller.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_approved_order_is_charged_once_and_issued_and_the_wallets_show_it() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    enterprise(&cluster, "100.00", "10.00").await;
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
+
+    orders
+        .create(
+            &PostParams::default(),
+            &order(
+                "www-1",
+                "acme",
+                ("web", "acme"),
+                Some("team"),
+                &["www.acme.example"],
+            ),
+        )
+        .await
+        .expect("Order created");
+    let issued = wait_state(&orders, "www-1", OrderState::Issued).await;
+    let status = issued.status.clone().expect("status");
+    assert_eq!(
+        transactions(&issued),
+        [(TransactionType::Purchase, "10.00".into())]
+    );
+    assert_eq!(status.price, Some(m("10")));
+    assert_eq!(status.currency.as_deref(), Some("USD"));
+    let payer = status.payer.clone().expect("payer");
+    assert_eq!(
+        (payer.kind, payer.name.as_str()),
+        (PayerKind::Group, "team")
+    );
+    let chain = status.certificate.clone().expect("certificate");
+    let root = status.ca.clone().expect("ca");
+    pki::verify_chain(&chain, &root, jiff::Timestamp::now()).expect("the chain verifies");
+    let leaf = pki::inspect_pem(&chain).expect("the leaf parses");
+    assert_eq!(leaf.subject_alt_names.dns_names, ["www.acme.example"]);
+    assert_eq!(
+        status.serial_number.as_deref(),
+        Some(leaf.serial_hex.as_str())
+    );
+    assert!(
+        ready_message(&issued).starts_with("True Issued"),
+        "{}",
+        ready_message(&issued)
+    );
+
+    // Without a group, the account wallet pays.
+    orders
+        .create(
+            &PostParams::default(),
+            &order(
+                "api-1",
+                "acme",
+                ("web", "acme"),
+                None,
+                &["api.acme.example"],
+            ),
+        )
+        .await
+        .expect("Order created");
+    let issued = wait_state(&orders, "api-1", OrderState::Issued).await;
+    let payer = issued.status.and_then(|s| s.payer).expect("payer");
+    assert_eq!(
+        (payer.kind, payer.name.as_str()),
+        (PayerKind::Account, "acme")
+    );
+
+    // A name outside the account's domains is Rejected, never charged.
+    orders
+        .create(
+            &PostParams::default(),
+            &order(
+                "evil-1",
+                "acme",
+                ("web", "acme"),
+                Some("team"),
+                &["www.evil.example"],
+            ),
+        )
+        .await
+        .expect("Order created");
+    let rejected = wait_state(&orders, "evil-1", OrderState::Rejected).await;
+    assert!(transactions(&rejected).is_empty());
+    assert!(
+        ready_message(&rejected).contains("www.evil.example"),
+        "{}",
+        ready_message(&rejected)
+    );
+
+    // The figures: the group paid 10.00 of its 100.00, the account 10.00 of what it kept.
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
+    let team = wait_for(&groups, "team", "Group team spent 10.00", |g| {
+        g.status.as_ref().and_then(|s| s.spent) == Some(m("10"))
+    })
+    .await;
+    let team = team.status.expect("status");
+    assert_eq!((team.balance, team.certificates), (Some(m("90")), Some(1)));
+    let accounts: Api<Account> = Api::all(cluster.client.clone());
+    let acme = wait_for(&accounts, "acme", "Account acme spent 10.00", |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.wallet.as_ref())
+            .is_some_and(|w| w.spent == m("10"))
+    })
+    .await;
+    let wallet = acme.status.and_then(|s| s.wallet).expect("wallet");
+    assert_eq!(
+        (wallet.credited, wallet.allocated, wallet.balance),
+        (m("1000"), m("100"), m("890"))
+    );
+    stop(controllers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_accounts_pay_their_price_list_and_wait_for_the_resellers_approval() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    // The reseller example without its CAs (made here) and its Certificates.
+    let example = std::fs::read_to_string(repo_path("examples/reseller.yaml")).expect("example");
+    let documents: Vec<&str> = example
+        .split("\n---\n")
+        .filter(|d| !d.contains("kind: PrivateCA") && !d.contains("kind: Certificate"))
+        .collect();
+    let manifest = cluster.file("reseller.yaml", &documents.join("\n---\n"));
+    cluster
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            manifest.to_str().unwrap_or_default(),
+        ])
+        .await;
+    ready_root_ca(&cluster, "sslhub", "sslhub-issuing", "SSLHub Issuing CA").await;
+    let subs: Api<SubAccount> = Api::namespaced(cluster.client.clone(), "sslhub");
+    for sub in ["initech", "hooli-shop"] {
+        wait_for(&subs, sub, &format!("SubAccount {sub} Ready"), |s| {
+            s.status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
+        .await;
+    }
+
+    // hooli-shop has no price list: the product's base price, from its own wallet.
+    let hooli: Api<Order> = Api::namespaced(cluster.client.clone(), "hooli-shop");
+    hooli
+        .create(
+            &PostParams::default(),
+            &order(
+                "storefront-1",
+                "hooli-shop",
+                ("basic-tls", "sslhub"),
+                None,
+                &["www.hooli-shop.example"],
+            ),
+        )
+        .await
+        .expect("Order created");
+    let issued = wait_state(&hooli, "storefront-1", OrderState::Issued).await;
+    assert_eq!(
+        transactions(&issued),
+        [(TransactionType::Purchase, "20.00".into())]
+    );
+    let payer = issued.status.and_then(|s| s.payer).expect("payer");
+    assert_eq!(
+        (payer.kind, payer.name.as_str()),
+        (PayerKind::Account, "hooli-shop")
+    );
+    let sub = wait_for(
+        &subs,
+        "hooli-shop",
+        "SubAccount hooli-shop spent 20.00",
+        |s| s.status.as_ref().and_then(|s| s.spent) == Some(m("20")),
+    )
+    .await;
+    assert_eq!(sub.status.and_then(|s| s.balance), Some(m("180")));
+
+    // initech is on the gold list and needs the reseller's approval.
+    let initech: Api<Order> = Api::namespaced(cluster.client.clone(), "initech");
+    initech
+        .create(
+            &PostParams::default(),
+            &order(
+                "intranet-1",
+                "initech",
+                ("basic-tls", "sslhub"),
+                None,
+                &["intranet.initech.example"],
+            ),
+        )
+        .await
+        .expect("Order created");
+    let pending = wait_state(&initech, "intranet-1", OrderState::PendingApproval).await;
+    assert_eq!(pending.status.as_ref().and_then(|s| s.price), Some(m("12")));
+    assert!(transactions(&pending).is_empty());
+    assert!(
+        ready_message(&pending).contains("SubAccount \"initech\""),
+        "{}",
+        ready_message(&pending)
+    );
+
+    let kubeconfig = cluster
+        .cluster
+        .kubeconfig_path()
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    let certinext = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_certinext"));
+        command.args(args).args(["--kubeconfig", &kubeconfig]);
+        command.output().expect("certinext runs")
+    };
+    let approved = certinext(&[
+        "approve",
+        "intranet-1",
+        "-n",
+        "initech",
+        "--reason",
+        "known customer",
+    ]);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let issued = wait_state(&initech, "intranet-1", OrderState::Issued).await;
+    assert_eq!(
+        transactions(&issued),
+        [(TransactionType::Purchase, "12.00".into())]
+    );
+    let approval = issued.spec.approval.clone().expect("approval");
+    let user: Value = serde_yaml::from_str(cluster.cluster.kubeconfig()).expect("kubeconfig");
+    assert_eq!(
+        Some(approval.decided_by.as_str()),
+        user["contexts"][0]["context"]["user"].as_str()
+    );
+    assert_eq!(approval.reason.as_deref(), Some("known customer"));
+
+    // A decision is final, and says by whom.
+    let again = certinext(&["deny", "intranet-1", "-n", "initech"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(stderr.contains("already approved by"), "{stderr}");
+    let missing = certinext(&["approve", "nothing-1", "-n", "initech"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    // Denied: never charged.
+    initech
+        .create(
+            &PostParams::default(),
+            &order(
+                "vpn-1",
+                "initech",
+                ("basic-tls", "sslhub"),
+                None,
+                &["vpn.initech.example"],
+            ),
+        )
+        .await
+        .expect("Order created");
+    wait_state(&initech, "vpn-1", OrderState::PendingApproval).await;
+    let denied = certinext(&[
+        "deny",
+        "vpn-1",
+        "-n",
+        "initech",
+        "--reason",
+        "not in the contract",
+    ]);
+    assert!(
+        denied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    let denied = wait_state(&initech, "vpn-1", OrderState::Denied).await;
+    assert!(transactions(&denied).is_empty());
+    assert!(
+        ready_message(&denied).contains("not in the contract"),
+        "{}",
+        ready_message(&denied)
+    );
+    let sub = wait_for(&subs, "initech", "SubAccount initech spent 12.00", |s| {
+        s.status.as_ref().and_then(|s| s.spent) == Some(m("12"))
+    })
+    .await;
+    assert_eq!(sub.status.and_then(|s| s.balance), Some(m("488")));
+    stop(controllers);
+}
+
+/// The charges recorded on every order in `namespace`, by order.
+async fn charges(orders: &Api<Order>) -> BTreeMap<String, Order> {
+    orders
+        .list(&ListParams::default())
+        .await
+        .expect("Orders listed")
+        .items
+        .into_iter()
+        .map(|o| (o.metadata.name.clone().unwrap_or_default(), o))
+        .collect()
+}
+
+/// Each order holds at most one charge; returns the sum of charges net of refunds.
+fn audit(orders: &BTreeMap<String, Order>) -> Money {
+    let mut total = Money::ZERO;
+    for (name, order) in orders {
+        let status = order.status.clone().unwrap_or_default();
+        let charges = status
+            .transactions
+            .iter()
+            .filter(|t| t.transaction_type != TransactionType::Refund)
+            .count();
+        assert!(charges <= 1, "Order {name} was charged {charges} times");
+        if let Some(charge) = ledger::charge(&status) {
+            total = total.checked_add(charge.amount).expect("sum");
+        }
+        if let Some(refund) = ledger::refund(&status) {
+            total = total.checked_sub(refund.amount).expect("sum");
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_never_overdraw_a_group() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    // 50.00 covers five of the eight orders at 10.00.
+    enterprise(&cluster, "50.00", "10.00").await;
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
+    let creates = (0..8).map(|i| {
+        let orders = orders.clone();
+        async move {
+            let name = format!("host{i}-1");
+            let dns = format!("host{i}.acme.example");
+            orders
+                .create(
+                    &PostParams::default(),
+                    &order(&name, "acme", ("web", "acme"), Some("team"), &[&dns]),
+                )
+                .await
+                .expect("Order created");
+        }
+    });
+    futures_util::future::join_all(creates).await;
+    let all = eventually("every order ends", || async {
+        let all = charges(&orders).await;
+        all.values()
+            .all(|o| state(o).is_some_and(OrderState::is_terminal))
+            .then_some(all)
+    })
+    .await;
+    let count = |wanted: OrderState| all.values().filter(|o| state(o) == Some(wanted)).count();
+    assert_eq!(
+        (count(OrderState::Issued), count(OrderState::Rejected)),
+        (5, 3),
+        "{:#?}",
+        all.values().map(ready_message).collect::<Vec<_>>()
+    );
+    assert_eq!(audit(&all), m("50"));
+    for rejected in all
+        .values()
+        .filter(|o| state(o) == Some(OrderState::Rejected))
+    {
+        assert!(transactions(rejected).is_empty());
+        let message = ready_message(rejected);
+        assert!(
+            message.contains("Group acme/team cannot pay 10.00 USD: it has 0.00 USD available"),
+            "{message}"
+        );
+    }
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
+    let team = wait_for(&groups, "team", "Group team spent 50.00", |g| {
+        g.status.as_ref().and_then(|s| s.spent) == Some(m("50"))
+    })
+    .await;
+    assert_eq!(team.status.and_then(|s| s.balance), Some(Money::ZERO));
+    stop(controllers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_charges_no_order_twice() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    enterprise(&cluster, "100.00", "10.00").await;
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
+    for i in 0..16 {
+        let name = format!("node{i}-1");
+        let dns = format!("node{i}.acme.example");
+        orders
+            .create(
+                &PostParams::default(),
+                &order(&name, "acme", ("web", "acme"), Some("team"), &[&dns]),
+            )
+            .await
+            .expect("Order created");
+    }
+    // Stop everything once some orders are charged and others are not yet.
+    eventually("a few charges", || async {
+        let charged = charges(&orders)
+            .await
+            .values()
+            .filter(|o| !transactions(o).is_empty())
+            .count();
+        (charged >= 2).then_some(())
+    })
+    .await;
+    stop(controllers);
+    let before = charges(&orders).await;
+    assert!(
+        before
+            .values()
+            .any(|o| !state(o).is_some_and(OrderState::is_terminal)),
+        "the restart should come while orders are in flight"
+    );
+
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let all = eventually("every order ends", || async {
+        let all = charges(&orders).await;
+        all.values()
+            .all(|o| state(o).is_some_and(OrderState::is_terminal))
+            .then_some(all)
+    })
+    .await;
+    let issued = all
+        .values()
+        .filter(|o| state(o) == Some(OrderState::Issued))
+        .count();
+    let rejected = all
+        .values()
+        .filter(|o| state(o) == Some(OrderState::Rejected))
+        .count();
+    assert_eq!((issued, rejected), (10, 6));
+    assert_eq!(audit(&all), m("100"));
+    // What was charged before the restart stayed charged, with the same transaction.
+    for (name, order) in &before {
+        if let Some(charge) = order.status.as_ref().and_then(ledger::charge) {
+            let after = all[name].status.as_ref().and_then(ledger::charge);
+            assert_eq!(after, Some(charge), "Order {name}");
+        }
+    }
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
+    wait_for(
+        &groups,
+        "team",
+        "Group team spent 100.00 with nothing left",
+        |g| {
+            g.status
+                .as_ref()
+                .is_some_and(|s| s.spent == Some(m("100")) && s.balance == Some(Money::ZERO))
+        },
+    )
+    .await;
+    stop(controllers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_order_is_cancelled_and_its_charge_refunded() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    enterprise(&cluster, "100.00", "10.00").await;
+    stop(controllers);
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
+
+    // One order charged but not issued when the operator stopped, one not yet looked at;
+    // the Certificate moved on from both.
+    for name in ["old-1", "older-1"] {
+        let mut order = order(
+            name,
+            "acme",
+            ("web", "acme"),
+            Some("team"),
+            &["old.acme.example"],
+        );
+        order.metadata.annotations =
+            Some([("certinext.io/superseded".to_owned(), "true".to_owned())].into());
+        orders
+            .create(&PostParams::default(), &order)
+            .await
+            .expect("Order created");
+    }
+    let charged = json!({"status": {
+        "state": "Approved", "price": "10.00", "currency": "USD",
+        "payer": {"kind": "Group", "name": "team", "namespace": "acme"},
+        "transactions": [{"type": "PURCHASE", "amount": "10.00", "at": "2025-01-01T00:00:00Z"}]
+    }});
+    orders
+        .patch_status("old-1", &PatchParams::default(), &Patch::Merge(&charged))
+        .await
+        .expect("status");
+
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let cancelled = wait_state(&orders, "old-1", OrderState::Cancelled).await;
+    assert_eq!(
+        transactions(&cancelled),
+        [
+            (TransactionType::Purchase, "10.00".into()),
+            (TransactionType::Refund, "10.00".into())
+        ]
+    );
+    assert!(
+        cancelled
+            .status
+            .as_ref()
+            .is_some_and(|s| s.certificate.is_none())
+    );
+    let cancelled = wait_state(&orders, "older-1", OrderState::Cancelled).await;
+    assert!(transactions(&cancelled).is_empty());
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
+    let team = wait_for(&groups, "team", "Group team refunded", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.spent == Some(Money::ZERO) && s.balance == Some(m("100")))
+    })
+    .await;
+    assert_eq!(team.status.and_then(|s| s.certificates), Some(0));
+    stop(controllers);
+}
