@@ -231,7 +231,13 @@ impl Scenario {
     async fn start() -> Self {
         let cluster = TestCluster::with_crds().await;
         let client = cluster.client.clone();
-        let mut tasks = certinext::controllers::start(&client, &Default::default());
+        // This suite plays the PrivateCA and Order controllers' parts itself, to drive the
+        // Certificate controller through each outcome; tests/issuance.rs runs them all.
+        let mut tasks = certinext::controllers::start_except(
+            &client,
+            &Default::default(),
+            &["PrivateCA", "Order"],
+        );
         apply(
             &client,
             "apiVersion: v1

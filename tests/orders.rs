@@ -234,7 +234,8 @@ fn stop(controllers: Vec<tokio::task::JoinHandle<()>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_approved_order_is_charged_once_and_issued_and_the_wallets_show_it() {
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
     enterprise(&cluster, "100.00", "10.00").await;
     let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
 
@@ -349,7 +350,8 @@ async fn an_auto_approved_order_is_charged_once_and_issued_and_the_wallets_show_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_accounts_pay_their_price_list_and_wait_for_the_resellers_approval() {
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
     // The reseller example without its CAs (made here) and its Certificates.
     let example = std::fs::read_to_string(repo_path("examples/reseller.yaml")).expect("example");
     let documents: Vec<&str> = example
@@ -563,7 +565,8 @@ fn audit(orders: &BTreeMap<String, Order>) -> Money {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_orders_never_overdraw_a_group() {
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
     // 50.00 covers five of the eight orders at 10.00.
     enterprise(&cluster, "50.00", "10.00").await;
     let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
@@ -620,7 +623,8 @@ async fn concurrent_orders_never_overdraw_a_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_charges_no_order_twice() {
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
     enterprise(&cluster, "100.00", "10.00").await;
     let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
     for i in 0..16 {
@@ -653,7 +657,8 @@ async fn a_restart_in_the_middle_charges_no_order_twice() {
         "the restart should come while orders are in flight"
     );
 
-    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
     let all = eventually("every order ends", || async {
         let all = charges(&orders).await;
         all.values()
@@ -696,7 +701,8 @@ async fn a_restart_in_the_middle_charges_no_order_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superseded_order_is_cancelled_and_its_charge_refunded() {
     let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
     enterprise(&cluster, "100.00", "10.00").await;
     stop(controllers);
     let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
@@ -728,7 +734,8 @@ async fn a_superseded_order_is_cancelled_and_its_charge_refunded() {
         .await
         .expect("status");
 
-    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
     let cancelled = wait_state(&orders, "old-1", OrderState::Cancelled).await;
     assert_eq!(
         transactions(&cancelled),

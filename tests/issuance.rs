@@ -1,0 +1,149 @@
+//! End to end, with every controller running: the examples applied with kubectl end with
+//! every Certificate Ready and its Secret valid — the key matches the certificate and the
+//! chain verifies to `ca.crt`, in Rust and with openssl — once the reseller approves the
+//! order of its sub-account that needs approval.
+
+mod support;
+
+use certinext::api::order::OrderState;
+use certinext::api::{Certificate, Order};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use support::cluster::{TestCluster, repo_path};
+use support::wait::{is_ready, wait_until};
+
+/// The text of a Secret's key.
+fn text(secret: &Secret, key: &str) -> String {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .unwrap_or_else(|| panic!("the Secret has no {key}"));
+    String::from_utf8(bytes.0.clone()).expect("PEM is text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_certificate_is_issued_into_a_valid_secret() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    for example in ["reseller", "enterprise", "retail"] {
+        cluster
+            .kubectl(&[
+                "apply",
+                "-f",
+                &repo_path(&format!("examples/{example}.yaml")),
+            ])
+            .await;
+    }
+
+    // Orders that need approval (Initech's, a sub-account its reseller approves; the
+    // enterprise example's group that asks for it) are approved as an approver would.
+    let all_orders: Api<Order> = Api::all(cluster.client.clone());
+    let all_certificates: Api<Certificate> = Api::all(cluster.client.clone());
+    let approved = std::sync::atomic::AtomicUsize::new(0);
+    support::cluster::eventually_within(
+        "every certificate Ready, approving what waits",
+        support::wait::TIMEOUT,
+        || async {
+            let approved = &approved;
+            for order in all_orders.list(&Default::default()).await.ok()?.items {
+                if order.status.as_ref().and_then(|s| s.state) != Some(OrderState::PendingApproval)
+                    || order.spec.approval.is_some()
+                {
+                    continue;
+                }
+                let namespace = order.metadata.namespace.clone().unwrap_or_default();
+                let name = order.metadata.name.clone().unwrap_or_default();
+                let output = std::process::Command::new(env!("CARGO_BIN_EXE_certinext"))
+                    .args(["approve", &name, "-n", &namespace, "--kubeconfig"])
+                    .arg(cluster.cluster.kubeconfig_path())
+                    .output()
+                    .expect("certinext runs");
+                assert!(
+                    output.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                approved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let list = all_certificates.list(&Default::default()).await.ok()?;
+            list.items.iter().all(is_ready).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        approved.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "the sub-account's order waited for approval"
+    );
+
+    let all: Api<Certificate> = Api::all(cluster.client.clone());
+    let certificates = all.list(&Default::default()).await.expect("list");
+    assert!(
+        certificates.items.len() >= 4,
+        "the examples hold certificates"
+    );
+    let dir = tempfile::tempdir().expect("a directory");
+    for certificate in certificates {
+        let namespace = certificate.metadata.namespace.clone().unwrap_or_default();
+        let name = certificate.metadata.name.clone().unwrap_or_default();
+        let api: Api<Certificate> = Api::namespaced(cluster.client.clone(), &namespace);
+        let ready = wait_until(&api, &name, is_ready).await;
+        let status = ready.status.expect("status");
+        assert!(status.revision >= Some(1), "{namespace}/{name}: {status:?}");
+
+        let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &namespace);
+        let secret = secrets
+            .get(&certificate.spec.secret_name)
+            .await
+            .expect("the Secret");
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+        let (crt, key, ca) = (
+            text(&secret, "tls.crt"),
+            text(&secret, "tls.key"),
+            text(&secret, "ca.crt"),
+        );
+        let pair = certinext::pki::load_key_pem(&key).expect("tls.key loads");
+        assert!(
+            pair.matches_certificate_pem(&crt).expect("tls.crt parses"),
+            "{namespace}/{name}: key and certificate differ"
+        );
+        certinext::pki::verify_chain(&crt, &ca, jiff::Timestamp::now())
+            .unwrap_or_else(|e| panic!("{namespace}/{name}: the chain does not verify: {e}"));
+        let info = certinext::pki::inspect_pem(&crt).expect("the leaf parses");
+        for dns in &certificate.spec.dns_names {
+            assert!(
+                info.subject_alt_names.dns_names.contains(dns),
+                "{namespace}/{name}: {dns} missing from {:?}",
+                info.subject_alt_names.dns_names
+            );
+        }
+        assert_eq!(
+            status.serial_number.as_deref(),
+            Some(info.serial_hex.as_str())
+        );
+
+        let (crt_path, ca_path) = (
+            dir.path().join(format!("{name}.crt")),
+            dir.path().join(format!("{name}-ca.crt")),
+        );
+        std::fs::write(&crt_path, &crt).expect("write");
+        std::fs::write(&ca_path, &ca).expect("write");
+        let verified = std::process::Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&ca_path)
+            .arg("-untrusted")
+            .arg(&crt_path)
+            .arg(&crt_path)
+            .output()
+            .expect("openssl runs (.ci/run installs it)");
+        assert!(
+            verified.status.success(),
+            "{namespace}/{name}: openssl verify: {}{}",
+            String::from_utf8_lossy(&verified.stdout),
+            String::from_utf8_lossy(&verified.stderr)
+        );
+    }
+    for controller in controllers {
+        controller.abort();
+    }
+}
