@@ -531,7 +531,50 @@ async fn a_leader_whose_lease_is_taken_stops_its_controllers_at_once() {
 
 /// Permissions the operator's role grants that a run over the examples does not exercise,
 /// and why each is still needed.
-const GRANTED_BUT_NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[];
+const GRANTED_BUT_NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[
+    (
+        "events.k8s.io",
+        "events",
+        "patch",
+        "an Event repeated within minutes updates its series",
+    ),
+    (
+        "certinext.io",
+        "orders",
+        "delete",
+        "Orders beyond a Certificate's revision history limit",
+    ),
+    (
+        "certinext.io",
+        "orders",
+        "patch",
+        "marking an in-flight Order superseded after a spec change",
+    ),
+    (
+        "certinext.io",
+        "accounts/finalizers",
+        "update",
+        "OwnerReferencesPermissionEnforcement: a RoleBinding owned by a sub-account's Account",
+    ),
+    (
+        "certinext.io",
+        "groups/finalizers",
+        "update",
+        "the same, for a Group's RoleBindings",
+    ),
+    (
+        "certinext.io",
+        "privatecas/finalizers",
+        "update",
+        "the same, for a PrivateCA's Secret",
+    ),
+    (
+        "certinext.io",
+        "certificates/finalizers",
+        "update",
+        "the same, for a Certificate's Orders and next-key Secret",
+    ),
+];
 
 /// The (group, resource, verb) triples the rules of a Role or ClusterRole grant; rules
 /// limited to resourceNames (such as `bind`) are not requests the operator makes.
