@@ -160,6 +160,18 @@ fn stand_in_order_controller(
             .applied_objects()
             .boxed();
         while let Some(Ok(order)) = stream.next().await {
+            if order.metadata.deletion_timestamp.is_some() {
+                // Nothing was charged: let the order go, as the Order controller would.
+                let release = json!({"metadata": {"finalizers": null}});
+                let _ = orders
+                    .patch(
+                        &order.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&release),
+                    )
+                    .await;
+                continue;
+            }
             if order.status.as_ref().and_then(|s| s.state).is_some() {
                 continue;
             }

@@ -147,3 +147,114 @@ async fn every_example_certificate_is_issued_into_a_valid_secret() {
         controller.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_certificates_charge_stays_in_its_payers_totals_across_restarts() {
+    use certinext::api::Group;
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let setup = "apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Account
+metadata: {name: shop}
+spec:
+  type: Enterprise
+  namespaces: [shop]
+  credits: [{id: c1, amount: \"100.00\"}]
+  domains: [{name: shop.example}]
+---
+apiVersion: certinext.io/v1alpha1
+kind: Group
+metadata: {name: team, namespace: shop}
+spec: {funds: \"15.00\"}
+---
+apiVersion: certinext.io/v1alpha1
+kind: PrivateCA
+metadata: {name: ca, namespace: shop}
+spec: {subject: {commonName: Shop CA}}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Product
+metadata: {name: tls, namespace: shop}
+spec: {issuerRef: {name: ca}, template: ServerTLS, price: \"10.00\", autoApprove: true}
+";
+    certinext::manifests::apply(&cluster.client, setup, "test")
+        .await
+        .expect("setup");
+    let certificate = |name: &str| {
+        format!(
+            "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {{name: {name}, namespace: shop}}
+spec: {{secretName: {name}-tls, productRef: {{name: tls}}, groupRef: {{name: team}}, dnsNames: [{name}.shop.example]}}
+"
+        )
+    };
+    certinext::manifests::apply(&cluster.client, &certificate("first"), "test")
+        .await
+        .expect("certificate");
+    let certificates: Api<Certificate> = Api::namespaced(cluster.client.clone(), "shop");
+    wait_until(&certificates, "first", is_ready).await;
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "shop");
+    let spent = |g: &Group| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.spent)
+            .map(|m| m.to_string())
+    };
+    wait_until(&groups, "team", move |g| {
+        spent(g).as_deref() == Some("10.00")
+    })
+    .await;
+
+    // Deleting the Certificate collects its Orders; their charge stays with the group.
+    certificates
+        .delete("first", &Default::default())
+        .await
+        .expect("delete");
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "shop");
+    support::cluster::eventually("the orders collected", || async {
+        orders
+            .list(&Default::default())
+            .await
+            .ok()
+            .and_then(|l| l.items.is_empty().then_some(()))
+    })
+    .await;
+    let team = groups.get("team").await.expect("group");
+    let archive = team
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("certinext.io/ledger-archive"))
+        .expect("the group keeps the archive");
+    assert!(archive.contains("\"spent\":\"10.00\""), "{archive}");
+    assert_eq!(spent(&team).as_deref(), Some("10.00"), "{:?}", team.status);
+
+    // After a restart the books still hold it: 15.00 less 10.00 cannot pay another 10.00.
+    for controller in controllers {
+        controller.abort();
+    }
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    certinext::manifests::apply(&cluster.client, &certificate("second"), "test")
+        .await
+        .expect("certificate");
+    let rejected = wait_until(&orders, "second-1", |o| {
+        o.status.as_ref().and_then(|s| s.state) == Some(OrderState::Rejected)
+    })
+    .await;
+    let message = rejected
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message)
+        .unwrap_or_default();
+    assert!(message.contains("5.00"), "{message}");
+    let team = groups.get("team").await.expect("group");
+    assert_eq!(spent(&team).as_deref(), Some("10.00"));
+    for controller in controllers {
+        controller.abort();
+    }
+}

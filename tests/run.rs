@@ -643,7 +643,26 @@ async fn the_operator_role_grants_exactly_what_the_operator_uses() {
         (list.items.len() == 5 && list.items.iter().all(is_ready)).then_some(())
     })
     .await;
-    // Deletions: a certificate, then a sub-account (its account's finalizer and its own).
+    // Deletions: certificates (their charged Orders' charges move to the payers' archives:
+    // an account wallet and a group), then a sub-account (its account's finalizer and its own).
+    eventually("the certificates issued", || async {
+        let certificates: kube::Api<certinext::api::Certificate> =
+            kube::Api::namespaced(cluster.client.clone(), "sslhub");
+        let portal = certificates.get("portal").await.ok()?;
+        portal
+            .status
+            .as_ref()
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+            .then_some(())
+    })
+    .await;
+    cluster
+        .kubectl(&["delete", "certificate", "portal", "-n", "sslhub"])
+        .await;
     cluster
         .kubectl(&["delete", "certificate", "storefront", "-n", "hooli-shop"])
         .await;

@@ -58,6 +58,8 @@ pub fn refund(status: &OrderStatus) -> Option<&Transaction> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub payer: String,
+    /// The Order's uid: once its charge is archived, the Order no longer counts itself.
+    pub uid: String,
     pub charged: Money,
     pub refunded: Money,
 }
@@ -69,16 +71,71 @@ impl Entry {
         let charged = charge(status)?.amount;
         Some(Entry {
             payer: payer_key(payer),
+            uid: String::new(),
             charged,
             refunded: refund(status).map_or(Money::ZERO, |t| t.amount),
         })
     }
+
+    /// The entry of an order, with its uid.
+    pub fn of_order(order: &Order) -> Option<Entry> {
+        let mut entry = Entry::of(order.status.as_ref()?)?;
+        entry.uid = order.uid().unwrap_or_default();
+        Some(entry)
+    }
+
+    /// What the order cost its payer in the end.
+    pub fn net(&self) -> Result<Money, MoneyError> {
+        self.charged.checked_sub(self.refunded)
+    }
 }
 
-/// What every payer has been charged, one entry per Order.
+/// The annotation on a payer (Group or Account) that keeps the charges of its deleted Orders,
+/// so they stay in its totals: `{"spent": "24.00", "orders": ["<uid>", …]}`.
+pub const ARCHIVE_ANNOTATION: &str = "certinext.io/ledger-archive";
+
+/// The charges of a payer's deleted Orders: their net total, and the uids of the Orders
+/// folded in whose deletion may not have completed (an Order still listed with its uid here
+/// is counted once, through the archive).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Archive {
+    pub spent: Money,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub orders: std::collections::BTreeSet<String>,
+}
+
+impl Archive {
+    /// The archive a payer's annotations hold; none is an empty archive.
+    pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Result<Archive, String> {
+        match annotations.get(ARCHIVE_ANNOTATION) {
+            None => Ok(Archive::default()),
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                format!("annotation {ARCHIVE_ANNOTATION} is not a ledger archive: {e}")
+            }),
+        }
+    }
+
+    /// Folds an order's net charge in, once: false if it was folded before.
+    pub fn fold(&mut self, entry: &Entry) -> Result<bool, MoneyError> {
+        if self.orders.contains(&entry.uid) {
+            return Ok(false);
+        }
+        self.spent = self.spent.checked_add(entry.net()?)?;
+        self.orders.insert(entry.uid.clone());
+        Ok(true)
+    }
+
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What every payer has been charged, one entry per Order, plus the archived charges of
+/// deleted Orders.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     entries: BTreeMap<String, Entry>,
+    archives: BTreeMap<String, Archive>,
 }
 
 impl Ledger {
@@ -95,7 +152,7 @@ impl Ledger {
     /// none.
     pub fn record(&mut self, order: &Order) {
         let key = order_key(order);
-        match order.status.as_ref().and_then(Entry::of) {
+        match Entry::of_order(order) {
             Some(entry) => {
                 self.entries.insert(key, entry);
             }
@@ -110,13 +167,26 @@ impl Ledger {
         self.entries.get(&order_key(order))
     }
 
-    /// What `payer` has spent: its charges less its refunds.
+    /// Forgets an order: its charge now lives in its payer's archive.
+    pub fn forget(&mut self, order: &Order) {
+        self.entries.remove(&order_key(order));
+    }
+
+    /// Sets a payer's archive, as its annotation holds it.
+    pub fn archive(&mut self, payer: &Payer, archive: Archive) {
+        self.archives.insert(payer_key(payer), archive);
+    }
+
+    /// What `payer` has spent: its charges less its refunds, archived ones included.
     pub fn spent(&self, payer: &Payer) -> Result<Money, MoneyError> {
         let key = payer_key(payer);
+        let archive = self.archives.get(&key);
+        let archived = archive.map_or(Money::ZERO, |a| a.spent);
         self.entries
             .values()
             .filter(|e| e.payer == key)
-            .try_fold(Money::ZERO, |total, e| {
+            .filter(|e| !archive.is_some_and(|a| a.orders.contains(&e.uid)))
+            .try_fold(archived, |total, e| {
                 total.checked_add(e.charged)?.checked_sub(e.refunded)
             })
     }
@@ -284,6 +354,52 @@ mod tests {
         ledger.record(&again);
         assert_eq!(ledger.spent(&group("team")).unwrap(), m("20"));
         assert_eq!(ledger.charges(&group("team")), 2);
+    }
+
+    #[test]
+    fn a_deleted_orders_charge_stays_in_its_payers_archive_counted_once() {
+        let team = group("team");
+        let mut first = order(
+            "a-1",
+            Some(team.clone()),
+            vec![transaction(TransactionType::Purchase, m("12.00"))],
+        );
+        first.metadata.uid = Some("uid-a".into());
+        let mut second = order(
+            "b-1",
+            Some(team.clone()),
+            vec![
+                transaction(TransactionType::Purchase, m("5.00")),
+                transaction(TransactionType::Refund, m("5.00")),
+            ],
+        );
+        second.metadata.uid = Some("uid-b".into());
+        let mut ledger = Ledger::from_orders([&first, &second]);
+        assert_eq!(ledger.spent(&team).unwrap(), m("12.00"));
+
+        // Folding the first order in: while it is still listed, it counts once.
+        let mut archive = Archive::default();
+        let entry = Entry::of_order(&first).unwrap();
+        assert!(archive.fold(&entry).unwrap());
+        assert!(!archive.fold(&entry).unwrap(), "folded once only");
+        ledger.archive(&team, archive.clone());
+        assert_eq!(ledger.spent(&team).unwrap(), m("12.00"));
+        // Once it is gone, the archive alone carries it.
+        ledger.forget(&first);
+        assert_eq!(ledger.spent(&team).unwrap(), m("12.00"));
+        // A ledger rebuilt from what is left and the annotation agrees.
+        let annotations =
+            BTreeMap::from([(ARCHIVE_ANNOTATION.to_owned(), archive.to_annotation())]);
+        let mut rebuilt = Ledger::from_orders([&second]);
+        rebuilt.archive(&team, Archive::from_annotations(&annotations).unwrap());
+        assert_eq!(rebuilt.spent(&team).unwrap(), m("12.00"));
+        assert!(
+            Archive::from_annotations(&BTreeMap::from([(
+                ARCHIVE_ANNOTATION.to_owned(),
+                "nonsense".to_owned()
+            )]))
+            .is_err()
+        );
     }
 
     #[test]

@@ -179,7 +179,16 @@ pub async fn wallet_inputs(
         name: account.name_any(),
         namespace: None,
     };
-    let spent = Ledger::from_orders(&orders)
+    let mut ledger = Ledger::from_orders(&orders);
+    // The archive as it is now, not as a cache saw it: its Orders may already be gone.
+    let fresh = Api::<Account>::all(client.clone())
+        .get_metadata(&account.name_any())
+        .await?;
+    ledger.archive(
+        &payer,
+        super::order::archive_of(&account.name_any(), fresh.annotations())?,
+    );
+    let spent = ledger
         .spent(&payer)
         .map_err(|e| Error::Money(account.name_any(), e))?;
     let group_funding = capabilities::check(

@@ -929,6 +929,8 @@ pub fn build_order(
             "labels": {CERTIFICATE_LABEL: name, MANAGED_BY.0: MANAGED_BY.1},
             "annotations": {GENERATION_ANNOTATION: certificate.metadata.generation.unwrap_or_default().to_string()},
             "ownerReferences": owner_reference(certificate),
+            // Its charge outlives it in the payer's archive (see the Order controller).
+            "finalizers": [super::order::FINALIZER],
         },
         "spec": OrderSpec {
             certificate_ref: crate::api::common::LocalObjectReference { name: name.clone() },

@@ -198,7 +198,12 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
         namespace: Some(namespace.clone()),
     };
     let money = |e| Error::Money(holder.name_any(), e);
-    let spent = Ledger::from_orders(&orders).spent(&payer).map_err(money)?;
+    let mut ledger = Ledger::from_orders(&orders);
+    ledger.archive(
+        &payer,
+        super::order::archive_of(&name, group.annotations())?,
+    );
+    let spent = ledger.spent(&payer).map_err(money)?;
     let balance = ledger::available(allocated, spent).map_err(money)?;
     let certificates = certificates(&orders, &name);
     let standing = match decision.and_then(|d| d.refused.as_ref()) {

@@ -26,13 +26,16 @@ use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use super::{Error, Tenancy, account, api_of, condition, error_policy, no_account, recorder};
+use super::{
+    Error, Tenancy, account, add_finalizer, api_of, condition, error_policy, no_account, recorder,
+    remove_finalizer,
+};
 use crate::api::common::IssuerReference;
 use crate::api::order::{
     Decision, OrderState, OrderStatus, OrderType, Payer, PayerKind, Transaction, TransactionType,
 };
 use crate::api::{Account, Group, Order, PriceList, PrivateCA, Product, SubAccount};
-use crate::billing::ledger::{self, Entry, Ledger};
+use crate::billing::ledger::{self, ARCHIVE_ANNOTATION, Archive, Entry, Ledger};
 use crate::billing::pricing::{self, ApprovalInputs};
 use crate::billing::{Money, MoneyError};
 use crate::pki::{self, Issuer, LeafProfile, ParsedCsr};
@@ -50,12 +53,39 @@ pub struct Books {
 }
 
 impl Books {
-    /// The books of every Order, from a fresh list (not a cache).
+    /// The books of every Order, from a fresh list (not a cache), with the archives of the
+    /// charges of deleted Orders that groups and accounts keep.
     pub async fn load(client: &Client) -> Result<Books, Error> {
         let orders = Api::<Order>::all(client.clone())
             .list(&ListParams::default())
             .await?;
-        Ok(Books::from_ledger(Ledger::from_orders(&orders.items)))
+        let mut ledger = Ledger::from_orders(&orders.items);
+        for group in Api::<Group>::all(client.clone())
+            .list_metadata(&ListParams::default())
+            .await?
+        {
+            let payer = Payer {
+                kind: PayerKind::Group,
+                name: group.name_any(),
+                namespace: group.namespace(),
+            };
+            ledger.archive(&payer, archive_of(&group.name_any(), group.annotations())?);
+        }
+        for account in Api::<Account>::all(client.clone())
+            .list_metadata(&ListParams::default())
+            .await?
+        {
+            let payer = Payer {
+                kind: PayerKind::Account,
+                name: account.name_any(),
+                namespace: None,
+            };
+            ledger.archive(
+                &payer,
+                archive_of(&account.name_any(), account.annotations())?,
+            );
+        }
+        Ok(Books::from_ledger(ledger))
     }
 
     pub fn from_ledger(ledger: Ledger) -> Books {
@@ -85,6 +115,93 @@ impl Books {
     fn record(&self, order: &Order) {
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         ledger.record(order);
+    }
+
+    /// Moves a deleted order's charge into its payer's archive.
+    fn archive(&self, payer: &Payer, archive: Archive, order: &Order) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.archive(payer, archive);
+        ledger.forget(order);
+    }
+}
+
+/// The finalizer that keeps a charged Order until its charge is in its payer's archive.
+pub const FINALIZER: &str = "certinext.io/ledger";
+
+/// A payer's archive, from its annotations.
+pub fn archive_of(
+    payer: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Archive, Error> {
+    Archive::from_annotations(annotations).map_err(|e| Error::Internal(format!("{payer:?}: {e}")))
+}
+
+/// Folds a deleted order's charge into its payer's archive (an annotation on the Group or
+/// Account), then lets the order go. Serialised with the payer's charges; the archive write
+/// is guarded by the payer's resourceVersion, and an order folded before is not folded again,
+/// so a crash between the two steps counts the charge once.
+async fn release(step: &Step<'_>, order: &Order) -> Result<Action, Error> {
+    let books = &step.ctx.books;
+    let payer = order.status.as_ref().and_then(|s| s.payer.clone());
+    // Only an issued certificate was paid for: an order deleted before issuance is, in
+    // effect, refunded.
+    let issued = order.status.as_ref().and_then(|s| s.state) == Some(OrderState::Issued);
+    let entry = Entry::of_order(order).filter(|_| issued);
+    if let (Some(entry), Some(payer)) = (entry, payer) {
+        let lock = books.lock(&payer);
+        let _serialised = lock.lock().await;
+        let client = &step.ctx.client;
+        let name = payer.name.clone();
+        let patched = match payer.kind {
+            PayerKind::Group => {
+                let api: Api<Group> = Api::namespaced(
+                    client.clone(),
+                    payer.namespace.as_deref().unwrap_or_default(),
+                );
+                fold(&api, &name, &entry).await?
+            }
+            PayerKind::Account => fold(&Api::<Account>::all(client.clone()), &name, &entry).await?,
+        };
+        match patched {
+            Folded::Into(archive) => books.archive(&payer, archive, order),
+            Folded::PayerGone => books.archive(&payer, Archive::default(), order),
+            Folded::Conflict => return Ok(retry()),
+        }
+    }
+    remove_finalizer(&step.api, order, FINALIZER).await?;
+    Ok(Action::await_change())
+}
+
+enum Folded {
+    Into(Archive),
+    /// The payer was deleted first: its totals are gone with it.
+    PayerGone,
+    Conflict,
+}
+
+async fn fold<K>(api: &Api<K>, name: &str, entry: &Entry) -> Result<Folded, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(payer) = api.get_metadata_opt(name).await? else {
+        return Ok(Folded::PayerGone);
+    };
+    let mut archive = archive_of(name, payer.annotations())?;
+    let money = |e| Error::Money(name.to_owned(), e);
+    if !archive.fold(entry).map_err(money)? {
+        return Ok(Folded::Into(archive));
+    }
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": payer.resource_version(),
+        "annotations": {ARCHIVE_ANNOTATION: archive.to_annotation()},
+    }});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(Folded::Into(archive)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Folded::Conflict),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -584,15 +701,27 @@ impl Step<'_> {
 }
 
 pub async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let step = Step {
+        ctx: &ctx,
+        api: api_of(&ctx.client, &*order),
+    };
+    if order.metadata.deletion_timestamp.is_some() {
+        if order.finalizers().iter().any(|f| f == FINALIZER) {
+            return release(&step, &order).await;
+        }
+        return Ok(Action::await_change());
+    }
+    if !order.finalizers().iter().any(|f| f == FINALIZER) {
+        // Orders the Certificate controller makes carry it from the start; others get it
+        // before anything can be charged.
+        add_finalizer(&step.api, &*order, FINALIZER).await?;
+        return Ok(Action::await_change());
+    }
     let state = order.status.as_ref().and_then(|s| s.state);
     if state.is_some_and(OrderState::is_terminal) {
         return Ok(Action::await_change());
     }
     let name = order.name_any();
-    let step = Step {
-        ctx: &ctx,
-        api: api_of(&ctx.client, &*order),
-    };
     if order
         .annotations()
         .get(SUPERSEDED)
