@@ -133,9 +133,10 @@ pub fn encode(
 #[derive(Clone)]
 pub struct ClusterState {
     accounts: Store<Account>,
-    groups: Store<Group>,
-    certificates: Store<Certificate>,
-    orders: Store<Order>,
+    /// One store per watched namespace (or one for the cluster).
+    groups: Vec<Store<Group>>,
+    certificates: Vec<Store<Certificate>>,
+    orders: Vec<Store<Order>>,
 }
 
 impl std::fmt::Debug for ClusterState {
@@ -147,29 +148,50 @@ impl std::fmt::Debug for ClusterState {
 impl ClusterState {
     /// Starts watching accounts, groups, certificates and orders; the watches run until the
     /// returned tasks are aborted.
-    pub fn watch(client: &Client) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+    pub fn watch(
+        client: &Client,
+        settings: &crate::controllers::Settings,
+    ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let (accounts, a) = reflect(Api::<Account>::all(client.clone()));
-        let (groups, g) = reflect(Api::<Group>::all(client.clone()));
-        let (certificates, c) = reflect(Api::<Certificate>::all(client.clone()));
-        let (orders, o) = reflect(Api::<Order>::all(client.clone()));
+        let (groups, g) = reflect_each(settings.apis::<Group>(client));
+        let (certificates, c) = reflect_each(settings.apis::<Certificate>(client));
+        let (orders, o) = reflect_each(settings.apis::<Order>(client));
         let state = ClusterState {
             accounts,
             groups,
             certificates,
             orders,
         };
-        (state, vec![a, g, c, o])
+        let tasks = std::iter::once(a).chain(g).chain(c).chain(o).collect();
+        (state, tasks)
     }
 
     /// The gauges' values as the watched objects are now.
     pub fn gauges(&self) -> Gauges {
+        fn all<K: Resource<DynamicType = ()> + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>> {
+            stores.iter().flat_map(Store::state).collect()
+        }
         Gauges::of(
             &self.accounts.state(),
-            &self.groups.state(),
-            &self.certificates.state(),
-            &self.orders.state(),
+            &all(&self.groups),
+            &all(&self.certificates),
+            &all(&self.orders),
         )
     }
+}
+
+/// Reflectors of `K` through each of `apis`.
+fn reflect_each<K>(apis: Vec<Api<K>>) -> (Vec<Store<K>>, Vec<tokio::task::JoinHandle<()>>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    apis.into_iter().map(reflect).unzip()
 }
 
 /// A reflector of every `K`, keeping only what the gauges read about.

@@ -77,6 +77,15 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub concurrency: u16,
+    /// Watch and act on objects in these namespaces only (comma-separated); every namespace
+    /// when unset. Accounts are cluster-scoped and always watched.
+    #[arg(
+        long,
+        env = "CERTINEXT_WATCH_NAMESPACES",
+        value_name = "NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub watch_namespaces: Vec<String>,
 }
 
 impl RunArgs {
@@ -174,7 +183,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let leader = Gauge::default();
     let health = Arc::new(Health::default());
-    let (cluster, watches) = ClusterState::watch(&client);
+    let settings = Settings {
+        concurrency: args.concurrency,
+        namespaces: args.watch_namespaces.clone(),
+    };
+    let (cluster, watches) = ClusterState::watch(&client, &settings);
     let registry = Arc::new(metrics::registry(cluster, leader.clone()));
     let listener = tokio::net::TcpListener::bind(args.metrics_address)
         .await
@@ -185,9 +198,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(%address, "serving /metrics, /healthz and /readyz");
     let server = tokio::spawn(endpoints::serve(listener, registry, health.clone()));
 
-    let settings = Settings {
-        concurrency: args.concurrency,
-    };
     let mut shutdown = std::pin::pin!(shutdown);
     let result = async {
         tokio::select! {

@@ -105,6 +105,7 @@ fn non_default_values() -> Value {
             "logLevel": "certinext=debug,kube=warn",
             "logFormat": "text",
             "concurrency": 8,
+            "watchNamespaces": ["acme-web", "acme-api"],
             "extraArgs": ["--lease-duration=30s"],
             "extraEnv": [{"name": "TZ", "value": "UTC"}]
         },
@@ -696,6 +697,7 @@ fn chart_renders_valid_objects_with_non_default_values() {
         "--concurrency=8",
         "--leader-elect",
         "--lease-name=certs-leader",
+        "--watch-namespaces=acme-web,acme-api",
         "--lease-duration=30s",
     ] {
         assert!(args.contains(&arg.to_owned()), "{arg} in {args:?}");

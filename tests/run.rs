@@ -638,27 +638,31 @@ async fn the_operator_role_grants_exactly_what_the_operator_uses() {
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         })
     };
-    eventually("every account Ready", || async {
+    support::cluster::eventually_within("every account Ready", Duration::from_secs(90), || async {
         let list = accounts.list(&Default::default()).await.ok()?;
         (list.items.len() == 5 && list.items.iter().all(is_ready)).then_some(())
     })
     .await;
     // Deletions: certificates (their charged Orders' charges move to the payers' archives:
     // an account wallet and a group), then a sub-account (its account's finalizer and its own).
-    eventually("the certificates issued", || async {
-        let certificates: kube::Api<certinext::api::Certificate> =
-            kube::Api::namespaced(cluster.client.clone(), "sslhub");
-        let portal = certificates.get("portal").await.ok()?;
-        portal
-            .status
-            .as_ref()
-            .is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
-            .then_some(())
-    })
+    support::cluster::eventually_within(
+        "the certificates issued",
+        Duration::from_secs(90),
+        || async {
+            let certificates: kube::Api<certinext::api::Certificate> =
+                kube::Api::namespaced(cluster.client.clone(), "sslhub");
+            let portal = certificates.get("portal").await.ok()?;
+            portal
+                .status
+                .as_ref()
+                .is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+                .then_some(())
+        },
+    )
     .await;
     cluster
         .kubectl(&["delete", "certificate", "portal", "-n", "sslhub"])
@@ -744,4 +748,50 @@ async fn the_operator_role_grants_exactly_what_the_operator_uses() {
         unused.is_empty(),
         "the role grants permissions the operator never used (group, resource, verb): {unused:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_namespaces_limits_the_operator_to_them() {
+    use certinext::api::{Certificate, Group};
+    let cluster = TestCluster::with_crds().await;
+    let operator = Operator::start(&cluster, &["--watch-namespaces", "globex-platform"]).await;
+    cluster
+        .kubectl(&["apply", "-f", &repo_path("examples/enterprise.yaml")])
+        .await;
+    let has_status = |g: &Group| g.status.is_some();
+    let platform: kube::Api<Group> =
+        kube::Api::namespaced(cluster.client.clone(), "globex-platform");
+    eventually("the watched namespace's group reconciled", || async {
+        platform
+            .get("platform-team")
+            .await
+            .ok()
+            .filter(has_status)
+            .map(|_| ())
+    })
+    .await;
+    let certificates: kube::Api<Certificate> =
+        kube::Api::namespaced(cluster.client.clone(), "globex-platform");
+    eventually("the watched namespace's certificate issued", || async {
+        let c = certificates.get("ingress-wildcard").await.ok()?;
+        c.status
+            .as_ref()
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+            .then_some(())
+    })
+    .await;
+    // The account itself is cluster-scoped and reconciled; the other namespace is left alone.
+    let payments: kube::Api<Group> =
+        kube::Api::namespaced(cluster.client.clone(), "globex-payments");
+    let untouched = payments.get("payments-team").await.expect("the group");
+    assert!(untouched.status.is_none(), "{:?}", untouched.status);
+    let ledger: kube::Api<Certificate> =
+        kube::Api::namespaced(cluster.client.clone(), "globex-payments");
+    let untouched = ledger.get("ledger-service").await.expect("the certificate");
+    assert!(untouched.status.is_none(), "{:?}", untouched.status);
+    assert!(operator.terminate().await.success());
 }

@@ -429,27 +429,32 @@ pub async fn run(client: Client, settings: super::Settings) {
         recorder: recorder(&client),
         accounts: store,
     });
+    let mut controller = controller.watches(
+        Api::<Account>::all(client.clone()),
+        watcher::Config::default(),
+        all,
+    );
+    // Groups, sub-accounts and orders in the watched namespaces.
+    for scope in settings.scopes() {
+        let by_group = by_group.clone();
+        controller = controller
+            .watches(
+                super::scoped::<Group>(&client, &scope),
+                watcher::Config::default(),
+                move |g: Group| by_group(g.namespace()),
+            )
+            .watches(
+                super::scoped::<SubAccount>(&client, &scope),
+                watcher::Config::default(),
+                by_subaccount.clone(),
+            )
+            .watches(
+                super::scoped::<Order>(&client, &scope),
+                watcher::Config::default(),
+                by_order.clone(),
+            );
+    }
     controller
-        .watches(
-            Api::<Account>::all(client.clone()),
-            watcher::Config::default(),
-            all,
-        )
-        .watches(
-            Api::<Group>::all(client.clone()),
-            watcher::Config::default(),
-            move |g: Group| by_group(g.namespace()),
-        )
-        .watches(
-            Api::<SubAccount>::all(client.clone()),
-            watcher::Config::default(),
-            by_subaccount,
-        )
-        .watches(
-            Api::<Order>::all(client.clone()),
-            watcher::Config::default(),
-            by_order,
-        )
         .with_config(settings.controller_config())
         .run(super::instrumented(reconcile), error_policy, context)
         .for_each(|_| async {})

@@ -1654,8 +1654,15 @@ async fn cleanup_history(
 
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, settings: super::Settings) {
+    super::in_each_scope(&settings, |scope| {
+        run_in(client.clone(), settings.clone(), scope)
+    })
+    .await;
+}
+
+async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
     let controller = Controller::new(
-        Api::<Certificate>::all(client.clone()),
+        super::scoped::<Certificate>(&client, &scope),
         watcher::Config::default(),
     );
     let store = controller.store();
@@ -1671,9 +1678,9 @@ pub async fn run(client: Client, settings: super::Settings) {
     let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let orders = watcher::Config::default().labels(CERTIFICATE_LABEL);
     controller
-        .owns(Api::<Order>::all(client.clone()), orders)
+        .owns(super::scoped::<Order>(&client, &scope), orders)
         .watches(
-            Api::<Secret>::all(client.clone()),
+            super::scoped::<Secret>(&client, &scope),
             managed,
             |secret: Secret| {
                 let namespace = secret.namespace();
@@ -1690,17 +1697,17 @@ pub async fn run(client: Client, settings: super::Settings) {
             move |_: Account| all(),
         )
         .watches(
-            Api::<Group>::all(client.clone()),
+            super::scoped::<Group>(&client, &scope),
             watcher::Config::default(),
             move |_: Group| after_group(),
         )
         .watches(
-            Api::<Product>::all(client.clone()),
+            super::scoped::<Product>(&client, &scope),
             watcher::Config::default(),
             move |_: Product| after_product(),
         )
         .watches(
-            Api::<PrivateCA>::all(client.clone()),
+            super::scoped::<PrivateCA>(&client, &scope),
             watcher::Config::default(),
             move |_: PrivateCA| after_ca(),
         )

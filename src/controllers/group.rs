@@ -237,7 +237,14 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
 
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, settings: super::Settings) {
-    let groups: Api<Group> = Api::all(client.clone());
+    super::in_each_scope(&settings, |scope| {
+        run_in(client.clone(), settings.clone(), scope)
+    })
+    .await;
+}
+
+async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
+    let groups: Api<Group> = super::scoped(&client, &scope);
     let controller = Controller::new(groups, watcher::Config::default());
     let store = controller.store();
     // A change to an account (its type, credits, namespaces) or to another group's funds
@@ -260,19 +267,19 @@ pub async fn run(client: Client, settings: super::Settings) {
     };
     let bindings = watcher::Config::default().labels(GROUP_LABEL);
     controller
-        .owns(Api::<RoleBinding>::all(client.clone()), bindings)
+        .owns(super::scoped::<RoleBinding>(&client, &scope), bindings)
         .watches(
             Api::<Account>::all(client.clone()),
             watcher::Config::default(),
             all_of(&store),
         )
         .watches(
-            Api::<Group>::all(client.clone()),
+            super::scoped::<Group>(&client, &scope),
             watcher::Config::default(),
             all_of(&store),
         )
         .watches(
-            Api::<Order>::all(client.clone()),
+            super::scoped::<Order>(&client, &scope),
             watcher::Config::default(),
             after_order,
         )

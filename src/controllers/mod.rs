@@ -382,19 +382,68 @@ pub fn start_except(
 pub struct Settings {
     /// Reconciles of one kind that may run at once (never two of the same object).
     pub concurrency: u16,
+    /// The namespaces whose objects the operator watches and acts on; every namespace when
+    /// empty. Accounts, which are cluster-scoped, are always watched.
+    pub namespaces: Vec<String>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { concurrency: 4 }
+        Settings {
+            concurrency: 4,
+            namespaces: Vec::new(),
+        }
     }
 }
+
+/// Where a controller of a namespaced kind acts: every namespace (`None`) or one.
+pub type Scope = Option<String>;
 
 impl Settings {
     /// The kube-runtime configuration of one controller.
     pub fn controller_config(&self) -> kube::runtime::controller::Config {
         kube::runtime::controller::Config::default().concurrency(self.concurrency)
     }
+
+    /// One scope per watched namespace, or the whole cluster.
+    pub fn scopes(&self) -> Vec<Scope> {
+        if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().cloned().map(Some).collect()
+        }
+    }
+
+    /// The API of a namespaced kind in every scope.
+    pub fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        self.scopes()
+            .iter()
+            .map(|scope| scoped(client, scope))
+            .collect()
+    }
+}
+
+/// The API of a namespaced kind in `scope`.
+pub fn scoped<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match scope {
+        None => Api::all(client.clone()),
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+    }
+}
+
+/// Runs a controller of a namespaced kind once per scope, until they all end.
+pub async fn in_each_scope<F, Fut>(settings: &Settings, run_in: F)
+where
+    F: Fn(Scope) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    futures_util::future::join_all(settings.scopes().into_iter().map(run_in)).await;
 }
 
 /// Wraps a controller's reconcile function so that each run is counted, timed and, when it

@@ -55,15 +55,23 @@ pub struct Books {
 impl Books {
     /// The books of every Order, from a fresh list (not a cache), with the archives of the
     /// charges of deleted Orders that groups and accounts keep.
-    pub async fn load(client: &Client) -> Result<Books, Error> {
-        let orders = Api::<Order>::all(client.clone())
-            .list(&ListParams::default())
-            .await?;
-        let mut ledger = Ledger::from_orders(&orders.items);
-        for group in Api::<Group>::all(client.clone())
-            .list_metadata(&ListParams::default())
-            .await?
-        {
+    pub async fn load(client: &Client, settings: &super::Settings) -> Result<Books, Error> {
+        let mut orders = Vec::new();
+        let mut groups = Vec::new();
+        for scope in settings.scopes() {
+            let listed = super::scoped::<Order>(client, &scope)
+                .list(&ListParams::default())
+                .await?;
+            orders.extend(listed.items);
+            groups.extend(
+                super::scoped::<Group>(client, &scope)
+                    .list_metadata(&ListParams::default())
+                    .await?
+                    .items,
+            );
+        }
+        let mut ledger = Ledger::from_orders(&orders);
+        for group in groups {
             let payer = Payer {
                 kind: PayerKind::Group,
                 name: group.name_any(),
@@ -999,7 +1007,7 @@ async fn issue(
 pub async fn run(client: Client, settings: super::Settings) {
     let mut delay = Duration::from_millis(200);
     let books = loop {
-        match Books::load(&client).await {
+        match Books::load(&client, &settings).await {
             Ok(books) => break books,
             Err(error) => {
                 tracing::warn!(%error, "listing Orders for the ledger failed; retrying");
@@ -1013,13 +1021,20 @@ pub async fn run(client: Client, settings: super::Settings) {
         recorder: recorder(&client),
         books: Arc::new(books),
     });
-    Controller::new(
-        Api::<Order>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(settings.controller_config())
-    .run(super::instrumented(reconcile), error_policy, context)
-    .for_each(|_| async {})
+    // One controller per watched namespace, sharing the books (and their per-payer locks).
+    super::in_each_scope(&settings, |scope| {
+        Controller::new(
+            super::scoped::<Order>(&client, &scope),
+            watcher::Config::default(),
+        )
+        .with_config(settings.controller_config())
+        .run(
+            super::instrumented(reconcile),
+            error_policy,
+            context.clone(),
+        )
+        .for_each(|_| async {})
+    })
     .await;
 }
 

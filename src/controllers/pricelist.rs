@@ -128,8 +128,15 @@ pub async fn reconcile(list: Arc<PriceList>, ctx: Arc<Context>) -> Result<Action
 
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, settings: super::Settings) {
+    super::in_each_scope(&settings, |scope| {
+        run_in(client.clone(), settings.clone(), scope)
+    })
+    .await;
+}
+
+async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
     let controller = Controller::new(
-        Api::<PriceList>::all(client.clone()),
+        super::scoped::<PriceList>(&client, &scope),
         watcher::Config::default(),
     );
     let store = controller.store();
@@ -140,12 +147,12 @@ pub async fn run(client: Client, settings: super::Settings) {
             all_of(&store),
         )
         .watches(
-            Api::<Product>::all(client.clone()),
+            super::scoped::<Product>(&client, &scope),
             watcher::Config::default(),
             all_of(&store),
         )
         .watches(
-            Api::<SubAccount>::all(client.clone()),
+            super::scoped::<SubAccount>(&client, &scope),
             watcher::Config::default(),
             all_of(&store),
         )

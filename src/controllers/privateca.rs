@@ -783,8 +783,15 @@ async fn apply_secret(
 
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, settings: super::Settings) {
+    super::in_each_scope(&settings, |scope| {
+        run_in(client.clone(), settings.clone(), scope)
+    })
+    .await;
+}
+
+async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
     let controller = Controller::new(
-        Api::<PrivateCA>::all(client.clone()),
+        super::scoped::<PrivateCA>(&client, &scope),
         watcher::Config::default(),
     );
     let store = controller.store();
@@ -799,11 +806,11 @@ pub async fn run(client: Client, settings: super::Settings) {
     };
     controller
         .owns(
-            Api::<Secret>::all(client.clone()),
+            super::scoped::<Secret>(&client, &scope),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={OPERATOR}")),
         )
         .watches(
-            Api::<PrivateCA>::all(client.clone()),
+            super::scoped::<PrivateCA>(&client, &scope),
             watcher::Config::default(),
             move |parent: PrivateCA| children(&parents.state(), &parent),
         )

@@ -143,8 +143,15 @@ pub async fn reconcile(product: Arc<Product>, ctx: Arc<Context>) -> Result<Actio
 
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, settings: super::Settings) {
+    super::in_each_scope(&settings, |scope| {
+        run_in(client.clone(), settings.clone(), scope)
+    })
+    .await;
+}
+
+async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
     let controller = Controller::new(
-        Api::<Product>::all(client.clone()),
+        super::scoped::<Product>(&client, &scope),
         watcher::Config::default(),
     );
     let store = controller.store();
@@ -156,7 +163,7 @@ pub async fn run(client: Client, settings: super::Settings) {
             all_of(&store),
         )
         .watches(
-            Api::<PrivateCA>::all(client.clone()),
+            super::scoped::<PrivateCA>(&client, &scope),
             watcher::Config::default(),
             all_of(&store),
         )

@@ -313,10 +313,19 @@ pub async fn reconcile(sub: Arc<SubAccount>, ctx: Arc<Context>) -> Result<Action
             .await?;
     }
     let selector = format!("{SUB_ACCOUNT_LABEL}={child_name}");
-    for existing in Api::<RoleBinding>::all(client.clone())
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await?
-    {
+    let mut existing_bindings = Vec::new();
+    for target in &sub.spec.namespaces {
+        if missing.contains(&target.as_str()) {
+            continue;
+        }
+        existing_bindings.extend(
+            Api::<RoleBinding>::namespaced(client.clone(), target)
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await?
+                .items,
+        );
+    }
+    for existing in existing_bindings {
         let existing_namespace = existing.namespace().unwrap_or_default();
         let wanted = desired
             .iter()
@@ -388,8 +397,15 @@ pub async fn reconcile(sub: Arc<SubAccount>, ctx: Arc<Context>) -> Result<Action
 
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, settings: super::Settings) {
+    super::in_each_scope(&settings, |scope| {
+        run_in(client.clone(), settings.clone(), scope)
+    })
+    .await;
+}
+
+async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
     let controller = Controller::new(
-        Api::<SubAccount>::all(client.clone()),
+        super::scoped::<SubAccount>(&client, &scope),
         watcher::Config::default(),
     );
     let store = controller.store();
@@ -402,17 +418,17 @@ pub async fn run(client: Client, settings: super::Settings) {
             all_of(&store),
         )
         .watches(
-            Api::<Group>::all(client.clone()),
+            super::scoped::<Group>(&client, &scope),
             watcher::Config::default(),
             all_of(&store),
         )
         .watches(
-            Api::<PriceList>::all(client.clone()),
+            super::scoped::<PriceList>(&client, &scope),
             watcher::Config::default(),
             all_of(&store),
         )
         .watches(
-            Api::<SubAccount>::all(client.clone()),
+            super::scoped::<SubAccount>(&client, &scope),
             watcher::Config::default(),
             all_of(&store),
         )
@@ -422,7 +438,7 @@ pub async fn run(client: Client, settings: super::Settings) {
             all_of(&store),
         )
         .owns(
-            Api::<RoleBinding>::all(client.clone()),
+            super::scoped::<RoleBinding>(&client, &scope),
             watcher::Config::default().labels(SUB_ACCOUNT_LABEL),
         )
         .with_config(settings.controller_config())
