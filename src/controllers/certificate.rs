@@ -1694,12 +1694,12 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
         .watches(
             Api::<Account>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Account| all(),
+            super::on_spec_change(move |_: Account| all()),
         )
         .watches(
             super::scoped::<Group>(&client, &scope),
             watcher::Config::default(),
-            move |_: Group| after_group(),
+            super::on_spec_change(move |_: Group| after_group()),
         )
         .watches(
             super::scoped::<Product>(&client, &scope),

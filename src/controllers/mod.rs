@@ -290,6 +290,27 @@ where
     }
 }
 
+/// Wraps a watch mapper so that it runs only when the watched object is new or its spec
+/// changed (its generation moved), not on every status write: an Account's or a Group's
+/// wallet figures change with every charge, and none of that concerns a Certificate.
+pub fn on_spec_change<T, R>(
+    mapper: impl Fn(T) -> Vec<R> + Send + Sync + 'static,
+) -> impl Fn(T) -> Vec<R> + Send + Sync + 'static
+where
+    T: kube::Resource,
+{
+    let seen = std::sync::Mutex::new(std::collections::HashMap::<String, Option<i64>>::new());
+    move |object: T| {
+        let uid = object.meta().uid.clone().unwrap_or_default();
+        let generation = object.meta().generation;
+        let changed = {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.insert(uid, generation) != Some(generation)
+        };
+        if changed { mapper(object) } else { Vec::new() }
+    }
+}
+
 /// The refusal of an object in a namespace no account holds.
 pub fn no_account(kind: &str, name: &str, namespace: &str) -> String {
     format!(
@@ -471,5 +492,27 @@ where
             crate::metrics::reconciles().observe(&kind, started.elapsed(), result.is_err());
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Group;
+
+    #[test]
+    fn a_mapper_on_spec_change_ignores_status_writes() {
+        let map = on_spec_change(|g: Group| vec![g.name_any()]);
+        let mut group: Group = serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1",
+            "kind": "Group", "metadata": {"name": "team", "namespace": "shop", "uid": "u1", "generation": 1},
+            "spec": {}}))
+        .unwrap();
+        assert_eq!(map(group.clone()), ["team"], "first sight");
+        group.status = Some(Default::default());
+        assert!(map(group.clone()).is_empty(), "a status write");
+        group.metadata.generation = Some(2);
+        assert_eq!(map(group.clone()), ["team"], "a spec change");
+        group.metadata.uid = Some("u2".into());
+        assert_eq!(map(group), ["team"], "a new object of the same name");
     }
 }
