@@ -53,7 +53,10 @@ fn a_small_bench_issues_and_verifies_every_certificate_and_ends_with_json() {
         .expect("requests by verb");
     for verb in ["create", "get", "patch"] {
         assert!(
-            requests.get(verb).and_then(Value::as_f64).is_some_and(|n| n > 0.0),
+            requests
+                .get(verb)
+                .and_then(Value::as_f64)
+                .is_some_and(|n| n > 0.0),
             "the operator's {verb} requests per certificate: {requests:?}"
         );
     }
