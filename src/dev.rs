@@ -54,9 +54,25 @@ fn rate(text: &str) -> Result<f64, String> {
 
 /// A client for a devcluster, from its kubeconfig.
 pub async fn client_for(cluster: &devcluster::DevCluster) -> anyhow::Result<kube::Client> {
-    let kubeconfig = Kubeconfig::from_yaml(cluster.kubeconfig())?;
-    let config =
+    client_from(cluster.kubeconfig(), None).await
+}
+
+/// A client from a devcluster's kubeconfig text, naming itself with `user_agent` when given
+/// (devcluster counts requests by User-Agent). The client's background task runs on the
+/// calling tokio runtime.
+pub async fn client_from(
+    kubeconfig: &str,
+    user_agent: Option<&'static str>,
+) -> anyhow::Result<kube::Client> {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig)?;
+    let mut config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    if let Some(agent) = user_agent {
+        config.headers.push((
+            hyper::header::USER_AGENT,
+            hyper::header::HeaderValue::from_static(agent),
+        ));
+    }
     Ok(kube::Client::try_from(config)?)
 }
 

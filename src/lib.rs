@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod bench;
 pub mod billing;
 pub mod capabilities;
 pub mod controllers;

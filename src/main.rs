@@ -59,6 +59,9 @@ enum Command {
     Approve(certinext::approval::DecideArgs),
     /// Deny an Order waiting in PendingApproval; it ends Denied, uncharged.
     Deny(certinext::approval::DecideArgs),
+    /// Measure issuance end to end on an embedded API server, beside the raw signing rate;
+    /// the last line printed is a JSON summary.
+    Bench(certinext::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(certinext::dev::run(args))),
         Command::Approve(args) => decide(args, Decision::Approved),
         Command::Deny(args) => decide(args, Decision::Denied),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +95,19 @@ fn main() -> ExitCode {
 fn decide(args: certinext::approval::DecideArgs, decision: Decision) -> anyhow::Result<()> {
     let message = runtime()?.block_on(certinext::approval::decide(args, decision))?;
     println!("{message}");
+    Ok(())
+}
+
+/// Runs the bench and prints its summary; fails when a certificate was not Ready or a
+/// Secret did not verify.
+fn bench(args: &certinext::bench::BenchArgs) -> anyhow::Result<()> {
+    let summary = certinext::bench::run(args)?;
+    certinext::bench::print(&summary)?;
+    anyhow::ensure!(
+        summary.all_ready && summary.all_verified,
+        "not every certificate was issued and verified: {}",
+        summary.failures.join("; ")
+    );
     Ok(())
 }
 

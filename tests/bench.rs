@@ -1,0 +1,63 @@
+//! `certinext bench` on a small run, as the built binary: every certificate Ready, every
+//! Secret verified, and the last line a JSON summary with the figures. Correctness only; the
+//! figures themselves are not judged here.
+
+use serde_json::Value;
+
+#[test]
+fn a_small_bench_issues_and_verifies_every_certificate_and_ends_with_json() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_certinext"))
+        .args(["--log-level", "warn", "bench"])
+        .args(["--certificates", "20", "--sequential", "3", "--cas", "2"])
+        .args(["--raw-seconds", "0.5", "--unrelated-secrets", "5"])
+        .arg("--renewal-storm")
+        .output()
+        .expect("certinext runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "certinext bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().expect("some output");
+    let summary: Value = serde_json::from_str(last).expect("the last line is JSON");
+
+    assert_eq!(summary["all_ready"], true, "{summary}");
+    assert_eq!(summary["all_verified"], true, "{summary}");
+    // Sequential and burst Secrets, then the burst's again after the storm.
+    assert_eq!(summary["secrets_verified"], 3 + 20 + 20, "{summary}");
+    assert_eq!(summary["burst"]["ready"], 20);
+    assert_eq!(summary["sequential"]["count"], 3);
+    assert_eq!(summary["renewal_storm"]["renewed"], 20);
+    assert_eq!(summary["unrelated_secrets"], 5);
+    assert_eq!(summary["key"], "ECDSA-P256");
+    for figure in [
+        &summary["raw"]["per_second"],
+        &summary["burst"]["certificates_per_second"],
+        &summary["burst"]["ratio_to_raw"],
+        &summary["burst"]["latency_ms"]["p99"],
+        &summary["sequential"]["p50"],
+        &summary["renewal_storm"]["seconds"],
+        &summary["memory"]["peak_mib"],
+        &summary["cpu_seconds"]["operator"],
+        &summary["cpu_seconds"]["devcluster"],
+        &summary["operator_cpu_share"],
+    ] {
+        assert!(
+            figure.as_f64().is_some_and(|f| f > 0.0),
+            "a positive figure expected, got {figure} in {summary}"
+        );
+    }
+    let requests = summary["api_requests_per_certificate"]
+        .as_object()
+        .expect("requests by verb");
+    for verb in ["create", "get", "patch"] {
+        assert!(
+            requests
+                .get(verb)
+                .and_then(Value::as_f64)
+                .is_some_and(|n| n > 0.0),
+            "the operator's {verb} requests per certificate: {requests:?}"
+        );
+    }
+}
