@@ -319,6 +319,7 @@ async fn measure(
     let kubeconfig = cluster.kubeconfig().to_owned();
     let settings = Settings {
         concurrency: args.reconcile_concurrency,
+        ..Settings::default()
     };
     let controllers = op
         .spawn(async move {
