@@ -268,17 +268,6 @@ fn is_ready<K: serde::Serialize>(object: &K) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Whether `name` is within the account's domains (each covering its subdomains unless it
-/// says otherwise).
-fn within_account_domains(account: &Account, name: &str) -> bool {
-    account.spec.domains.iter().any(|domain| {
-        if domain.include_subdomains {
-            pki::dns_name_within(name, &domain.name)
-        } else {
-            pki::names::normalize(name) == domain.name
-        }
-    })
-}
 
 /// The DNS names an order's CSR asks for: its DNS SANs and a common name that is a DNS name.
 fn dns_names(csr: &ParsedCsr) -> Vec<String> {
@@ -361,7 +350,7 @@ pub fn validate(
     };
 
     for dns_name in dns_names(csr) {
-        if !within_account_domains(account, &dns_name) {
+        if !super::product::within_domains(account, &dns_name) {
             return Err(reject(
                 "DomainNotAllowed",
                 format!(

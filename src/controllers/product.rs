@@ -25,8 +25,11 @@ pub const MANAGER: &str = "certinext-product-controller";
 /// subdomains).
 pub fn within_domains(account: &Account, name: &str) -> bool {
     account.spec.domains.iter().any(|domain| {
-        name == domain.name
-            || (domain.include_subdomains && name.ends_with(&format!(".{}", domain.name)))
+        if domain.include_subdomains {
+            crate::pki::dns_name_within(name, &domain.name)
+        } else {
+            crate::pki::names::normalize(name) == domain.name
+        }
     })
 }
 
