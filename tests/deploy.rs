@@ -1367,3 +1367,87 @@ fn readme_links_the_install_guides() {
         assert!(Path::new(&repo_path(doc)).is_file(), "{doc} exists");
     }
 }
+
+/// The health checks read the objects the controllers really write: an issued Certificate
+/// and its Order are Healthy, an order waiting for approval (and its Certificate) Progressing,
+/// the Account and its CAs Healthy, and a refused Certificate Degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_read_the_objects_the_controllers_write() {
+    use certinext::api::{Account, Certificate, Order, PrivateCA};
+    use kube::Api;
+    use support::wait::{is_ready, wait_until};
+    let scripts = health_scripts();
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    cluster
+        .kubectl(&["apply", "-f", &repo_path("examples/enterprise.yaml")])
+        .await;
+    let refused = cluster.file(
+        "refused.yaml",
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: elsewhere, namespace: globex-platform}
+spec: {secretName: elsewhere-tls, productRef: {name: internal-server}, dnsNames: [www.not-globex.example]}
+",
+    );
+    cluster
+        .kubectl(&["apply", "-f", refused.to_str().unwrap_or_default()])
+        .await;
+    fn json<T: serde::Serialize>(object: &T) -> Value {
+        serde_json::to_value(object).expect("objects serialize")
+    }
+
+    let platform: Api<Certificate> = Api::namespaced(cluster.client.clone(), "globex-platform");
+    let issued = wait_until(&platform, "ingress-wildcard", is_ready).await;
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "globex-platform");
+    let issued_order = orders
+        .get(&format!(
+            "ingress-wildcard-{}",
+            issued.status.as_ref().and_then(|s| s.revision).unwrap_or(1)
+        ))
+        .await
+        .expect("the issued Order");
+    let payments: Api<Order> = Api::namespaced(cluster.client.clone(), "globex-payments");
+    let pending = wait_until(&payments, "ledger-service-1", |o| {
+        o.status.as_ref().and_then(|s| s.state)
+            == Some(certinext::api::order::OrderState::PendingApproval)
+    })
+    .await;
+    let waiting: Api<Certificate> = Api::namespaced(cluster.client.clone(), "globex-payments");
+    let waiting = waiting
+        .get("ledger-service")
+        .await
+        .expect("the waiting Certificate");
+    let refused = wait_until(&platform, "elsewhere", |c| {
+        support::wait::ready(c).is_some_and(|r| r.0 == "False")
+    })
+    .await;
+    let account = wait_until(
+        &Api::<Account>::all(cluster.client.clone()),
+        "globex",
+        is_ready,
+    )
+    .await;
+    let cas: Api<PrivateCA> = Api::namespaced(cluster.client.clone(), "globex-platform");
+    let ca = wait_until(&cas, "globex-issuing", is_ready).await;
+
+    for (kind, object, expected) in [
+        ("Certificate", json(&issued), "Healthy"),
+        ("Order", json(&issued_order), "Healthy"),
+        ("Order", json(&pending), "Progressing"),
+        ("Certificate", json(&waiting), "Progressing"),
+        ("Certificate", json(&refused), "Degraded"),
+        ("Account", json(&account), "Healthy"),
+        ("PrivateCA", json(&ca), "Healthy"),
+    ] {
+        let (status, message) = health(&scripts[kind], &object);
+        assert_eq!(
+            status, expected,
+            "{kind} {}: {message}",
+            object["metadata"]["name"]
+        );
+    }
+    for controller in controllers {
+        controller.abort();
+    }
+}

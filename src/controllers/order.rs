@@ -268,7 +268,6 @@ fn is_ready<K: serde::Serialize>(object: &K) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-
 /// The DNS names an order's CSR asks for: its DNS SANs and a common name that is a DNS name.
 fn dns_names(csr: &ParsedCsr) -> Vec<String> {
     let mut names = csr.subject_alt_names.dns_names.clone();
