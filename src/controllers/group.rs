@@ -199,9 +199,11 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     };
     let money = |e| Error::Money(holder.name_any(), e);
     let mut ledger = Ledger::from_orders(&orders);
+    // The archive as it is now, not as a cache saw it: its Orders may already be gone.
+    let fresh = api.get_metadata(&name).await?;
     ledger.archive(
         &payer,
-        super::order::archive_of(&name, group.annotations())?,
+        super::order::archive_of(&name, fresh.annotations())?,
     );
     let spent = ledger.spent(&payer).map_err(money)?;
     let balance = ledger::available(allocated, spent).map_err(money)?;
