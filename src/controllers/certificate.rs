@@ -210,17 +210,6 @@ pub struct Plan {
     pub template: Option<CertificateTemplate>,
 }
 
-fn is_ready<S: serde::Serialize>(status: Option<&S>) -> bool {
-    let Some(Ok(value)) = status.map(serde_json::to_value) else {
-        return false;
-    };
-    value["conditions"].as_array().is_some_and(|conditions| {
-        conditions
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
 /// Whether `account` may use what lives in a namespace held by `holder`: its own, or its
 /// parent reseller's.
 fn same_or_parent(account: &Account, holder: Option<&str>) -> bool {
@@ -311,7 +300,11 @@ pub fn validate(certificate: &Certificate, found: &Referenced) -> Result<Plan, R
                     ),
                 ));
             }
-            if !is_ready(product.status.as_ref()) {
+            if !product
+                .status
+                .as_ref()
+                .is_some_and(|s| super::is_ready(&s.conditions))
+            {
                 return Err(Refusal::new(
                     "ProductNotReady",
                     format!(
@@ -356,7 +349,12 @@ pub fn validate(certificate: &Certificate, found: &Referenced) -> Result<Plan, R
                 format!("Certificate {name:?}: issuer PrivateCA {ca_shown:?} does not exist"),
             ));
         }
-        Some(ca) if !is_ready(ca.status.as_ref()) => {
+        Some(ca)
+            if !ca
+                .status
+                .as_ref()
+                .is_some_and(|s| super::is_ready(&s.conditions)) =>
+        {
             return Err(Refusal::new(
                 "IssuerNotReady",
                 format!(

@@ -311,6 +311,13 @@ where
     }
 }
 
+/// Whether a status's conditions say `Ready=True`.
+pub fn is_ready(conditions: &[Condition]) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
 /// The refusal of an object in a namespace no account holds.
 pub fn no_account(kind: &str, name: &str, namespace: &str) -> String {
     format!(

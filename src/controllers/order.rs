@@ -259,15 +259,6 @@ pub struct Plan {
     pub leaf: LeafProfile,
 }
 
-fn is_ready<K: serde::Serialize>(object: &K) -> bool {
-    serde_json::to_value(object)
-        .ok()
-        .and_then(|v| {
-            serde_json::from_value::<Vec<Condition>>(v["status"]["conditions"].clone()).ok()
-        })
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// The DNS names an order's CSR asks for: its DNS SANs and a common name that is a DNS name.
 fn dns_names(csr: &ParsedCsr) -> Vec<String> {
     let mut names = csr.subject_alt_names.dns_names.clone();
@@ -317,7 +308,11 @@ pub fn validate(
                     ),
                 ));
             }
-            if !is_ready(product) {
+            if !product
+                .status
+                .as_ref()
+                .is_some_and(|s| super::is_ready(&s.conditions))
+            {
                 return Err(reject(
                     "ProductNotReady",
                     format!(
@@ -484,7 +479,11 @@ pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs
             format!("Order {name:?}: issuer PrivateCA {issuer_name} does not exist"),
         );
     };
-    if !is_ready(&ca) {
+    if !ca
+        .status
+        .as_ref()
+        .is_some_and(|s| super::is_ready(&s.conditions))
+    {
         return Ok(Err(Hold::Wait(
             "IssuerNotReady",
             format!("Order {name:?}: issuer PrivateCA {issuer_name} is not Ready yet"),
