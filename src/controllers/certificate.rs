@@ -19,14 +19,16 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::Recorder;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
+use super::cache;
 use super::{
-    Context, Error, Refusal, Standing, Tenancy, api_of, apply_status, condition, error_policy,
+    Error, Refusal, Scope, Standing, Tenancy, api_of, apply_status, condition, error_policy,
     no_account, report,
 };
 use crate::api::certificate::{Certificate, CertificateSpec};
@@ -77,6 +79,40 @@ pub fn order_name(certificate: &str, revision: i64) -> String {
 // ---------------------------------------------------------------------------------------
 // Dereference
 // ---------------------------------------------------------------------------------------
+
+/// What the reconciles share: the client, and the caches of everything a Certificate reads,
+/// filled by the watches that trigger the controller.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    /// The namespace the controller watches, or every one.
+    pub scope: Scope,
+    pub accounts: Store<Account>,
+    pub groups: Store<Group>,
+    pub products: Store<Product>,
+    pub cas: Store<PrivateCA>,
+    /// The Secrets the operator wrote (labelled managed-by): Certificates' and CAs'.
+    pub secrets: Store<Secret>,
+    /// The Orders of Certificates (labelled with their Certificate).
+    pub orders: Store<Order>,
+}
+
+impl Context {
+    /// Waits until every cache has listed its objects once.
+    async fn synced(&self) -> Result<(), Error> {
+        cache::synced(&self.accounts).await?;
+        cache::synced(&self.groups).await?;
+        cache::synced(&self.products).await?;
+        cache::synced(&self.cas).await?;
+        cache::synced(&self.secrets).await?;
+        cache::synced(&self.orders).await
+    }
+
+    /// The tenancy, from the Account cache.
+    fn tenancy(&self) -> Tenancy {
+        Tenancy::from_accounts(self.accounts.state())
+    }
+}
 
 /// Everything a Certificate refers to, as fetched. Plain values: [`validate`] reads them.
 #[derive(Clone, Debug, Default)]
@@ -141,7 +177,7 @@ fn namespace_of(reference: &IssuerReference) -> &str {
 }
 
 async fn dereference(
-    client: &Client,
+    ctx: &Context,
     certificate: &Certificate,
     tenancy: &Tenancy,
 ) -> Result<Referenced, Error> {
@@ -151,42 +187,117 @@ async fn dereference(
         account: tenancy.holder(&namespace).map(|a| (**a).clone()),
         ..Default::default()
     };
+    let (client, scope) = (&ctx.client, &ctx.scope);
     if let Some(group) = &certificate.spec.group_ref {
-        let groups: Api<Group> = Api::namespaced(client.clone(), &namespace);
-        found.group_exists = Some(groups.get_opt(&group.name).await?.is_some());
+        let group = cache::namespaced(&ctx.groups, client, scope, &namespace, &group.name).await?;
+        found.group_exists = Some(group.is_some());
     }
     let (product_ref, issuer_ref) = resolved_refs(certificate);
     let mut ca_ref = issuer_ref;
     if let Some(product_ref) = product_ref {
         let product_namespace = product_ref.namespace.unwrap_or_default();
-        let products: Api<Product> = Api::namespaced(client.clone(), &product_namespace);
-        found.product = products.get_opt(&product_ref.name).await?;
+        let product = cache::namespaced(
+            &ctx.products,
+            client,
+            scope,
+            &product_namespace,
+            &product_ref.name,
+        )
+        .await?;
+        found.product = product.map(|p| (*p).clone());
         found.product_account = holder(&product_namespace);
         ca_ref = found.product.as_ref().map(product_issuer);
     }
     if let Some(ca_ref) = ca_ref {
-        let cas: Api<PrivateCA> = Api::namespaced(client.clone(), namespace_of(&ca_ref));
-        found.ca = cas.get_opt(&ca_ref.name).await?;
-        found.ca_account = holder(namespace_of(&ca_ref));
+        let ca_namespace = namespace_of(&ca_ref);
+        let ca = cache::namespaced(&ctx.cas, client, scope, ca_namespace, &ca_ref.name).await?;
+        found.ca = ca.map(|c| (*c).clone());
+        found.ca_account = holder(ca_namespace);
     }
     Ok(found)
 }
 
 /// The CA's certificate, from its Secret (contract: `spec.secretName` or `<ca>-ca`), when it
 /// can be read: the issuer-changed check compares issued certificates with it.
-async fn ca_certificate(client: &Client, ca: &PrivateCA) -> Result<Option<CertificateInfo>, Error> {
+async fn ca_certificate(ctx: &Context, ca: &PrivateCA) -> Result<Option<CertificateInfo>, Error> {
     let name = ca
         .status
         .as_ref()
         .and_then(|s| s.secret_name.clone())
         .or_else(|| ca.spec.secret_name.clone())
         .unwrap_or_else(|| format!("{}-ca", ca.name_any()));
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ca.namespace().unwrap_or_default());
-    let secret = secrets.get_opt(&name).await?;
+    let namespace = ca.namespace().unwrap_or_default();
+    let secret =
+        cache::namespaced(&ctx.secrets, &ctx.client, &ctx.scope, &namespace, &name).await?;
     Ok(secret
         .as_ref()
         .and_then(|s| secret_text(s, "tls.crt"))
         .and_then(|crt| pki::inspect_pem(&crt).ok()))
+}
+
+/// The Secrets and Orders of one Certificate, from the caches or read afresh.
+struct View {
+    secret: Option<Secret>,
+    next_key_secret: Option<Secret>,
+    orders: Vec<Order>,
+    fresh: bool,
+}
+
+impl View {
+    fn cached(ctx: &Context, certificate: &Certificate) -> View {
+        let namespace = certificate.namespace().unwrap_or_default();
+        let get = |name: &str| {
+            ctx.secrets
+                .get(&ObjectRef::new(name).within(&namespace))
+                .map(|s| (*s).clone())
+        };
+        let name = certificate.name_any();
+        View {
+            secret: get(&certificate.spec.secret_name),
+            next_key_secret: get(&next_key_secret_name(&name)),
+            orders: cache::labelled(&ctx.orders, &namespace, CERTIFICATE_LABEL, &name),
+            fresh: false,
+        }
+    }
+
+    /// The same, from the API server: before an Order is created, the decision must not
+    /// rest on a cache that has not yet seen the controller's own last writes.
+    async fn read(ctx: &Context, certificate: &Certificate) -> Result<View, Error> {
+        let namespace = certificate.namespace().unwrap_or_default();
+        let name = certificate.name_any();
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        let orders: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
+        let selector = format!("{CERTIFICATE_LABEL}={name}");
+        Ok(View {
+            secret: secrets.get_opt(&certificate.spec.secret_name).await?,
+            next_key_secret: secrets.get_opt(&next_key_secret_name(&name)).await?,
+            orders: orders
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items,
+            fresh: true,
+        })
+    }
+
+    /// Whether two views hold the same objects at the same versions.
+    fn same_as(&self, other: &View) -> bool {
+        fn version<K: Resource>(object: Option<&K>) -> Option<(String, Option<String>)> {
+            object.map(|o| {
+                (
+                    o.meta().uid.clone().unwrap_or_default(),
+                    o.resource_version(),
+                )
+            })
+        }
+        let orders = |view: &View| {
+            let mut orders: Vec<_> = view.orders.iter().map(|o| version(Some(o))).collect();
+            orders.sort();
+            orders
+        };
+        version(self.secret.as_ref()) == version(other.secret.as_ref())
+            && version(self.next_key_secret.as_ref()) == version(other.next_key_secret.as_ref())
+            && orders(self) == orders(other)
+    }
 }
 
 /// A Secret's data entry as text.
@@ -1121,10 +1232,32 @@ impl Progress {
 }
 
 pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.synced().await?;
+    let mut view = View::cached(&ctx, &certificate);
+    loop {
+        match reconcile_with(&certificate, &ctx, view).await? {
+            Next::Done(action) => return Ok(action),
+            Next::Again(fresh) => view = *fresh,
+        }
+    }
+}
+
+/// What one pass of a reconcile ends with.
+enum Next {
+    Done(Action),
+    /// The caches were behind: reconcile again with what the API server holds.
+    Again(Box<View>),
+}
+
+async fn reconcile_with(
+    certificate: &Certificate,
+    ctx: &Context,
+    view: View,
+) -> Result<Next, Error> {
     let name = certificate.name_any();
     let namespace = certificate.namespace().unwrap_or_default();
     let client = &ctx.client;
-    let api = api_of(client, &*certificate);
+    let api = api_of(client, certificate);
     let previous = certificate.status.as_ref().map(|s| s.conditions.as_slice());
     let spec = &certificate.spec;
     let generation = certificate.metadata.generation.unwrap_or_default();
@@ -1134,7 +1267,7 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
         report(
             &api,
             &ctx.recorder,
-            &*certificate,
+            certificate,
             MANAGER,
             previous,
             &standing,
@@ -1143,21 +1276,16 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
         .await
     };
     let progress_only = async |ready: (bool, &str, &str), fields: Value| {
-        apply_status(&api, &*certificate, MANAGER, previous, ready, fields).await
+        apply_status(&api, certificate, MANAGER, previous, ready, fields).await
     };
 
     // Dereference.
-    let tenancy = Tenancy::load(client).await?;
-    let found = dereference(client, &certificate, &tenancy).await?;
+    let tenancy = ctx.tenancy();
+    let found = dereference(ctx, certificate, &tenancy).await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let orders_api: Api<Order> = Api::namespaced(client.clone(), &namespace);
-    let secret = secrets.get_opt(secret_name).await?;
-    let next_key_secret = secrets.get_opt(&next_key_secret_name(&name)).await?;
-    let orders = orders_api
-        .list(&ListParams::default().labels(&format!("{CERTIFICATE_LABEL}={name}")))
-        .await?
-        .items;
-    let current = read_secret(secret.as_ref());
+    let current = read_secret(view.secret.as_ref());
+    let (next_key_secret, orders) = (&view.next_key_secret, &view.orders);
     let issued_revision = match &current {
         Current::Held(held) => held.revision.or(status_revision),
         _ => status_revision,
@@ -1167,20 +1295,20 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
         revision: (issued_revision > 0).then_some(issued_revision),
         certificate: None,
         current_order: None,
-        failures: failures(&orders, issued_revision),
+        failures: failures(orders, issued_revision),
         issuing: None,
     };
 
     // Validate: an invalid spec orders nothing and writes no Secret.
-    let plan = match validate(&certificate, &found) {
+    let plan = match validate(certificate, &found) {
         Ok(plan) => plan,
         Err(refusal) => {
-            refuse(Err(refusal), progress.fields(&certificate)).await?;
-            return Ok(Action::await_change());
+            refuse(Err(refusal), progress.fields(certificate)).await?;
+            return Ok(Next::Done(Action::await_change()));
         }
     };
     let ca_info = match &found.ca {
-        Some(ca) => ca_certificate(client, ca).await?,
+        Some(ca) => ca_certificate(ctx, ca).await?,
         None => None,
     };
     let ca = CaIdentity {
@@ -1209,16 +1337,16 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
         match state {
             Some(OrderState::Issued) => {
                 if let Some(action) = write_issued(
-                    &ctx,
-                    &certificate,
+                    ctx,
+                    certificate,
                     &plan,
                     order,
                     next_key_secret.as_ref(),
-                    &orders,
+                    orders,
                 )
                 .await?
                 {
-                    return Ok(action);
+                    return Ok(Next::Done(action));
                 }
             }
             s if in_flight(s) && for_this_spec(order) => {
@@ -1234,8 +1362,8 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
                     format!("Order {order_name:?} is {}", state_name(s)),
                 ));
                 let ready = readiness(spec, &plan, &current, issued_order, &ca, now);
-                progress_only((ready.0, ready.1, &ready.2), progress.fields(&certificate)).await?;
-                return Ok(Action::requeue(Duration::from_secs(300)));
+                progress_only((ready.0, ready.1, &ready.2), progress.fields(certificate)).await?;
+                return Ok(Next::Done(Action::requeue(Duration::from_secs(300))));
             }
             s if in_flight(s) => superseded.push(order_name),
             Some(OrderState::Denied) if for_this_spec(order) => {
@@ -1246,8 +1374,8 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
                         "Certificate {name:?}: Order {order_name:?} was denied; change the spec to order again: {order_message}"
                     ),
                 );
-                refuse(Err(refusal), progress.fields(&certificate)).await?;
-                return Ok(Action::await_change());
+                refuse(Err(refusal), progress.fields(certificate)).await?;
+                return Ok(Next::Done(Action::await_change()));
             }
             s if failed(s) && for_this_spec(order) => {
                 let (attempts, last) = progress.failures;
@@ -1267,14 +1395,14 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
                     progress.issuing = Some((false, state_name(s).into(), why.clone()));
                     let ready = readiness(spec, &plan, &current, issued_order, &ca, now);
                     if ready.0 {
-                        progress_only((ready.0, ready.1, &ready.2), progress.fields(&certificate))
+                        progress_only((ready.0, ready.1, &ready.2), progress.fields(certificate))
                             .await?;
                     } else {
                         let refusal =
                             Refusal::new(state_name(s), format!("Certificate {name:?}: {why}"));
-                        refuse(Err(refusal), progress.fields(&certificate)).await?;
+                        refuse(Err(refusal), progress.fields(certificate)).await?;
                     }
-                    return Ok(Action::requeue(wait));
+                    return Ok(Next::Done(Action::requeue(wait)));
                 }
             }
             _ => {}
@@ -1293,10 +1421,10 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
     let trigger = match decision {
         Decision::Hold { renewal_time } => {
             if let Current::Held(held) = &current {
-                refresh_secret_metadata(&ctx, &certificate, &plan, held, issued_revision).await?;
+                refresh_secret_metadata(ctx, certificate, &plan, held, issued_revision).await?;
             }
             mark_superseded(&orders_api, &superseded).await?;
-            cleanup_history(&orders_api, &certificate, &orders, issued_revision).await?;
+            cleanup_history(&orders_api, certificate, orders, issued_revision).await?;
             let message = format!(
                 "Certificate {name:?} is valid until {}; renewal at {}",
                 progress
@@ -1306,20 +1434,29 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
                     .unwrap_or_default(),
                 timestamp(renewal_time)
             );
-            refuse(Ok(message), progress.fields(&certificate)).await?;
+            refuse(Ok(message), progress.fields(certificate)).await?;
             let wait = Duration::try_from(renewal_time.duration_since(now))
                 .unwrap_or_default()
                 .max(Duration::from_secs(1));
-            return Ok(Action::requeue(wait));
+            return Ok(Next::Done(Action::requeue(wait)));
         }
         Decision::Issue(trigger) => trigger,
     };
 
+    // An Order costs money: decide on what the API server holds, not on a cache that may
+    // not have seen this controller's last writes yet.
+    if !view.fresh {
+        let fresh = View::read(ctx, certificate).await?;
+        if !fresh.same_as(&view) {
+            return Ok(Next::Again(Box::new(fresh)));
+        }
+    }
+
     // Next private key, stored before the Order exists.
-    let key = next_private_key(&certificate, &current, next_key_secret.as_ref(), &secrets).await?;
+    let key = next_private_key(certificate, &current, next_key_secret.as_ref(), &secrets).await?;
 
     // Order.
-    let revision = next_revision(&orders, status_revision.max(Some(issued_revision)));
+    let revision = next_revision(orders, status_revision.max(Some(issued_revision)));
     let request = pki::build_csr(spec, &key)
         .map_err(|e| Error::Internal(format!("Certificate {name:?}: building the CSR: {e}")))?;
     let issued_before = issued_revision > 0
@@ -1331,7 +1468,7 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
     } else {
         OrderType::Purchase
     };
-    let order = build_order(&certificate, &plan, revision, order_type, request)?;
+    let order = build_order(certificate, &plan, revision, order_type, request)?;
     orders_api
         .create(
             &PostParams {
@@ -1377,8 +1514,8 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
             format!("Certificate {name:?}: {}", trigger.message(secret_name)),
         )
     };
-    progress_only((ready, &reason, &message), progress.fields(&certificate)).await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    progress_only((ready, &reason, &message), progress.fields(certificate)).await?;
+    Ok(Next::Done(Action::requeue(Duration::from_secs(300))))
 }
 
 fn state_name(state: Option<OrderState>) -> &'static str {
@@ -1674,46 +1811,62 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
     };
     let (after_group, after_product, after_ca) = (all.clone(), all.clone(), all.clone());
     let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    let orders = watcher::Config::default().labels(CERTIFICATE_LABEL);
+    let labelled = watcher::Config::default().labels(CERTIFICATE_LABEL);
+    let (orders, order_changes) = cache::reflect(super::scoped::<Order>(&client, &scope), labelled);
+    let (secrets, secret_changes) =
+        cache::reflect(super::scoped::<Secret>(&client, &scope), managed);
+    let (accounts, account_changes) = cache::reflect(
+        Api::<Account>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let (groups, group_changes) = cache::reflect(
+        super::scoped::<Group>(&client, &scope),
+        watcher::Config::default(),
+    );
+    let (products, product_changes) = cache::reflect(
+        super::scoped::<Product>(&client, &scope),
+        watcher::Config::default(),
+    );
+    let (cas, ca_changes) = cache::reflect(
+        super::scoped::<PrivateCA>(&client, &scope),
+        watcher::Config::default(),
+    );
+    let context = Context {
+        recorder: super::recorder(&client),
+        client,
+        scope,
+        accounts,
+        groups,
+        products,
+        cas,
+        secrets,
+        orders,
+    };
     controller
-        .owns(super::scoped::<Order>(&client, &scope), orders)
-        .watches(
-            super::scoped::<Secret>(&client, &scope),
-            managed,
-            |secret: Secret| {
-                let namespace = secret.namespace();
-                secret
-                    .labels()
-                    .get(CERTIFICATE_LABEL)
-                    .zip(namespace)
-                    .map(|(name, ns)| ObjectRef::<Certificate>::new(name).within(&ns))
-            },
-        )
-        .watches(
-            Api::<Account>::all(client.clone()),
-            watcher::Config::default(),
+        .owns_stream(order_changes)
+        .watches_stream(secret_changes, |secret: Secret| {
+            let namespace = secret.namespace();
+            secret
+                .labels()
+                .get(CERTIFICATE_LABEL)
+                .zip(namespace)
+                .map(|(name, ns)| ObjectRef::<Certificate>::new(name).within(&ns))
+        })
+        .watches_stream(
+            account_changes,
             super::on_spec_change(move |_: Account| all()),
         )
-        .watches(
-            super::scoped::<Group>(&client, &scope),
-            watcher::Config::default(),
+        .watches_stream(
+            group_changes,
             super::on_spec_change(move |_: Group| after_group()),
         )
-        .watches(
-            super::scoped::<Product>(&client, &scope),
-            watcher::Config::default(),
-            move |_: Product| after_product(),
-        )
-        .watches(
-            super::scoped::<PrivateCA>(&client, &scope),
-            watcher::Config::default(),
-            move |_: PrivateCA| after_ca(),
-        )
+        .watches_stream(product_changes, move |_: Product| after_product())
+        .watches_stream(ca_changes, move |_: PrivateCA| after_ca())
         .with_config(settings.controller_config())
         .run(
             super::instrumented(reconcile),
             error_policy,
-            Arc::new(Context::new(client)),
+            Arc::new(context),
         )
         .for_each(|_| async {})
         .await;

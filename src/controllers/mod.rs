@@ -2,6 +2,7 @@
 //! status, with the decisions in pure functions.
 
 pub mod account;
+pub mod cache;
 pub mod certificate;
 pub mod group;
 pub mod order;
@@ -35,8 +36,13 @@ impl Tenancy {
             .into_iter()
             .map(Arc::new)
             .collect();
+        Ok(Tenancy::from_accounts(accounts))
+    }
+
+    /// The tenancy of `accounts` (a cache's, say).
+    pub fn from_accounts(accounts: Vec<Arc<Account>>) -> Self {
         let claims = account::claims(&accounts);
-        Ok(Tenancy { accounts, claims })
+        Tenancy { accounts, claims }
     }
 
     /// The account holding `namespace`.
@@ -83,7 +89,11 @@ pub async fn report<K>(
     fields: Value,
 ) -> Result<(), Error>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
 {
     let (ready, reason, message) = match standing {
         Ok(message) => (true, "Ready", message.as_str()),
@@ -117,7 +127,11 @@ pub async fn apply_status<K>(
     mut fields: Value,
 ) -> Result<(), Error>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
 {
     let generation = object.meta().generation;
     if let Some(fields) = fields.as_object_mut() {
@@ -132,6 +146,12 @@ where
         );
         fields.insert("conditions".into(), Value::Array(conditions));
     }
+    // A status that already says all this is not written again: most reconciles change
+    // nothing, and each write would wake every watcher of the kind.
+    let current = serde_json::to_value(object).unwrap_or(Value::Null);
+    if status_holds(current.get("status"), &fields) {
+        return Ok(());
+    }
     let patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
@@ -144,6 +164,18 @@ where
     )
     .await?;
     Ok(())
+}
+
+/// Whether `status` already holds every field of `fields` (a null field: absent), so that
+/// applying `fields` would change nothing.
+pub fn status_holds(status: Option<&Value>, fields: &Value) -> bool {
+    let (Some(Value::Object(have)), Value::Object(want)) = (status, fields) else {
+        return false;
+    };
+    want.iter().all(|(key, wanted)| match wanted {
+        Value::Null => have.get(key).is_none_or(Value::is_null),
+        wanted => have.get(key) == Some(wanted),
+    })
 }
 
 /// The API of a namespaced object's kind in its namespace.
@@ -521,5 +553,53 @@ mod tests {
         assert_eq!(map(group.clone()), ["team"], "a spec change");
         group.metadata.uid = Some("u2".into());
         assert_eq!(map(group), ["team"], "a new object of the same name");
+    }
+
+    #[test]
+    fn a_status_is_not_written_again_when_it_already_holds_the_fields() {
+        let fields = |balance: &str, spent: Value| {
+            json!({
+                "observedGeneration": 1,
+                "conditions": [condition("Ready", true, "Ready", "in force", Some(1), None)],
+                "balance": balance,
+                "spent": spent,
+            })
+        };
+        // The group as the API server returns it after the write: typed, then serialised.
+        let mut group: Group =
+            serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1",
+            "kind": "Group", "metadata": {"name": "team", "namespace": "shop", "generation": 1},
+            "spec": {}, "status": fields("10.00", json!(null))}))
+            .unwrap();
+        let status = |group: &Group| serde_json::to_value(group).unwrap()["status"].clone();
+        assert!(status_holds(
+            Some(&status(&group)),
+            &fields("10.00", json!(null))
+        ));
+        assert!(
+            !status_holds(Some(&status(&group)), &fields("9.00", json!(null))),
+            "a figure moved"
+        );
+        assert!(
+            !status_holds(Some(&status(&group)), &fields("10.00", json!("1.00"))),
+            "a new field"
+        );
+        let conditions = group.status.as_ref().unwrap().conditions.clone();
+        let previous = Some(conditions.as_slice());
+        let refused = json!({"observedGeneration": 1, "balance": "10.00", "spent": null,
+            "conditions": [condition("Ready", false, "Overdrawn", "overdrawn", Some(1), previous)]});
+        assert!(
+            !status_holds(Some(&status(&group)), &refused),
+            "a condition changed"
+        );
+        group.status.as_mut().unwrap().spent = Some(crate::billing::Money::ZERO);
+        assert!(
+            !status_holds(Some(&status(&group)), &fields("10.00", json!(null))),
+            "a field to clear"
+        );
+        assert!(
+            !status_holds(None, &fields("10.00", json!(null))),
+            "no status yet"
+        );
     }
 }

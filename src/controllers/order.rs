@@ -23,12 +23,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use super::{
-    Error, Tenancy, account, add_finalizer, api_of, condition, error_policy, no_account, recorder,
-    remove_finalizer,
+    Error, Tenancy, account, add_finalizer, api_of, cache, condition, error_policy, no_account,
+    recorder, remove_finalizer,
 };
 use crate::api::common::IssuerReference;
 use crate::api::order::{
@@ -217,6 +218,53 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub books: Arc<Books>,
+    /// What an order refers to, cached.
+    pub caches: Caches,
+}
+
+/// The caches of what an order refers to, in the controller's scope (the account cache is
+/// cluster-wide); what lies outside the scope is read from the API server.
+pub struct Caches {
+    pub scope: super::Scope,
+    pub accounts: Store<Account>,
+    pub products: Store<Product>,
+    pub cas: Store<PrivateCA>,
+    /// The CAs' Secrets (labelled with their PrivateCA).
+    pub ca_secrets: Store<Secret>,
+    pub groups: Store<Group>,
+    pub sub_accounts: Store<SubAccount>,
+    pub price_lists: Store<PriceList>,
+}
+
+impl Caches {
+    async fn synced(&self) -> Result<(), Error> {
+        cache::synced(&self.accounts).await?;
+        cache::synced(&self.products).await?;
+        cache::synced(&self.cas).await?;
+        cache::synced(&self.ca_secrets).await?;
+        cache::synced(&self.groups).await?;
+        cache::synced(&self.sub_accounts).await?;
+        cache::synced(&self.price_lists).await
+    }
+
+    /// A namespaced object, from its cache when the namespace is in scope.
+    async fn get<K>(
+        &self,
+        store: &Store<K>,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<K>, Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + 'static,
+    {
+        let found = cache::namespaced(store, client, &self.scope, namespace, name).await?;
+        Ok(found.map(|o| (*o).clone()))
+    }
 }
 
 /// A product and the account holding its namespace.
@@ -423,10 +471,12 @@ pub fn validate(
 }
 
 /// Fetches what an order refers to.
-pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs, Hold>, Error> {
+pub async fn dereference(ctx: &Context, order: &Order) -> Result<Result<Inputs, Hold>, Error> {
     let name = order.name_any();
     let namespace = order.namespace().unwrap_or_default();
-    let tenancy = Tenancy::load(client).await?;
+    let (client, caches) = (&ctx.client, &ctx.caches);
+    caches.synced().await?;
+    let tenancy = Tenancy::from_accounts(caches.accounts.state());
     let Some(account) = tenancy.holder(&namespace).cloned() else {
         return Ok(Err(Hold::Reject(
             "NoAccount",
@@ -439,8 +489,13 @@ pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs
         match (&order.spec.product_ref, &order.spec.issuer_ref) {
             (Some(reference), _) => {
                 let product_namespace = reference.namespace.clone().unwrap_or(namespace.clone());
-                let found = Api::<Product>::namespaced(client.clone(), &product_namespace)
-                    .get_opt(&reference.name)
+                let found = caches
+                    .get(
+                        &caches.products,
+                        client,
+                        &product_namespace,
+                        &reference.name,
+                    )
                     .await?;
                 let Some(product) = found else {
                     return reject(
@@ -470,8 +525,8 @@ pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs
         };
     let issuer_namespace = issuer_ref.namespace.clone().unwrap_or_default();
     let issuer_name = format!("{issuer_namespace}/{}", issuer_ref.name);
-    let Some(ca) = Api::<PrivateCA>::namespaced(client.clone(), &issuer_namespace)
-        .get_opt(&issuer_ref.name)
+    let Some(ca) = caches
+        .get(&caches.cas, client, &issuer_namespace, &issuer_ref.name)
         .await?
     else {
         return reject(
@@ -495,8 +550,8 @@ pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs
         .and_then(|s| s.secret_name.clone())
         .or_else(|| ca.spec.secret_name.clone())
         .unwrap_or_else(|| format!("{}-ca", issuer_ref.name));
-    let secret = Api::<Secret>::namespaced(client.clone(), &issuer_namespace)
-        .get_opt(&secret_name)
+    let secret = caches
+        .get(&caches.ca_secrets, client, &issuer_namespace, &secret_name)
         .await?;
     let field = |key: &str| {
         secret
@@ -530,8 +585,8 @@ pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs
 
     let group = match &order.spec.group_ref {
         Some(reference) => {
-            let found = Api::<Group>::namespaced(client.clone(), &namespace)
-                .get_opt(&reference.name)
+            let found = caches
+                .get(&caches.groups, client, &namespace, &reference.name)
                 .await?;
             match found {
                 Some(group) => Some(group),
@@ -548,15 +603,25 @@ pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs
 
     let (mut sub_account, mut price_list) = (None, None);
     if let Some(parent) = &account.spec.parent {
-        let sub = Api::<SubAccount>::namespaced(client.clone(), &parent.namespace)
-            .get_opt(&parent.sub_account)
+        let sub = caches
+            .get(
+                &caches.sub_accounts,
+                client,
+                &parent.namespace,
+                &parent.sub_account,
+            )
             .await?
             .filter(|s| {
                 s.status.as_ref().and_then(|s| s.account.as_deref()) == Some(&account.name_any())
             });
         if let Some(list_ref) = sub.as_ref().and_then(|s| s.spec.price_list_ref.as_ref()) {
-            price_list = Api::<PriceList>::namespaced(client.clone(), &parent.namespace)
-                .get_opt(&list_ref.name)
+            price_list = caches
+                .get(
+                    &caches.price_lists,
+                    client,
+                    &parent.namespace,
+                    &list_ref.name,
+                )
                 .await?;
         }
         sub_account = sub;
@@ -728,7 +793,7 @@ pub async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, E
             .await;
     }
 
-    let inputs = match dereference(&ctx.client, &order).await? {
+    let inputs = match dereference(&ctx, &order).await? {
         Ok(inputs) => inputs,
         Err(hold) => return on_hold(&step, &order, state, hold).await,
     };
@@ -1003,25 +1068,56 @@ pub async fn run(client: Client, settings: super::Settings) {
             }
         }
     };
-    let context = Arc::new(Context {
-        client: client.clone(),
-        recorder: recorder(&client),
-        books: Arc::new(books),
-    });
+    let books = Arc::new(books);
     // One controller per watched namespace, sharing the books (and their per-payer locks).
     super::in_each_scope(&settings, |scope| {
-        Controller::new(
-            super::scoped::<Order>(&client, &scope),
-            watcher::Config::default(),
-        )
-        .with_config(settings.controller_config())
-        .run(
-            super::instrumented(reconcile),
-            error_policy,
-            context.clone(),
-        )
-        .for_each(|_| async {})
+        run_in(client.clone(), settings.clone(), scope, books.clone())
     })
+    .await;
+}
+
+async fn run_in(client: Client, settings: super::Settings, scope: super::Scope, books: Arc<Books>) {
+    let all = watcher::Config::default;
+    let (accounts, account_changes) = cache::reflect(Api::<Account>::all(client.clone()), all());
+    let (products, product_changes) = cache::reflect(super::scoped(&client, &scope), all());
+    let (cas, ca_changes) = cache::reflect(super::scoped(&client, &scope), all());
+    let ca_labelled = all().labels(super::privateca::CA_LABEL);
+    let (ca_secrets, ca_secret_changes) =
+        cache::reflect(super::scoped(&client, &scope), ca_labelled);
+    let (groups, group_changes) = cache::reflect(super::scoped(&client, &scope), all());
+    let (sub_accounts, sub_account_changes) = cache::reflect(super::scoped(&client, &scope), all());
+    let (price_lists, price_list_changes) = cache::reflect(super::scoped(&client, &scope), all());
+    let context = Arc::new(Context {
+        recorder: recorder(&client),
+        books,
+        caches: Caches {
+            scope: scope.clone(),
+            accounts,
+            products,
+            cas,
+            ca_secrets,
+            groups,
+            sub_accounts,
+            price_lists,
+        },
+        client: client.clone(),
+    });
+    // The caches' watches run with the controller; an order waiting for one of them retries
+    // on its own schedule, so none of their changes triggers a reconcile.
+    Controller::new(
+        super::scoped::<Order>(&client, &scope),
+        watcher::Config::default(),
+    )
+    .watches_stream(account_changes, cache::fills_only)
+    .watches_stream(product_changes, cache::fills_only)
+    .watches_stream(ca_changes, cache::fills_only)
+    .watches_stream(ca_secret_changes, cache::fills_only)
+    .watches_stream(group_changes, cache::fills_only)
+    .watches_stream(sub_account_changes, cache::fills_only)
+    .watches_stream(price_list_changes, cache::fills_only)
+    .with_config(settings.controller_config())
+    .run(super::instrumented(reconcile), error_policy, context)
+    .for_each(|_| async {})
     .await;
 }
 
