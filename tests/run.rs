@@ -533,6 +533,18 @@ async fn a_leader_whose_lease_is_taken_stops_its_controllers_at_once() {
 /// and why each is still needed.
 const GRANTED_BUT_NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[
     (
+        "certinext.io",
+        "products",
+        "get",
+        "a reseller's Product outside --watch-namespaces, which no cache holds",
+    ),
+    (
+        "certinext.io",
+        "pricelists",
+        "get",
+        "a reseller's PriceList outside --watch-namespaces, which no cache holds",
+    ),
+    (
         "events.k8s.io",
         "events",
         "patch",
