@@ -60,6 +60,8 @@ pub struct Request {
 /// What the API answers.
 pub enum Response {
     Json(u16, Value),
+    /// JSON already encoded.
+    Body(u16, Vec<u8>),
     Text(u16, &'static str),
     /// A watch: JSON lines, one event each.
     Watch(tokio::sync::mpsc::Receiver<Vec<u8>>),
@@ -408,14 +410,14 @@ impl Cluster {
                 .as_ref()
                 .is_none_or(|after| position(o) > (after.0.as_str(), after.1.as_str()))
         });
-        let mut items = Vec::new();
+        let mut selected: Vec<&Arc<Value>> = Vec::new();
         let mut last = None;
         for object in matching.by_ref() {
-            if limit.is_some_and(|l| items.len() == l) {
-                last = Some(position(&items[items.len() - 1]));
+            if limit.is_some_and(|l| selected.len() == l) {
+                last = Some(position(selected[selected.len() - 1]));
                 break;
             }
-            items.push(target.present(object));
+            selected.push(object);
         }
         let mut metadata = json!({"resourceVersion": rv.to_string()});
         if let Some((namespace, name)) = last {
@@ -423,15 +425,32 @@ impl Cluster {
             metadata["continue"] = json!(encode_continue(rv, namespace, name));
             metadata["remainingItemCount"] = json!(remaining);
         }
+        let presented = || -> Vec<Value> { selected.iter().map(|o| target.present(o)).collect() };
         let body = match format(request) {
-            Format::Object => json!({
-                "apiVersion": target.def.api_version(),
-                "kind": target.def.list_kind,
-                "metadata": metadata,
-                "items": items,
-            }),
-            Format::Metadata => table::partial_list(&items, metadata),
-            Format::Table(include) => table::table(&target.def, &items, metadata, include, true),
+            Format::Object => {
+                let api_version = target.def.api_version();
+                let items: Vec<Presented<'_>> = selected
+                    .iter()
+                    .map(|object| Presented {
+                        def: &target.def,
+                        api_version: &api_version,
+                        object,
+                    })
+                    .collect();
+                let list = JsonList {
+                    api_version: &api_version,
+                    kind: &target.def.list_kind,
+                    metadata: &metadata,
+                    items: &items,
+                };
+                let body = serde_json::to_vec(&list)
+                    .map_err(|e| ApiError::internal(format!("encoding the list: {e}")))?;
+                return Ok(Response::Body(200, body));
+            }
+            Format::Metadata => table::partial_list(&presented(), metadata),
+            Format::Table(include) => {
+                table::table(&target.def, &presented(), metadata, include, true)
+            }
         };
         Ok(Response::Json(200, body))
     }
@@ -1044,6 +1063,44 @@ pub fn present(def: &ResourceDef, object: &Value) -> Value {
         fields.insert("kind".into(), json!(def.kind));
     }
     object
+}
+
+/// A list's body, its items serialised in place.
+#[derive(serde::Serialize)]
+struct JsonList<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: &'a str,
+    metadata: &'a Value,
+    items: &'a [Presented<'a>],
+}
+
+/// A stored object as [`present`] shows it, serialised straight from the store without a
+/// copy: lists and watches send every object they hold this way.
+pub struct Presented<'a> {
+    pub def: &'a ResourceDef,
+    pub api_version: &'a str,
+    pub object: &'a Value,
+}
+
+impl serde::Serialize for Presented<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = match self.object {
+            Value::Object(fields) if !crate::convert::converts(self.def) => fields,
+            _ => return present(self.def, self.object).serialize(serializer),
+        };
+        let others = fields
+            .iter()
+            .filter(|(key, _)| *key != "apiVersion" && *key != "kind");
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("apiVersion", self.api_version)?;
+        map.serialize_entry("kind", &self.def.kind)?;
+        for (key, value) in others {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 /// Who writes: the field manager and the subresource.

@@ -151,6 +151,7 @@ fn into_http(response: Response) -> hyper::Response<Body> {
             "application/json",
             Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
         ),
+        Response::Body(code, body) => full(code, "application/json", Bytes::from(body)),
         Response::Text(code, text) => full(
             code,
             "text/plain; charset=utf-8",

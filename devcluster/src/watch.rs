@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::api::{Cluster, Filter, present};
+use crate::api::{Cluster, Filter, Presented, present};
 use crate::registry::ResourceDef;
 use crate::status::ApiError;
 use crate::store::{Event, EventType};
@@ -63,7 +63,7 @@ pub fn start(
         for object in std::mem::take(&mut subscription.initial) {
             if filter.matches(&object)
                 && sender
-                    .send(line("ADDED", &present(&def, &object)))
+                    .send(presented_line(&def, "ADDED", &object))
                     .await
                     .is_err()
             {
@@ -93,7 +93,7 @@ pub fn start(
             last_rv = last_rv.max(event.rv);
             if let Some((kind, object)) = visible(&event, &filter)
                 && sender
-                    .send(line(kind, &present(&def, object)))
+                    .send(presented_line(&def, kind, object))
                     .await
                     .is_err()
             {
@@ -190,6 +190,9 @@ struct Render<'a> {
 
 impl Render<'_> {
     fn line(&mut self, kind: &str, stored: &Value) -> Vec<u8> {
+        if let Format::Object = self.format {
+            return presented_line(self.def, kind, stored);
+        }
         let object = present(self.def, stored);
         let object = match self.format {
             Format::Object => object,
@@ -202,6 +205,25 @@ impl Render<'_> {
         };
         line(kind, &object)
     }
+}
+
+/// An event line for a stored object, serialised from the store without a copy.
+fn presented_line(def: &ResourceDef, kind: &str, stored: &Value) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: Presented<'a>,
+    }
+    let api_version = def.api_version();
+    let object = Presented {
+        def,
+        api_version: &api_version,
+        object: stored,
+    };
+    let mut bytes = serde_json::to_vec(&Line { kind, object }).unwrap_or_else(|_| b"{}".to_vec());
+    bytes.push(b'\n');
+    bytes
 }
 
 fn line(kind: &str, object: &Value) -> Vec<u8> {

@@ -1356,11 +1356,17 @@ async fn reconcile_with(
                     "Issuing"
                 };
                 progress.current_order = Some(order_name.clone());
-                progress.issuing = Some((
-                    true,
-                    reason.into(),
-                    format!("Order {order_name:?} is {}", state_name(s)),
-                ));
+                // The condition keeps its message while the same Order stays in the same
+                // phase: a status write per Order step would wake every watcher for nothing.
+                let kept = previous
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c.type_ == "Issuing" && c.status == "True" && c.reason == reason)
+                    .map(|c| c.message.clone())
+                    .filter(|m| m.starts_with(&format!("Order {order_name:?} ")));
+                let message =
+                    kept.unwrap_or_else(|| format!("Order {order_name:?} is {}", state_name(s)));
+                progress.issuing = Some((true, reason.into(), message));
                 let ready = readiness(spec, &plan, &current, issued_order, &ca, now);
                 progress_only((ready.0, ready.1, &ready.2), progress.fields(certificate)).await?;
                 return Ok(Next::Done(Action::requeue(Duration::from_secs(300))));
@@ -1499,22 +1505,9 @@ async fn reconcile_with(
             trigger.message(secret_name)
         ),
     ));
-    let (ready, reason, message) = if trigger.still_valid() {
-        (
-            true,
-            "Ready".to_owned(),
-            format!(
-                "Certificate {name:?}: the certificate in Secret {secret_name:?} is valid; renewing"
-            ),
-        )
-    } else {
-        (
-            false,
-            trigger.reason().to_owned(),
-            format!("Certificate {name:?}: {}", trigger.message(secret_name)),
-        )
-    };
-    progress_only((ready, &reason, &message), progress.fields(certificate)).await?;
+    // Ready as the reconciles that follow, while the Order is in flight, will find it.
+    let (ready, reason, message) = readiness(spec, &plan, &current, issued_order, &ca, now);
+    progress_only((ready, reason, &message), progress.fields(certificate)).await?;
     Ok(Next::Done(Action::requeue(Duration::from_secs(300))))
 }
 
