@@ -579,6 +579,20 @@ pub async fn dereference(client: &Client, order: &Order) -> Result<Result<Inputs
             .filter(|s| {
                 s.status.as_ref().and_then(|s| s.account.as_deref()) == Some(&account.name_any())
             });
+        // Its price list and its reseller's approval come from the SubAccount: until the
+        // SubAccount names this account, the order can be neither priced nor approved.
+        if sub.is_none() {
+            return Ok(Err(Hold::Wait(
+                "SubAccountNotReady",
+                format!(
+                    "Order {name:?}: Account {:?} is a sub-account of {:?}, and SubAccount {}/{} does not name it yet",
+                    account.name_any(),
+                    parent.account,
+                    parent.namespace,
+                    parent.sub_account
+                ),
+            )));
+        }
         if let Some(list_ref) = sub.as_ref().and_then(|s| s.spec.price_list_ref.as_ref()) {
             price_list = Api::<PriceList>::namespaced(client.clone(), &parent.namespace)
                 .get_opt(&list_ref.name)
