@@ -476,6 +476,36 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_group_waits_only_for_charges_that_may_still_change() {
+        let payer = |name: &str| json!({"kind": "Group", "name": name, "namespace": "shop"});
+        let order = |name: &str, state: &str, paid_by: &str, transactions: Value| -> Order {
+            serde_json::from_value(
+                json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Order",
+                "metadata": {"name": name, "namespace": "shop"},
+                "spec": {"certificateRef": {"name": name}, "revision": 1, "type": "Purchase",
+                    "request": "-", "duration": "1h"},
+                "status": {"state": state, "payer": payer(paid_by), "transactions": transactions}}),
+            )
+            .unwrap()
+        };
+        let charge = json!({"type": "PURCHASE", "amount": "10.00", "at": "2025-01-01T00:00:00Z"});
+        let refund = json!({"type": "REFUND", "amount": "10.00", "at": "2025-01-01T00:00:00Z"});
+        let orders = [
+            order("issued", "Issued", "team", json!([charge])),
+            order("charged", "Approved", "team", json!([charge])),
+            order("refunded", "Failed", "team", json!([charge, refund])),
+            order("waiting", "PendingApproval", "team", json!([])),
+            order("other", "Approved", "ops", json!([charge])),
+        ];
+        let team: Payer = serde_json::from_value(payer("team")).unwrap();
+        let names: Vec<String> = unsettled(&orders, &team)
+            .iter()
+            .map(|o| o.name_any())
+            .collect();
+        assert_eq!(names, ["charged"]);
+    }
+
+    #[test]
     fn members_become_one_binding_per_role_owned_by_the_group() {
         let bindings = role_bindings(&group(
             None,
