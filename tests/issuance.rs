@@ -258,3 +258,216 @@ spec: {{secretName: {name}-tls, productRef: {{name: tls}}, groupRef: {{name: tea
         controller.abort();
     }
 }
+
+/// The wallet of Account `shop` as its status shows it: allocated, spent, balance.
+fn shop_wallet(account: &certinext::api::Account) -> Option<(String, String, String)> {
+    let wallet = account.status.as_ref()?.wallet.as_ref()?;
+    Some((
+        wallet.allocated.to_string(),
+        wallet.spent.to_string(),
+        wallet.balance.to_string(),
+    ))
+}
+
+/// Waits until Account `shop`'s wallet shows `allocated`, `spent` and `balance`.
+async fn wait_wallet(cluster: &TestCluster, allocated: &str, spent: &str, balance: &str) {
+    let accounts: Api<certinext::api::Account> = Api::all(cluster.client.clone());
+    let wanted = Some((allocated.to_owned(), spent.to_owned(), balance.to_owned()));
+    wait_until(&accounts, "shop", move |a| shop_wallet(a) == wanted).await;
+}
+
+/// Deletes Certificate `name` in `shop` and waits until its Orders are collected.
+async fn delete_certificate(cluster: &TestCluster, name: &str) {
+    let certificates: Api<Certificate> = Api::namespaced(cluster.client.clone(), "shop");
+    certificates
+        .delete(name, &Default::default())
+        .await
+        .expect("delete");
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "shop");
+    let selector = format!("certinext.io/certificate-name={name}");
+    support::cluster::eventually("the orders collected", || async {
+        orders
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .ok()
+            .and_then(|l| l.items.is_empty().then_some(()))
+    })
+    .await;
+}
+
+/// What a group spent stays spent when the group goes: the account's wallet takes it over,
+/// counted once, whether the group's Orders are deleted before it or after it, and a group
+/// being deleted pays for nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_groups_spend_moves_to_its_account_counted_once() {
+    use certinext::api::Group;
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let setup = "apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Account
+metadata: {name: shop}
+spec:
+  type: Enterprise
+  namespaces: [shop]
+  credits: [{id: c1, amount: \"100.00\"}]
+  domains: [{name: shop.example}]
+---
+apiVersion: certinext.io/v1alpha1
+kind: Group
+metadata: {name: team, namespace: shop}
+spec: {funds: \"30.00\"}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Group
+metadata: {name: ops, namespace: shop}
+spec: {funds: \"20.00\"}
+---
+apiVersion: certinext.io/v1alpha1
+kind: PrivateCA
+metadata: {name: ca, namespace: shop}
+spec: {subject: {commonName: Shop CA}}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Product
+metadata: {name: tls, namespace: shop}
+spec: {issuerRef: {name: ca}, template: ServerTLS, price: \"10.00\", autoApprove: true}
+";
+    certinext::manifests::apply(&cluster.client, setup, "test")
+        .await
+        .expect("setup");
+    let certificate = |name: &str, group: &str| {
+        format!(
+            "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {{name: {name}, namespace: shop}}
+spec: {{secretName: {name}-tls, productRef: {{name: tls}}, groupRef: {{name: {group}}}, dnsNames: [{name}.shop.example]}}
+"
+        )
+    };
+    let certificates: Api<Certificate> = Api::namespaced(cluster.client.clone(), "shop");
+    for (name, group) in [("a", "team"), ("b", "team"), ("c", "ops")] {
+        certinext::manifests::apply(&cluster.client, &certificate(name, group), "test")
+            .await
+            .expect("certificate");
+    }
+    for name in ["a", "b", "c"] {
+        wait_until(&certificates, name, is_ready).await;
+    }
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "shop");
+    for (name, spent) in [("team", "20.00"), ("ops", "10.00")] {
+        wait_until(&groups, name, move |g| {
+            g.status
+                .as_ref()
+                .and_then(|s| s.spent)
+                .map(|m| m.to_string())
+                == Some(spent.into())
+        })
+        .await;
+    }
+    // The groups' spending is within their allocations: the account shows none of it.
+    wait_wallet(&cluster, "50.00", "0.00", "50.00").await;
+
+    // Orders first: ops's Order goes (its charge into ops's archive), then ops.
+    delete_certificate(&cluster, "c").await;
+    groups
+        .delete("ops", &Default::default())
+        .await
+        .expect("delete");
+    support::wait::wait_gone(&groups, "ops").await;
+    wait_wallet(&cluster, "30.00", "10.00", "60.00").await;
+
+    // The group first: team is deleted with its Orders still live. A finalizer of the test's
+    // own keeps it terminating, so that its refusal to pay can be seen.
+    groups
+        .patch(
+            "team",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"finalizers": ["certinext.io/group", "test.certinext.io/hold"]}
+            })),
+        )
+        .await
+        .expect("hold");
+    groups
+        .delete("team", &Default::default())
+        .await
+        .expect("delete");
+    wait_wallet(&cluster, "0.00", "30.00", "70.00").await;
+    wait_until(&groups, "team", |g| {
+        g.metadata.finalizers.as_deref() == Some(&["test.certinext.io/hold".to_owned()][..])
+    })
+    .await;
+    certinext::manifests::apply(&cluster.client, &certificate("d", "team"), "test")
+        .await
+        .expect("certificate");
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "shop");
+    let rejected = wait_until(&orders, "d-1", |o| {
+        o.status.as_ref().and_then(|s| s.state) == Some(OrderState::Rejected)
+    })
+    .await;
+    let status = rejected.status.expect("status");
+    assert!(status.transactions.is_empty(), "{status:?}");
+    let condition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(condition.reason, "Rejected", "{condition:?}");
+    assert!(
+        condition
+            .message
+            .contains("Group \"team\" is being deleted and pays for no new orders"),
+        "{}",
+        condition.message
+    );
+
+    // Across a restart, team's Orders go after it: their charges are not counted again.
+    for controller in controllers {
+        controller.abort();
+    }
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    for name in ["a", "b", "d"] {
+        delete_certificate(&cluster, name).await;
+    }
+    groups
+        .patch(
+            "team",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Json::<()>(
+                serde_json::from_value(serde_json::json!([
+                    {"op": "remove", "path": "/metadata/finalizers"}
+                ]))
+                .expect("a patch"),
+            ),
+        )
+        .await
+        .expect("release");
+    support::wait::wait_gone(&groups, "team").await;
+    // An order the account pays itself settles the account's books: 70.00 less 10.00.
+    certinext::manifests::apply(
+        &cluster.client,
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: e, namespace: shop}
+spec: {secretName: e-tls, productRef: {name: tls}, dnsNames: [e.shop.example]}
+",
+        "test",
+    )
+    .await
+    .expect("certificate");
+    wait_until(&certificates, "e", is_ready).await;
+    wait_wallet(&cluster, "0.00", "40.00", "60.00").await;
+    let accounts: Api<certinext::api::Account> = Api::all(cluster.client.clone());
+    let shop = accounts.get("shop").await.expect("shop");
+    assert_eq!(
+        shop_wallet(&shop),
+        Some(("0.00".into(), "40.00".into(), "60.00".into()))
+    );
+    for controller in controllers {
+        controller.abort();
+    }
+}

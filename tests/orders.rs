@@ -762,3 +762,179 @@ async fn a_superseded_order_is_cancelled_and_its_charge_refunded() {
     assert_eq!(team.status.and_then(|s| s.certificates), Some(0));
     stop(controllers);
 }
+
+/// An account's wallet as its status shows it: allocated, spent, balance and whether it is
+/// Overdrawn.
+fn account_wallet(account: &Account) -> Option<(Money, Money, Money, bool)> {
+    let status = account.status.as_ref()?;
+    let wallet = status.wallet.as_ref()?;
+    let overdrawn = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == "Overdrawn");
+    Some((wallet.allocated, wallet.spent, wallet.balance, overdrawn))
+}
+
+/// One writer per account wallet: orders charging the account itself and groups asking it
+/// for funds, all at once, never overdraw it — the Account's status, sampled throughout,
+/// never shows a negative balance — and the final figures add up to the cent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_and_new_groups_at_once_never_overdraw_the_account() {
+    const ORDERS: usize = 20;
+    const GROUPS: usize = 8;
+    let cluster = TestCluster::with_crds().await;
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
+    // 100.00 against 20 orders at 5.00 and 8 groups asking 15.00 each: 220.00 wanted.
+    apply(
+        &cluster,
+        "apiVersion: v1
+kind: Namespace
+metadata: {name: acme}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Account
+metadata: {name: acme}
+spec:
+  type: Enterprise
+  namespaces: [acme]
+  credits: [{id: c1, amount: \"100.00\"}]
+  domains: [{name: acme.example}]
+---
+apiVersion: certinext.io/v1alpha1
+kind: Product
+metadata: {name: web, namespace: acme}
+spec: {issuerRef: {name: acme-ca}, template: ServerTLS, maxValidity: 2160h, price: \"5.00\"}
+",
+    )
+    .await;
+    ready_root_ca(&cluster, "acme", "acme-ca", "Acme Root").await;
+    let products: Api<certinext::api::Product> = Api::namespaced(cluster.client.clone(), "acme");
+    wait_for(&products, "web", "Product web Ready", |p| {
+        p.status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await;
+    let accounts: Api<Account> = Api::all(cluster.client.clone());
+    wait_for(&accounts, "acme", "Account acme's wallet", |a| {
+        account_wallet(a).is_some()
+    })
+    .await;
+
+    let stop_sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop_sampling, accounts) = (stop_sampling.clone(), accounts.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop_sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(account) = accounts.get("acme").await {
+                    seen.extend(account_wallet(&account));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
+    // The orders all at once; the groups one after another, each named before the last so
+    // that, created within the same second, it is served first: every new group changes what
+    // the wallet can give the others.
+    let create_orders = (0..ORDERS).map(|i| {
+        let orders = orders.clone();
+        async move {
+            let name = format!("host{i}-1");
+            let dns = format!("host{i}.acme.example");
+            orders
+                .create(
+                    &PostParams::default(),
+                    &order(&name, "acme", ("web", "acme"), None, &[&dns]),
+                )
+                .await
+                .expect("Order created");
+        }
+    });
+    let create_groups = async {
+        for i in (0..GROUPS).rev() {
+            let group: Group = serde_json::from_value(json!({
+                "apiVersion": "certinext.io/v1alpha1", "kind": "Group",
+                "metadata": {"name": format!("team{i:02}"), "namespace": "acme"},
+                "spec": {"funds": "15.00"},
+            }))
+            .expect("a Group");
+            groups
+                .create(&PostParams::default(), &group)
+                .await
+                .expect("Group created");
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+    };
+    futures_util::future::join(futures_util::future::join_all(create_orders), create_groups).await;
+
+    // Every order ends and every group is decided: funded, or refused for funds.
+    let (all, decided) = eventually("every order ends and every group is decided", || async {
+        let all = charges(&orders).await;
+        let ended = all
+            .values()
+            .all(|o| state(o).is_some_and(OrderState::is_terminal));
+        let decided = groups.list(&ListParams::default()).await.ok()?.items;
+        let decided = decided
+            .into_iter()
+            .filter(|g| g.status.as_ref().is_some_and(|s| s.allocated.is_some()))
+            .collect::<Vec<_>>();
+        (ended && decided.len() == GROUPS).then_some((all, decided))
+    })
+    .await;
+    let spent = audit(&all);
+    let issued = all
+        .values()
+        .filter(|o| state(o) == Some(OrderState::Issued))
+        .count();
+    assert_eq!(
+        spent,
+        Money::from_minor(500 * i64::try_from(issued).expect("a count"))
+    );
+    let allocated = Money::checked_sum(
+        decided
+            .iter()
+            .filter_map(|g| g.status.as_ref().and_then(|s| s.allocated)),
+    )
+    .expect("a sum");
+    let balance = m("100")
+        .checked_sub(allocated)
+        .and_then(|b| b.checked_sub(spent))
+        .expect("a balance");
+    assert!(
+        !balance.is_negative(),
+        "allocated {allocated} and spent {spent} exceed the 100.00 credited"
+    );
+    // Nothing was refused while it would have fitted: what is left covers neither.
+    if issued < ORDERS {
+        assert!(balance < m("5"), "{issued} issued, {balance} left");
+    }
+    if allocated < Money::from_minor(1500 * i64::try_from(GROUPS).expect("a count")) {
+        assert!(balance < m("15"), "{allocated} allocated, {balance} left");
+    }
+    let settled = wait_for(&accounts, "acme", "Account acme's final wallet", |a| {
+        account_wallet(a) == Some((allocated, spent, balance, false))
+    })
+    .await;
+    assert_eq!(
+        account_wallet(&settled),
+        Some((allocated, spent, balance, false))
+    );
+
+    stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = sampler.await.expect("the sampler ran");
+    assert!(!seen.is_empty(), "the account's wallet was sampled");
+    for (allocated, spent, balance, overdrawn) in &seen {
+        assert!(
+            !balance.is_negative() && !overdrawn,
+            "Account acme went below zero: allocated {allocated}, spent {spent}, balance {balance}; every sample: {seen:?}"
+        );
+    }
+    stop(controllers);
+}

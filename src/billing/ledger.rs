@@ -117,12 +117,27 @@ impl Archive {
 
     /// Folds an order's net charge in, once: false if it was folded before.
     pub fn fold(&mut self, entry: &Entry) -> Result<bool, MoneyError> {
-        if self.orders.contains(&entry.uid) {
+        self.fold_once(&entry.uid, entry.net()?)
+    }
+
+    /// Folds what a deleted Group spent into its account's archive, once, keyed by the
+    /// group's uid: false if it was folded before.
+    pub fn fold_group(&mut self, uid: &str, spent: Money) -> Result<bool, MoneyError> {
+        self.fold_once(uid, spent)
+    }
+
+    fn fold_once(&mut self, uid: &str, amount: Money) -> Result<bool, MoneyError> {
+        if self.holds(uid) {
             return Ok(false);
         }
-        self.spent = self.spent.checked_add(entry.net()?)?;
-        self.orders.insert(entry.uid.clone());
+        self.spent = self.spent.checked_add(amount)?;
+        self.orders.insert(uid.to_owned());
         Ok(true)
+    }
+
+    /// Whether the Order or Group of `uid` is folded in.
+    pub fn holds(&self, uid: &str) -> bool {
+        self.orders.contains(uid)
     }
 
     pub fn to_annotation(&self) -> String {
@@ -400,6 +415,44 @@ mod tests {
             )]))
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_deleted_groups_spending_moves_to_its_account_once() {
+        let team = group("team");
+        let account = Payer {
+            kind: PayerKind::Account,
+            name: "shop".into(),
+            namespace: None,
+        };
+        let paid_by_team = order(
+            "a-1",
+            Some(team.clone()),
+            vec![transaction(TransactionType::Purchase, m("20.00"))],
+        );
+        let paid_by_account = order(
+            "b-1",
+            Some(account.clone()),
+            vec![transaction(TransactionType::Purchase, m("5.00"))],
+        );
+        let mut ledger = Ledger::from_orders([&paid_by_team, &paid_by_account]);
+        let mut archive = Archive {
+            spent: m("3.00"),
+            ..Default::default()
+        };
+        let team_spent = ledger.spent(&team).unwrap();
+        assert!(archive.fold_group("uid-team", team_spent).unwrap());
+        assert!(
+            !archive.fold_group("uid-team", team_spent).unwrap(),
+            "a retried fold counts once"
+        );
+        assert!(archive.holds("uid-team"));
+        ledger.archive(&account, archive);
+        // The account's own charges, its archive, and the group's 20.00 once; the group's
+        // Order, still live, is not the account's to count.
+        assert_eq!(ledger.spent(&account).unwrap(), m("28.00"));
+        ledger.forget(&paid_by_team);
+        assert_eq!(ledger.spent(&account).unwrap(), m("28.00"));
     }
 
     #[test]

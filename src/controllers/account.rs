@@ -20,7 +20,7 @@ use super::{
 use crate::api::account::{GrantedCapability, Wallet};
 use crate::api::order::{Payer, PayerKind};
 use crate::api::{Account, Certificate, Group, Order, PriceList, PrivateCA, Product, SubAccount};
-use crate::billing::ledger::Ledger;
+use crate::billing::ledger::{Archive, Ledger};
 use crate::billing::wallet::{self, Allocation};
 use crate::billing::{Money, MoneyError};
 use crate::capabilities::{self, Capability};
@@ -153,14 +153,39 @@ pub fn claims(accounts: &[Arc<Account>]) -> Claims {
     tenancy::resolve(&claims)
 }
 
-/// What an account's wallet is computed from: its funding from a reseller (for a
-/// sub-account), and the funds requests of its groups (with the GroupFunding capability)
-/// and, for a reseller, of its sub-accounts.
+/// What an account's wallet is computed from: its funding, its funds requests, and what it
+/// spent, from a fresh list of its Orders and its ledger archive.
 pub async fn wallet_inputs(
     client: &Client,
     account: &Account,
     namespaces: &[String],
 ) -> Result<WalletInputs, Error> {
+    // The Orders first, then the archive: an Order deleted in between is in the archive.
+    let orders = orders_in(client, namespaces).await?;
+    let (mut inputs, archive) = funds_inputs(client, account, namespaces).await?;
+    let payer = Payer {
+        kind: PayerKind::Account,
+        name: account.name_any(),
+        namespace: None,
+    };
+    let mut ledger = Ledger::from_orders(&orders);
+    ledger.archive(&payer, archive);
+    inputs.spent = ledger
+        .spent(&payer)
+        .map_err(|e| Error::Money(account.name_any(), e))?;
+    Ok(inputs)
+}
+
+/// What an account's wallet owes and is owed, without what it spent (`spent` is zero): its
+/// funding from a reseller (for a sub-account), and the funds requests of its groups (with
+/// the GroupFunding capability) and, for a reseller, of its sub-accounts. Returns the
+/// account's ledger archive as it is now, not as a cache saw it; a deleted group whose
+/// spending is folded into it requests nothing more.
+pub async fn funds_inputs(
+    client: &Client,
+    account: &Account,
+    namespaces: &[String],
+) -> Result<(WalletInputs, Archive), Error> {
     let funding = match &account.spec.parent {
         Some(parent) => Api::<SubAccount>::namespaced(client.clone(), &parent.namespace)
             .get_opt(&parent.sub_account)
@@ -172,25 +197,11 @@ pub async fn wallet_inputs(
             .unwrap_or(Money::ZERO),
         None => Money::ZERO,
     };
-    let mut requests = Vec::new();
-    let orders = orders_in(client, namespaces).await?;
-    let payer = Payer {
-        kind: PayerKind::Account,
-        name: account.name_any(),
-        namespace: None,
-    };
-    let mut ledger = Ledger::from_orders(&orders);
-    // The archive as it is now, not as a cache saw it: its Orders may already be gone.
     let fresh = Api::<Account>::all(client.clone())
         .get_metadata(&account.name_any())
         .await?;
-    ledger.archive(
-        &payer,
-        super::order::archive_of(&account.name_any(), fresh.annotations())?,
-    );
-    let spent = ledger
-        .spent(&payer)
-        .map_err(|e| Error::Money(account.name_any(), e))?;
+    let archive = super::order::archive_of(&account.name_any(), fresh.annotations())?;
+    let mut requests = Vec::new();
     let group_funding = capabilities::check(
         &account.name_any(),
         account.spec.account_type,
@@ -201,6 +212,9 @@ pub async fn wallet_inputs(
         if group_funding {
             let groups: Api<Group> = Api::namespaced(client.clone(), namespace);
             for group in groups.list(&ListParams::default()).await? {
+                if archive.holds(&group.uid().unwrap_or_default()) {
+                    continue;
+                }
                 if let Some(amount) = group.spec.funds {
                     requests.push(FundsRequest {
                         id: format!("group/{namespace}/{}", group.name_any()),
@@ -235,11 +249,12 @@ pub async fn wallet_inputs(
             }
         }
     }
-    Ok(WalletInputs {
+    let inputs = WalletInputs {
         funding,
         requests,
-        spent,
-    })
+        spent: Money::ZERO,
+    };
+    Ok((inputs, archive))
 }
 
 /// Every Order in `namespaces`, listed fresh from the API server.

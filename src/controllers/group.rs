@@ -19,19 +19,22 @@ use serde_json::{Value, json};
 
 use super::account;
 use super::{
-    Context, Error, Refusal, Standing, Tenancy, all_of, api_of, error_policy, no_account, report,
+    Error, Refusal, Standing, Tenancy, WalletContext, add_finalizer, all_of, api_of, error_policy,
+    no_account, remove_finalizer, report,
 };
 use crate::api::group::{Member, MemberKind, Role};
 use crate::api::order::{OrderState, Payer, PayerKind};
 use crate::api::{Account, Group, Order};
 use crate::billing::Money;
-use crate::billing::ledger::{self, Ledger};
+use crate::billing::ledger::{self, ARCHIVE_ANNOTATION, Ledger};
 use crate::capabilities::{self, Capability};
 
 /// The field manager of what this controller writes.
 pub const MANAGER: &str = "certinext-group-controller";
 /// The label that marks the RoleBindings of a group.
 pub const GROUP_LABEL: &str = "certinext.io/group";
+/// The finalizer that keeps a deleted group until what it spent is in its account's archive.
+pub const FINALIZER: &str = "certinext.io/group";
 
 /// The ClusterRole each role binds (shipped in `config/rbac/`).
 pub fn cluster_role(role: Role) -> &'static str {
@@ -126,11 +129,35 @@ pub fn certificates(orders: &[Order], group: &str) -> usize {
     issued.len()
 }
 
-pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The Orders charged to `payer` whose charge may still change: charged, not refunded and
+/// not issued (an Order deleted before issuance counts as refunded). Pure.
+pub fn unsettled<'a>(orders: &'a [Order], payer: &Payer) -> Vec<&'a Order> {
+    orders
+        .iter()
+        .filter(|o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.payer.as_ref() == Some(payer)
+                    && ledger::charge(s).is_some()
+                    && ledger::refund(s).is_none()
+                    && s.state != Some(OrderState::Issued)
+            })
+        })
+        .collect()
+}
+
+pub async fn reconcile(group: Arc<Group>, ctx: Arc<WalletContext>) -> Result<Action, Error> {
     let name = group.name_any();
     let namespace = group.namespace().unwrap_or_default();
     let client = &ctx.client;
     let api = api_of(client, &*group);
+    if group.metadata.deletion_timestamp.is_some() {
+        if group.finalizers().iter().any(|f| f == FINALIZER) {
+            return retire(&group, &ctx, &api).await;
+        }
+        return Ok(Action::await_change());
+    }
+    // Before anything can be charged to it.
+    add_finalizer(&api, &*group, FINALIZER).await?;
     let previous = group.status.as_ref().map(|s| s.conditions.as_slice());
     let report = async |standing: Standing, fields: Value| {
         report(
@@ -183,7 +210,9 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
         }
     }
 
-    // The group's share of the account wallet, as the wallet decides it.
+    // The group's share of the account wallet, as the wallet decides it, decided and written
+    // under the wallet's lock: no charge or other allocation comes in between.
+    let _wallet = ctx.wallets.lock(&holder.name_any()).await;
     let held = tenancy.claims.held_by(&holder.name_any());
     let inputs = account::wallet_inputs(client, holder, &held).await?;
     let allocation =
@@ -237,15 +266,110 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<Context>) -> Result<Action, E
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
+/// A deleted group's end: once the charges of its Orders are settled, what it spent (its
+/// archive and its live Orders' net charges) moves into its account's archive, under the
+/// account's lock, guarded by the account's resourceVersion and keyed by the group's uid so
+/// that a retry counts it once; then the group may go. Its Orders, released later into a
+/// group that is gone, add nothing.
+async fn retire(group: &Group, ctx: &WalletContext, api: &Api<Group>) -> Result<Action, Error> {
+    let name = group.name_any();
+    let namespace = group.namespace().unwrap_or_default();
+    let client = &ctx.client;
+    let tenancy = Tenancy::load(client).await?;
+    let Some(holder) = tenancy.holder(&namespace) else {
+        remove_finalizer(api, group, FINALIZER).await?;
+        return Ok(Action::await_change());
+    };
+    let account_name = holder.name_any();
+    let money = |e| Error::Money(account_name.clone(), e);
+    let _wallet = ctx.wallets.lock(&account_name).await;
+    let payer = Payer {
+        kind: PayerKind::Group,
+        name: name.clone(),
+        namespace: Some(namespace.clone()),
+    };
+    let orders = account::orders_in(client, std::slice::from_ref(&namespace)).await?;
+    let waiting: Vec<String> = unsettled(&orders, &payer)
+        .iter()
+        .map(|o| o.name_any())
+        .collect();
+    if !waiting.is_empty() {
+        let refusal = Refusal::new(
+            "Deleting",
+            format!(
+                "Group {name:?} is being deleted and waits for the charges of its Orders {} to be issued or refunded",
+                waiting.join(", ")
+            ),
+        );
+        let previous = group.status.as_ref().map(|s| s.conditions.as_slice());
+        let fields = json!({"account": account_name});
+        report(
+            api,
+            &ctx.recorder,
+            group,
+            MANAGER,
+            previous,
+            &Err(refusal),
+            fields,
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    // The Orders first, then the archive: an Order deleted in between is in the archive.
+    let fresh = api.get_metadata(&name).await?;
+    let mut ledger = Ledger::from_orders(&orders);
+    ledger.archive(
+        &payer,
+        super::order::archive_of(&name, fresh.annotations())?,
+    );
+    let spent = ledger.spent(&payer).map_err(money)?;
+    if !spent.is_zero() {
+        let accounts: Api<Account> = Api::all(client.clone());
+        let current = accounts.get_metadata(&account_name).await?;
+        let mut archive = super::order::archive_of(&account_name, current.annotations())?;
+        if archive
+            .fold_group(&group.uid().unwrap_or_default(), spent)
+            .map_err(money)?
+        {
+            let patch = json!({"metadata": {
+                "resourceVersion": current.resource_version(),
+                "annotations": {ARCHIVE_ANNOTATION: archive.to_annotation()},
+            }});
+            match accounts
+                .patch(
+                    &account_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    return Ok(Action::requeue(Duration::from_millis(200)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(group = %name, %namespace, account = %account_name, %spent, "deleted group's spending moved to its account");
+        }
+    }
+    remove_finalizer(api, group, FINALIZER).await?;
+    Ok(Action::await_change())
+}
+
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client, settings: super::Settings) {
+pub async fn run(client: Client, settings: super::Settings, wallets: Arc<super::Wallets>) {
     super::in_each_scope(&settings, |scope| {
-        run_in(client.clone(), settings.clone(), scope)
+        run_in(client.clone(), settings.clone(), scope, wallets.clone())
     })
     .await;
 }
 
-async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
+async fn run_in(
+    client: Client,
+    settings: super::Settings,
+    scope: super::Scope,
+    wallets: Arc<super::Wallets>,
+) {
     let groups: Api<Group> = super::scoped(&client, &scope);
     let controller = Controller::new(groups, watcher::Config::default());
     let store = controller.store();
@@ -289,7 +413,7 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
         .run(
             super::instrumented(reconcile),
             error_policy,
-            Arc::new(Context::new(client)),
+            Arc::new(WalletContext::new(client, wallets)),
         )
         .for_each(|_| async {})
         .await;
@@ -349,6 +473,36 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_deleted_group_waits_only_for_charges_that_may_still_change() {
+        let payer = |name: &str| json!({"kind": "Group", "name": name, "namespace": "shop"});
+        let order = |name: &str, state: &str, paid_by: &str, transactions: Value| -> Order {
+            serde_json::from_value(
+                json!({"apiVersion": "certinext.io/v1alpha1", "kind": "Order",
+                "metadata": {"name": name, "namespace": "shop"},
+                "spec": {"certificateRef": {"name": name}, "revision": 1, "type": "Purchase",
+                    "request": "-", "duration": "1h"},
+                "status": {"state": state, "payer": payer(paid_by), "transactions": transactions}}),
+            )
+            .unwrap()
+        };
+        let charge = json!({"type": "PURCHASE", "amount": "10.00", "at": "2025-01-01T00:00:00Z"});
+        let refund = json!({"type": "REFUND", "amount": "10.00", "at": "2025-01-01T00:00:00Z"});
+        let orders = [
+            order("issued", "Issued", "team", json!([charge])),
+            order("charged", "Approved", "team", json!([charge])),
+            order("refunded", "Failed", "team", json!([charge, refund])),
+            order("waiting", "PendingApproval", "team", json!([])),
+            order("other", "Approved", "ops", json!([charge])),
+        ];
+        let team: Payer = serde_json::from_value(payer("team")).unwrap();
+        let names: Vec<String> = unsettled(&orders, &team)
+            .iter()
+            .map(|o| o.name_any())
+            .collect();
+        assert_eq!(names, ["charged"]);
     }
 
     #[test]

@@ -199,6 +199,45 @@ impl Context {
     }
 }
 
+/// One lock per account wallet, keyed by the account's name: whatever decides or moves an
+/// account's money (an Order's charge or release, a Group's or SubAccount's allocation, a
+/// deleted Group's spending folded into the account) does it under the account's lock, so
+/// each decision reads what the one before it wrote. Created once per operator and handed to
+/// the controllers that need it.
+#[derive(Default)]
+pub struct Wallets {
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Wallets {
+    /// Waits for `account`'s wallet; it is held until the guard is dropped.
+    pub async fn lock(&self, account: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(account.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// What the controllers that allocate an account's funds (Group, SubAccount) share.
+pub struct WalletContext {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub wallets: Arc<Wallets>,
+}
+
+impl WalletContext {
+    pub fn new(client: Client, wallets: Arc<Wallets>) -> Self {
+        let recorder = recorder(&client);
+        WalletContext {
+            client,
+            recorder,
+            wallets,
+        }
+    }
+}
+
 /// The name the operator reports Events as.
 pub const REPORTER: &str = "certinext-operator";
 
@@ -414,6 +453,9 @@ pub fn start_except(
     except: &[&str],
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (c, s) = (client, settings);
+    // One writer per account wallet, shared by every controller that moves its money.
+    let wallets = Arc::new(Wallets::default());
+    let w = &wallets;
     let mut handles = Vec::new();
     let mut spawn = |kind: &str, task: futures_util::future::BoxFuture<'static, ()>| {
         if !except.contains(&kind) {
@@ -421,19 +463,25 @@ pub fn start_except(
         }
     };
     spawn("Account", Box::pin(account::run(c.clone(), s.clone())));
-    spawn("Group", Box::pin(group::run(c.clone(), s.clone())));
+    spawn(
+        "Group",
+        Box::pin(group::run(c.clone(), s.clone(), w.clone())),
+    );
     spawn("Product", Box::pin(product::run(c.clone(), s.clone())));
     spawn("PriceList", Box::pin(pricelist::run(c.clone(), s.clone())));
     spawn(
         "SubAccount",
-        Box::pin(subaccount::run(c.clone(), s.clone())),
+        Box::pin(subaccount::run(c.clone(), s.clone(), w.clone())),
     );
     spawn("PrivateCA", Box::pin(privateca::run(c.clone(), s.clone())));
     spawn(
         "Certificate",
         Box::pin(certificate::run(c.clone(), s.clone())),
     );
-    spawn("Order", Box::pin(order::run(c.clone(), s.clone())));
+    spawn(
+        "Order",
+        Box::pin(order::run(c.clone(), s.clone(), w.clone())),
+    );
     handles
 }
 

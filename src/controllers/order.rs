@@ -2,18 +2,18 @@
 //!
 //! dereference (the account holding the namespace, the product, its PrivateCA and CA Secret,
 //! the group, and for a sub-account its SubAccount and price list) → validate (pure: the CSR,
-//! the product, the names, the key) → approval → charge (serialised per payer through the
-//! in-process ledger) → sign → status.
+//! the product, the names, the key) → approval → charge (serialised per account wallet,
+//! against the in-process ledger) → sign → status.
 //!
 //! Charging exactly once rests on three things. The charge is written into the Order's own
-//! status, so the Order is the idempotency key. Charges to one payer are serialised by a lock
-//! per payer, and under it the Order is read fresh from the API server: one already charged
+//! status, so the Order is the idempotency key. Charges to an account's wallet and to its
+//! groups are serialised by the account's lock (shared with the controllers that allocate its
+//! funds), and under it the Order is read fresh from the API server: one already charged
 //! is not charged again. The write is guarded by that read's resourceVersion, so a stale
 //! attempt fails with a conflict instead of writing a second charge; only a write that
 //! succeeded enters the in-memory ledger, which is rebuilt from a fresh list of every Order
 //! when the controller starts.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +28,8 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use super::{
-    Error, Tenancy, account, add_finalizer, api_of, cache, condition, error_policy, no_account,
-    recorder, remove_finalizer,
+    Error, Tenancy, Wallets, account, add_finalizer, api_of, cache, condition, error_policy,
+    no_account, recorder, remove_finalizer,
 };
 use crate::api::common::IssuerReference;
 use crate::api::order::{
@@ -46,11 +46,11 @@ pub const MANAGER: &str = "certinext-order-controller";
 /// The annotation the Certificate controller sets on an order it no longer wants.
 pub const SUPERSEDED: &str = "certinext.io/superseded";
 
-/// The in-process ledger: every payer's charges, and one lock per payer that serialises them.
+/// The in-process ledger: every payer's charges. Charges are serialised by the account
+/// wallets' locks ([`Wallets`]), not here.
 #[derive(Default)]
 pub struct Books {
     ledger: std::sync::Mutex<Ledger>,
-    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Books {
@@ -100,14 +100,7 @@ impl Books {
     pub fn from_ledger(ledger: Ledger) -> Books {
         Books {
             ledger: std::sync::Mutex::new(ledger),
-            locks: Default::default(),
         }
-    }
-
-    /// The lock that serialises `payer`'s charges.
-    fn lock(&self, payer: &Payer) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(ledger::payer_key(payer)).or_default().clone()
     }
 
     pub fn spent(&self, payer: &Payer) -> Result<Money, MoneyError> {
@@ -124,6 +117,13 @@ impl Books {
     fn record(&self, order: &Order) {
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         ledger.record(order);
+    }
+
+    /// Sets a payer's archive as its annotation holds it now (read under the account's lock,
+    /// so nothing newer can exist: a deleted group's spending may have been folded in).
+    fn set_archive(&self, payer: &Payer, archive: Archive) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.archive(payer, archive);
     }
 
     /// Moves a deleted order's charge into its payer's archive.
@@ -157,9 +157,15 @@ async fn release(step: &Step<'_>, order: &Order) -> Result<Action, Error> {
     let issued = order.status.as_ref().and_then(|s| s.state) == Some(OrderState::Issued);
     let entry = Entry::of_order(order).filter(|_| issued);
     if let (Some(entry), Some(payer)) = (entry, payer) {
-        let lock = books.lock(&payer);
-        let _serialised = lock.lock().await;
         let client = &step.ctx.client;
+        let wallet = match payer.kind {
+            PayerKind::Account => payer.name.clone(),
+            PayerKind::Group => Tenancy::load(client)
+                .await?
+                .holder(payer.namespace.as_deref().unwrap_or_default())
+                .map_or_else(|| ledger::payer_key(&payer), |a| a.name_any()),
+        };
+        let _serialised = step.ctx.wallets.lock(&wallet).await;
         let name = payer.name.clone();
         let patched = match payer.kind {
             PayerKind::Group => {
@@ -183,7 +189,8 @@ async fn release(step: &Step<'_>, order: &Order) -> Result<Action, Error> {
 
 enum Folded {
     Into(Archive),
-    /// The payer was deleted first: its totals are gone with it.
+    /// The payer was deleted first. A group's spending, this order's charge included, moved
+    /// to its account's archive when it went: counting the charge again would count it twice.
     PayerGone,
     Conflict,
 }
@@ -218,6 +225,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub books: Arc<Books>,
+    /// The locks that serialise each account wallet's charges and allocations.
+    pub wallets: Arc<Wallets>,
     /// What an order refers to, cached.
     pub caches: Caches,
 }
@@ -272,8 +281,9 @@ pub type OwnedProduct = (Product, Option<Arc<Account>>);
 
 /// What an order refers to, fetched.
 pub struct Inputs {
-    /// The account holding the order's namespace.
+    /// The account holding the order's namespace, and the namespaces it holds.
     pub account: Arc<Account>,
+    pub namespaces: Vec<String>,
     /// The product, with the account holding its namespace.
     pub product: Option<OwnedProduct>,
     /// The CA, as `namespace/name`, with the account holding its namespace.
@@ -444,6 +454,15 @@ pub fn validate(
     let product = inputs.product.as_ref().map(|(p, _)| p);
     let price = pricing::price(product, inputs.price_list.as_ref());
     let payer = pricing::payer(account, inputs.group.as_ref());
+    if let Some(group) = &inputs.group
+        && payer.kind == PayerKind::Group
+        && group.metadata.deletion_timestamp.is_some()
+    {
+        return Err(reject(
+            "GroupDeleting",
+            group_deleting(&name, &group.name_any()),
+        ));
+    }
     let group_policy = inputs.group.as_ref().and_then(|g| {
         g.spec
             .order_approval
@@ -468,6 +487,13 @@ pub fn validate(
         approval,
         leaf: LeafProfile { usages, validity },
     })
+}
+
+/// The refusal of an order whose paying group is being deleted.
+fn group_deleting(order: &str, group: &str) -> String {
+    format!(
+        "Order {order:?}: Group {group:?} is being deleted and pays for no new orders; name another group in spec.groupRef, or none"
+    )
 }
 
 /// Fetches what an order refers to.
@@ -614,6 +640,20 @@ pub async fn dereference(ctx: &Context, order: &Order) -> Result<Result<Inputs, 
             .filter(|s| {
                 s.status.as_ref().and_then(|s| s.account.as_deref()) == Some(&account.name_any())
             });
+        // Its price list and its reseller's approval come from the SubAccount: until the
+        // SubAccount names this account, the order can be neither priced nor approved.
+        if sub.is_none() {
+            return Ok(Err(Hold::Wait(
+                "SubAccountNotReady",
+                format!(
+                    "Order {name:?}: Account {:?} is a sub-account of {:?}, and SubAccount {}/{} does not name it yet",
+                    account.name_any(),
+                    parent.account,
+                    parent.namespace,
+                    parent.sub_account
+                ),
+            )));
+        }
         if let Some(list_ref) = sub.as_ref().and_then(|s| s.spec.price_list_ref.as_ref()) {
             price_list = caches
                 .get(
@@ -626,8 +666,10 @@ pub async fn dereference(ctx: &Context, order: &Order) -> Result<Result<Inputs, 
         }
         sub_account = sub;
     }
+    let namespaces = tenancy.claims.held_by(&account.name_any());
     Ok(Ok(Inputs {
         account,
+        namespaces,
         product,
         issuer_name,
         issuer_account,
@@ -903,8 +945,7 @@ async fn charge(
 ) -> Result<Charge, Error> {
     let name = order.name_any();
     let books = &step.ctx.books;
-    let lock = books.lock(&plan.payer);
-    let _serialised = lock.lock().await;
+    let _serialised = step.ctx.wallets.lock(&inputs.account.name_any()).await;
 
     // Under the lock, the order as the API server holds it now, not as the cache saw it.
     let Some(fresh) = step.api.get_opt(&name).await? else {
@@ -926,8 +967,30 @@ async fn charge(
         return Ok(Charge::Charged(Box::new(fresh)));
     }
 
-    let account = &inputs.account;
-    let available = available(&step.ctx.client, books, account, &plan.payer).await?;
+    // Under the lock, a paying group as it is now: one being deleted pays for nothing new
+    // (its spending is about to move to its account).
+    if plan.payer.kind == PayerKind::Group {
+        let group = Api::<Group>::namespaced(
+            step.ctx.client.clone(),
+            plan.payer.namespace.as_deref().unwrap_or_default(),
+        )
+        .get_metadata_opt(&plan.payer.name)
+        .await?;
+        if group.is_none_or(|g| g.metadata.deletion_timestamp.is_some()) {
+            let message = group_deleting(&name, &plan.payer.name);
+            let action = step
+                .end(
+                    &fresh,
+                    Some(plan),
+                    OrderState::Rejected,
+                    "GroupDeleting",
+                    &message,
+                )
+                .await?;
+            return Ok(Charge::Done(action));
+        }
+    }
+    let available = available(&step.ctx.client, books, inputs, &plan.payer).await?;
     let payer = describe(&plan.payer);
     if let Err(shortfall) = ledger::may_charge(plan.price, available) {
         let message = format!(
@@ -981,25 +1044,27 @@ fn describe(payer: &Payer) -> String {
 }
 
 /// What `payer` can still spend: a group's allocation in force, or an account wallet's
-/// balance, less the ledger's charges.
+/// balance, less the ledger's charges. The funds requests are read fresh; what was spent
+/// comes from the books alone (with the account's archive as it is now), never from a list
+/// of every Order.
 async fn available(
     client: &Client,
     books: &Books,
-    account: &Account,
+    inputs: &Inputs,
     payer: &Payer,
 ) -> Result<Money, Error> {
+    let account = &inputs.account;
     let name = account.name_any();
     let money = |e| Error::Money(name.clone(), e);
-    let tenancy = Tenancy::load(client).await?;
-    let held = tenancy.claims.held_by(&name);
-    let mut inputs = account::wallet_inputs(client, account, &held).await?;
+    let (mut funds, archive) = account::funds_inputs(client, account, &inputs.namespaces).await?;
     let account_payer = Payer {
         kind: PayerKind::Account,
         name: name.clone(),
         namespace: None,
     };
-    inputs.spent = books.spent(&account_payer).map_err(money)?;
-    let allocation = account::allocation(account, &inputs).map_err(money)?;
+    books.set_archive(&account_payer, archive);
+    funds.spent = books.spent(&account_payer).map_err(money)?;
+    let allocation = account::allocation(account, &funds).map_err(money)?;
     match payer.kind {
         PayerKind::Account => Ok(allocation.balance),
         PayerKind::Group => {
@@ -1056,7 +1121,7 @@ async fn issue(
 
 /// Runs the controller until the stream ends. The ledger is rebuilt first, from a fresh list
 /// of every Order.
-pub async fn run(client: Client, settings: super::Settings) {
+pub async fn run(client: Client, settings: super::Settings, wallets: Arc<Wallets>) {
     let mut delay = Duration::from_millis(200);
     let books = loop {
         match Books::load(&client, &settings).await {
@@ -1069,14 +1134,24 @@ pub async fn run(client: Client, settings: super::Settings) {
         }
     };
     let books = Arc::new(books);
-    // One controller per watched namespace, sharing the books (and their per-payer locks).
+    // One controller per watched namespace, sharing the books and the wallets' locks.
     super::in_each_scope(&settings, |scope| {
-        run_in(client.clone(), settings.clone(), scope, books.clone())
+        run_in(
+            client.clone(),
+            settings.clone(),
+            scope,
+            (books.clone(), wallets.clone()),
+        )
     })
     .await;
 }
 
-async fn run_in(client: Client, settings: super::Settings, scope: super::Scope, books: Arc<Books>) {
+async fn run_in(
+    client: Client,
+    settings: super::Settings,
+    scope: super::Scope,
+    (books, wallets): (Arc<Books>, Arc<Wallets>),
+) {
     let all = watcher::Config::default;
     let (accounts, account_changes) = cache::reflect(Api::<Account>::all(client.clone()), all());
     let (products, product_changes) = cache::reflect(super::scoped(&client, &scope), all());
@@ -1090,6 +1165,7 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope, 
     let context = Arc::new(Context {
         recorder: recorder(&client),
         books,
+        wallets,
         caches: Caches {
             scope: scope.clone(),
             accounts,
@@ -1191,6 +1267,7 @@ mod tests {
     fn inputs(account: Arc<Account>, product: Product, holder: Arc<Account>) -> Inputs {
         Inputs {
             account,
+            namespaces: vec!["acme".into()],
             product: Some((product, Some(holder))),
             issuer_name: "acme/ca".into(),
             issuer_account: None,

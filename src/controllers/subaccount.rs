@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::group::subject;
 use super::{
-    Context, Error, Refusal, Standing, Tenancy, account, add_finalizer, all_of, api_of,
+    Error, Refusal, Standing, Tenancy, WalletContext, account, add_finalizer, all_of, api_of,
     error_policy, no_account, remove_finalizer, report,
 };
 use crate::api::group::Role;
@@ -186,7 +186,7 @@ pub fn approver_bindings(sub: &SubAccount, child: &Account, groups: &[Group]) ->
         .collect()
 }
 
-pub async fn reconcile(sub: Arc<SubAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(sub: Arc<SubAccount>, ctx: Arc<WalletContext>) -> Result<Action, Error> {
     let name = sub.name_any();
     let namespace = sub.namespace().unwrap_or_default();
     let client = &ctx.client;
@@ -337,7 +337,9 @@ pub async fn reconcile(sub: Arc<SubAccount>, ctx: Arc<Context>) -> Result<Action
         }
     }
 
-    // Funds: the sub-account's share of the reseller's wallet, as the wallet decides it.
+    // Funds: the sub-account's share of the reseller's wallet, as the wallet decides it,
+    // decided and written under the wallet's lock.
+    let _wallet = ctx.wallets.lock(&reseller.name_any()).await;
     let held = tenancy.claims.held_by(&reseller.name_any());
     let inputs = account::wallet_inputs(client, reseller, &held).await?;
     let allocation =
@@ -396,14 +398,19 @@ pub async fn reconcile(sub: Arc<SubAccount>, ctx: Arc<Context>) -> Result<Action
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client, settings: super::Settings) {
+pub async fn run(client: Client, settings: super::Settings, wallets: Arc<super::Wallets>) {
     super::in_each_scope(&settings, |scope| {
-        run_in(client.clone(), settings.clone(), scope)
+        run_in(client.clone(), settings.clone(), scope, wallets.clone())
     })
     .await;
 }
 
-async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
+async fn run_in(
+    client: Client,
+    settings: super::Settings,
+    scope: super::Scope,
+    wallets: Arc<super::Wallets>,
+) {
     let controller = Controller::new(
         super::scoped::<SubAccount>(&client, &scope),
         watcher::Config::default(),
@@ -445,7 +452,7 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
         .run(
             super::instrumented(reconcile),
             error_policy,
-            Arc::new(Context::new(client)),
+            Arc::new(WalletContext::new(client, wallets)),
         )
         .for_each(|_| async {})
         .await;
