@@ -8,6 +8,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures_util::Stream;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -38,16 +39,42 @@ where
     )
 }
 
-/// Waits until `store` holds its first complete list: a reconcile must not take an object
-/// the cache has not listed yet for one that does not exist.
-pub async fn synced<K>(store: &Store<K>) -> Result<(), Error>
+/// One wait for the first complete list of several caches, shared by every reconcile: a
+/// reconcile must not take an object the cache has not listed yet for one that does not
+/// exist. (A store's own wait wakes only the last of several concurrent waiters, so the
+/// reconciles share this one instead.)
+#[derive(Clone)]
+pub struct Synced(Shared<BoxFuture<'static, bool>>);
+
+impl Synced {
+    pub fn new(waits: Vec<BoxFuture<'static, bool>>) -> Self {
+        let all = async move {
+            futures_util::future::join_all(waits)
+                .await
+                .into_iter()
+                .all(|ok| ok)
+        };
+        Synced(all.boxed().shared())
+    }
+
+    pub async fn wait(&self) -> Result<(), Error> {
+        if self.0.clone().await {
+            Ok(())
+        } else {
+            Err(Error::Internal(
+                "a cache stopped before it was filled".into(),
+            ))
+        }
+    }
+}
+
+/// The wait for `store`'s first complete list, for [`Synced::new`].
+pub fn listed<K>(store: &Store<K>) -> BoxFuture<'static, bool>
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    store
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::Internal(format!("the {} cache stopped", K::kind(&()))))
+    let store = store.clone();
+    async move { store.wait_until_ready().await.is_ok() }.boxed()
 }
 
 /// An object of a namespaced kind: from the cache when `namespace` is in the controller's
@@ -110,5 +137,25 @@ mod tests {
         assert!(in_scope(&None, "shop"));
         assert!(in_scope(&Some("shop".into()), "shop"));
         assert!(!in_scope(&Some("shop".into()), "reseller"));
+    }
+
+    #[tokio::test]
+    async fn every_reconcile_waiting_for_the_caches_wakes_once_they_are_filled() {
+        use k8s_openapi::api::core::v1::Secret;
+        let (reader, mut writer) = reflector::store::<Secret>();
+        let synced = Synced::new(vec![listed(&reader)]);
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let synced = synced.clone();
+                tokio::spawn(async move { synced.wait().await.is_ok() })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+            assert!(woken.expect("every waiter is woken").expect("joins"));
+        }
     }
 }

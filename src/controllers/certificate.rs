@@ -95,19 +95,11 @@ pub struct Context {
     pub secrets: Store<Secret>,
     /// The Orders of Certificates (labelled with their Certificate).
     pub orders: Store<Order>,
+    /// Every cache above has listed its objects once.
+    pub synced: cache::Synced,
 }
 
 impl Context {
-    /// Waits until every cache has listed its objects once.
-    async fn synced(&self) -> Result<(), Error> {
-        cache::synced(&self.accounts).await?;
-        cache::synced(&self.groups).await?;
-        cache::synced(&self.products).await?;
-        cache::synced(&self.cas).await?;
-        cache::synced(&self.secrets).await?;
-        cache::synced(&self.orders).await
-    }
-
     /// The tenancy, from the Account cache.
     fn tenancy(&self) -> Tenancy {
         Tenancy::from_accounts(self.accounts.state())
@@ -1232,7 +1224,7 @@ impl Progress {
 }
 
 pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.synced().await?;
+    ctx.synced.wait().await?;
     let mut view = View::cached(&ctx, &certificate);
     loop {
         match reconcile_with(&certificate, &ctx, view).await? {
@@ -1824,7 +1816,16 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
         super::scoped::<PrivateCA>(&client, &scope),
         watcher::Config::default(),
     );
+    let synced = cache::Synced::new(vec![
+        cache::listed(&accounts),
+        cache::listed(&groups),
+        cache::listed(&products),
+        cache::listed(&cas),
+        cache::listed(&secrets),
+        cache::listed(&orders),
+    ]);
     let context = Context {
+        synced,
         recorder: super::recorder(&client),
         client,
         scope,

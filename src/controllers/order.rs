@@ -243,19 +243,11 @@ pub struct Caches {
     pub groups: Store<Group>,
     pub sub_accounts: Store<SubAccount>,
     pub price_lists: Store<PriceList>,
+    /// Every cache above has listed its objects once.
+    pub synced: cache::Synced,
 }
 
 impl Caches {
-    async fn synced(&self) -> Result<(), Error> {
-        cache::synced(&self.accounts).await?;
-        cache::synced(&self.products).await?;
-        cache::synced(&self.cas).await?;
-        cache::synced(&self.ca_secrets).await?;
-        cache::synced(&self.groups).await?;
-        cache::synced(&self.sub_accounts).await?;
-        cache::synced(&self.price_lists).await
-    }
-
     /// A namespaced object, from its cache when the namespace is in scope.
     async fn get<K>(
         &self,
@@ -501,7 +493,7 @@ pub async fn dereference(ctx: &Context, order: &Order) -> Result<Result<Inputs, 
     let name = order.name_any();
     let namespace = order.namespace().unwrap_or_default();
     let (client, caches) = (&ctx.client, &ctx.caches);
-    caches.synced().await?;
+    caches.synced.wait().await?;
     let tenancy = Tenancy::from_accounts(caches.accounts.state());
     let Some(account) = tenancy.holder(&namespace).cloned() else {
         return Ok(Err(Hold::Reject(
@@ -1167,6 +1159,15 @@ async fn run_in(
         books,
         wallets,
         caches: Caches {
+            synced: cache::Synced::new(vec![
+                cache::listed(&accounts),
+                cache::listed(&products),
+                cache::listed(&cas),
+                cache::listed(&ca_secrets),
+                cache::listed(&groups),
+                cache::listed(&sub_accounts),
+                cache::listed(&price_lists),
+            ]),
             scope: scope.clone(),
             accounts,
             products,
