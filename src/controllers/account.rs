@@ -33,6 +33,10 @@ pub struct Context {
     pub client: Client,
     pub recorder: kube::runtime::events::Recorder,
     pub accounts: Store<Account>,
+    /// The Orders of each watched scope.
+    pub orders: Vec<(super::Scope, Store<Order>)>,
+    /// The Order caches have listed their objects once.
+    pub synced: super::cache::Synced,
 }
 
 /// What the controller decides for one account, from plain values.
@@ -154,21 +158,21 @@ pub fn claims(accounts: &[Arc<Account>]) -> Claims {
 }
 
 /// What an account's wallet is computed from: its funding, its funds requests, and what it
-/// spent, from a fresh list of its Orders and its ledger archive.
-pub async fn wallet_inputs(
+/// spent, from its Orders (read before this call: an Order deleted since is in the archive
+/// this reads) and its ledger archive.
+pub async fn wallet_inputs<'a>(
     client: &Client,
     account: &Account,
     namespaces: &[String],
+    orders: impl IntoIterator<Item = &'a Order>,
 ) -> Result<WalletInputs, Error> {
-    // The Orders first, then the archive: an Order deleted in between is in the archive.
-    let orders = orders_in(client, namespaces).await?;
     let (mut inputs, archive) = funds_inputs(client, account, namespaces).await?;
     let payer = Payer {
         kind: PayerKind::Account,
         name: account.name_any(),
         namespace: None,
     };
-    let mut ledger = Ledger::from_orders(&orders);
+    let mut ledger = Ledger::from_orders(orders);
     ledger.archive(&payer, archive);
     inputs.spent = ledger
         .spent(&payer)
@@ -257,6 +261,22 @@ pub async fn funds_inputs(
     Ok((inputs, archive))
 }
 
+/// Every Order in `namespaces`: from the caches when they cover them all, else listed fresh.
+pub async fn orders_cached(
+    client: &Client,
+    caches: &[(super::Scope, Store<Order>)],
+    namespaces: &[String],
+) -> Result<Vec<Arc<Order>>, Error> {
+    match super::cache::in_namespaces(caches, namespaces) {
+        Some(orders) => Ok(orders),
+        None => Ok(orders_in(client, namespaces)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect()),
+    }
+}
+
 /// Every Order in `namespaces`, listed fresh from the API server.
 pub async fn orders_in(client: &Client, namespaces: &[String]) -> Result<Vec<Order>, Error> {
     let mut orders = Vec::new();
@@ -329,7 +349,10 @@ pub async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Actio
         add_finalizer(&api, &*account, FINALIZER).await?;
     }
 
-    let inputs = wallet_inputs(&ctx.client, &account, &held).await?;
+    // What the account spent, as the Order caches show it: its status follows them.
+    ctx.synced.wait().await?;
+    let orders = orders_cached(&ctx.client, &ctx.orders, &held).await?;
+    let inputs = wallet_inputs(&ctx.client, &account, &held, orders.iter().map(|o| &**o)).await?;
     let mut decision =
         decide(&account, &claims, &inputs).map_err(|e| Error::Money(name.clone(), e))?;
     let mut action = Action::requeue(Duration::from_secs(300));
@@ -439,19 +462,20 @@ pub async fn run(client: Client, settings: super::Settings) {
                 .collect::<Vec<_>>()
         }
     };
-    let context = Arc::new(Context {
-        client: client.clone(),
-        recorder: recorder(&client),
-        accounts: store,
-    });
     let mut controller = controller.watches(
         Api::<Account>::all(client.clone()),
         watcher::Config::default(),
         all,
     );
-    // Groups, sub-accounts and orders in the watched namespaces.
+    // Groups, sub-accounts and orders in the watched namespaces; the Orders are cached.
+    let mut orders = Vec::new();
     for scope in settings.scopes() {
         let by_group = by_group.clone();
+        let (cached, order_changes) = super::cache::reflect(
+            super::scoped::<Order>(&client, &scope),
+            watcher::Config::default(),
+        );
+        orders.push((scope.clone(), cached));
         controller = controller
             .watches(
                 super::scoped::<Group>(&client, &scope),
@@ -463,12 +487,21 @@ pub async fn run(client: Client, settings: super::Settings) {
                 watcher::Config::default(),
                 by_subaccount.clone(),
             )
-            .watches(
-                super::scoped::<Order>(&client, &scope),
-                watcher::Config::default(),
-                by_order.clone(),
-            );
+            .watches_stream(order_changes, by_order.clone());
     }
+    let synced = super::cache::Synced::new(
+        orders
+            .iter()
+            .map(|(_, s)| super::cache::listed(s))
+            .collect(),
+    );
+    let context = Arc::new(Context {
+        client: client.clone(),
+        recorder: recorder(&client),
+        accounts: store,
+        orders,
+        synced,
+    });
     controller
         .with_config(settings.controller_config())
         .run(super::instrumented(reconcile), error_policy, context)

@@ -113,6 +113,27 @@ pub fn in_scope(scope: &Scope, namespace: &str) -> bool {
     scope.as_deref().is_none_or(|s| s == namespace)
 }
 
+/// The cached objects in `namespaces`, when a cache's scope covers every one of them.
+pub fn in_namespaces<K>(caches: &[(Scope, Store<K>)], namespaces: &[String]) -> Option<Vec<Arc<K>>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut found = Vec::new();
+    for (scope, store) in caches {
+        let here: Vec<&String> = namespaces.iter().filter(|n| in_scope(scope, n)).collect();
+        if !here.is_empty() {
+            found
+                .extend(store.state_filter(|o| {
+                    o.namespace().is_some_and(|n| here.iter().any(|h| **h == n))
+                }));
+        }
+    }
+    let covered = namespaces
+        .iter()
+        .all(|n| caches.iter().any(|(scope, _)| in_scope(scope, n)));
+    covered.then_some(found)
+}
+
 /// The cached objects of `namespace` whose label `key` has `value`.
 pub fn labelled<K>(store: &Store<K>, namespace: &str, key: &str, value: &str) -> Vec<K>
 where

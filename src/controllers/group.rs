@@ -27,6 +27,7 @@ use crate::api::order::{OrderState, Payer, PayerKind};
 use crate::api::{Account, Group, Order};
 use crate::billing::Money;
 use crate::billing::ledger::{self, ARCHIVE_ANNOTATION, Ledger};
+use crate::billing::wallet::Allocation;
 use crate::capabilities::{self, Capability};
 
 /// The field manager of what this controller writes.
@@ -118,10 +119,17 @@ pub fn role_bindings(group: &Group) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// Whether the wallet's decision grants `id` more than the allocation in force. Pure.
+pub fn grants_more(allocation: &Allocation, id: &str, granted: Option<Money>) -> bool {
+    allocation
+        .decision(id)
+        .is_some_and(|d| d.in_force > granted.unwrap_or(Money::ZERO))
+}
+
 /// How many Certificates the group's Issued orders issued. Pure.
-pub fn certificates(orders: &[Order], group: &str) -> usize {
+pub fn certificates<'a>(orders: impl IntoIterator<Item = &'a Order>, group: &str) -> usize {
     let issued: BTreeSet<&str> = orders
-        .iter()
+        .into_iter()
         .filter(|o| o.spec.group_ref.as_ref().is_some_and(|g| g.name == group))
         .filter(|o| o.status.as_ref().and_then(|s| s.state) == Some(OrderState::Issued))
         .map(|o| o.spec.certificate_ref.name.as_str())
@@ -214,20 +222,42 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<WalletContext>) -> Result<Act
     // under the wallet's lock: no charge or other allocation comes in between.
     let _wallet = ctx.wallets.lock(&holder.name_any()).await;
     let held = tenancy.claims.held_by(&holder.name_any());
-    let inputs = account::wallet_inputs(client, holder, &held).await?;
-    let allocation =
-        account::allocation(holder, &inputs).map_err(|e| Error::Money(holder.name_any(), e))?;
     let id = format!("group/{namespace}/{name}");
+    let granted = group.status.as_ref().and_then(|s| s.allocated);
+    if let Some(synced) = &ctx.synced {
+        synced.wait().await?;
+    }
+    let mut orders = account::orders_cached(client, &ctx.orders, &held).await?;
+    let mut inputs =
+        account::wallet_inputs(client, holder, &held, orders.iter().map(|o| &**o)).await?;
+    let mut allocation =
+        account::allocation(holder, &inputs).map_err(|e| Error::Money(holder.name_any(), e))?;
+    if grants_more(&allocation, &id, granted) {
+        // A new grant rests on everything the account spent, which a cache may not have
+        // seen yet: decide it on a fresh list (under the lock, no charge comes in between).
+        orders = account::orders_in(client, &held)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        inputs = account::wallet_inputs(client, holder, &held, orders.iter().map(|o| &**o)).await?;
+        allocation =
+            account::allocation(holder, &inputs).map_err(|e| Error::Money(holder.name_any(), e))?;
+    }
     let decision = allocation.decision(&id);
     let allocated = decision.map_or(Money::ZERO, |d| d.in_force);
-    let orders = account::orders_in(client, std::slice::from_ref(&namespace)).await?;
+    let orders: Vec<&Order> = orders
+        .iter()
+        .map(|o| &**o)
+        .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()))
+        .collect();
     let payer = Payer {
         kind: PayerKind::Group,
         name: name.clone(),
         namespace: Some(namespace.clone()),
     };
     let money = |e| Error::Money(holder.name_any(), e);
-    let mut ledger = Ledger::from_orders(&orders);
+    let mut ledger = Ledger::from_orders(orders.iter().copied());
     // The archive as it is now, not as a cache saw it: its Orders may already be gone.
     let fresh = api.get_metadata(&name).await?;
     ledger.archive(
@@ -236,7 +266,7 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<WalletContext>) -> Result<Act
     );
     let spent = ledger.spent(&payer).map_err(money)?;
     let balance = ledger::available(allocated, spent).map_err(money)?;
-    let certificates = certificates(&orders, &name);
+    let certificates = certificates(orders.iter().copied(), &name);
     let standing = match decision.and_then(|d| d.refused.as_ref()) {
         Some(refused) => Err(Refusal::new(
             "InsufficientFunds",
@@ -392,6 +422,14 @@ async fn run_in(
         }
     };
     let bindings = watcher::Config::default().labels(GROUP_LABEL);
+    let (orders, order_changes) = super::cache::reflect(
+        super::scoped::<Order>(&client, &scope),
+        watcher::Config::default(),
+    );
+    let synced = super::cache::Synced::new(vec![super::cache::listed(&orders)]);
+    let mut context = WalletContext::new(client.clone(), wallets);
+    context.orders = vec![(scope.clone(), orders)];
+    context.synced = Some(synced);
     controller
         .owns(super::scoped::<RoleBinding>(&client, &scope), bindings)
         .watches(
@@ -404,16 +442,12 @@ async fn run_in(
             watcher::Config::default(),
             all_of(&store),
         )
-        .watches(
-            super::scoped::<Order>(&client, &scope),
-            watcher::Config::default(),
-            after_order,
-        )
+        .watches_stream(order_changes, after_order)
         .with_config(settings.controller_config())
         .run(
             super::instrumented(reconcile),
             error_policy,
-            Arc::new(WalletContext::new(client, wallets)),
+            Arc::new(context),
         )
         .for_each(|_| async {})
         .await;
@@ -531,5 +565,35 @@ mod tests {
             true
         );
         assert_eq!(requester["metadata"]["labels"][GROUP_LABEL], "team");
+    }
+
+    #[test]
+    fn only_a_new_or_larger_grant_is_decided_on_a_fresh_list() {
+        let m = |t: &str| Money::parse(t).unwrap();
+        let request = |granted: Option<&str>| crate::billing::wallet::Request {
+            id: "group/shop/team",
+            amount: m("30"),
+            requested_at: 1,
+            granted: granted.map(m),
+        };
+        let decide = |granted: Option<&str>| {
+            crate::billing::wallet::allocate(m("100"), m("10"), &[request(granted)]).unwrap()
+        };
+        assert!(
+            grants_more(&decide(None), "group/shop/team", None),
+            "a first grant"
+        );
+        assert!(
+            grants_more(&decide(Some("20")), "group/shop/team", Some(m("20"))),
+            "an increase"
+        );
+        assert!(
+            !grants_more(&decide(Some("30")), "group/shop/team", Some(m("30"))),
+            "in force"
+        );
+        assert!(
+            !grants_more(&decide(None), "group/shop/other", None),
+            "another group"
+        );
     }
 }

@@ -225,6 +225,10 @@ pub struct WalletContext {
     pub client: Client,
     pub recorder: Recorder,
     pub wallets: Arc<Wallets>,
+    /// The Orders of the controller's scope, when it caches them.
+    pub orders: Vec<(Scope, kube::runtime::reflector::Store<crate::api::Order>)>,
+    /// Those caches have listed their objects once.
+    pub synced: Option<cache::Synced>,
 }
 
 impl WalletContext {
@@ -234,6 +238,8 @@ impl WalletContext {
             client,
             recorder,
             wallets,
+            orders: Vec::new(),
+            synced: None,
         }
     }
 }

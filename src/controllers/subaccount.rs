@@ -341,7 +341,8 @@ pub async fn reconcile(sub: Arc<SubAccount>, ctx: Arc<WalletContext>) -> Result<
     // decided and written under the wallet's lock.
     let _wallet = ctx.wallets.lock(&reseller.name_any()).await;
     let held = tenancy.claims.held_by(&reseller.name_any());
-    let inputs = account::wallet_inputs(client, reseller, &held).await?;
+    let orders = account::orders_in(client, &held).await?;
+    let inputs = account::wallet_inputs(client, reseller, &held, &orders).await?;
     let allocation =
         account::allocation(reseller, &inputs).map_err(|e| Error::Money(reseller.name_any(), e))?;
     let decision = allocation.decision(&format!("subaccount/{namespace}/{name}"));
