@@ -13,6 +13,7 @@
 //! pruned, defaulted or validated here; root CEL rules see `metadata.name` and
 //! `metadata.generateName` only, as on a real cluster.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
@@ -1514,8 +1515,8 @@ struct Rule {
     /// The rule's `fieldPath`, normalized against the schema (`.size` → `size`).
     field_path: Option<String>,
     optional_old_self: bool,
-    program: Result<cel::Program, String>,
-    message_program: Option<cel::Program>,
+    program: Result<Rc<cel::Program>, String>,
+    message_program: Option<Rc<cel::Program>>,
     uses_old_self: bool,
 }
 
@@ -1582,7 +1583,32 @@ impl Rule {
     }
 }
 
-fn compile_cel(source: &str) -> Result<cel::Program, String> {
+thread_local! {
+    /// Compiled expressions by their source: the same CRD rules are admitted on every write,
+    /// and compiling one costs far more than evaluating it.
+    static COMPILED: RefCell<HashMap<String, Result<Rc<cel::Program>, String>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The most expressions [`COMPILED`] keeps per thread before it starts afresh.
+const COMPILED_LIMIT: usize = 4096;
+
+fn compile_cel(source: &str) -> Result<Rc<cel::Program>, String> {
+    if let Some(hit) = COMPILED.with(|c| c.borrow().get(source).cloned()) {
+        return hit;
+    }
+    let compiled = compile_cel_uncached(source).map(Rc::new);
+    COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= COMPILED_LIMIT {
+            c.clear();
+        }
+        c.insert(source.to_owned(), compiled.clone());
+    });
+    compiled
+}
+
+fn compile_cel_uncached(source: &str) -> Result<cel::Program, String> {
     if rule_nesting(source) > MAX_RULE_NESTING {
         return Err(format!(
             "the expression nests deeper than {MAX_RULE_NESTING} levels"

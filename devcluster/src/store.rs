@@ -45,6 +45,9 @@ impl EventType {
     }
 }
 
+/// A change's watch line: event type, apiVersion, bytes.
+pub type Rendered = (&'static str, String, Arc<[u8]>);
+
 /// One change, as watches see it.
 #[derive(Debug)]
 pub struct Event {
@@ -55,6 +58,31 @@ pub struct Event {
     pub object: Arc<Value>,
     /// The object before the change, for selectors that an update moves an object out of.
     pub previous: Option<Arc<Value>>,
+    /// Its watch lines once rendered, by event type and apiVersion: every watcher of the
+    /// resource sends the same bytes, so the object is serialised once, not once per watch.
+    pub rendered: Mutex<Vec<Rendered>>,
+}
+
+impl Event {
+    /// The watch line of this change as `kind` (ADDED, MODIFIED, DELETED) in the form of
+    /// `api_version`, rendered by `render` the first time it is asked for.
+    pub fn line(
+        &self,
+        kind: &'static str,
+        api_version: &str,
+        render: impl FnOnce() -> Vec<u8>,
+    ) -> Vec<u8> {
+        let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, bytes)) = rendered
+            .iter()
+            .find(|(k, v, _)| *k == kind && v == api_version)
+        {
+            return bytes.to_vec();
+        }
+        let bytes: Arc<[u8]> = render().into();
+        rendered.push((kind, api_version.to_owned(), bytes.clone()));
+        bytes.to_vec()
+    }
 }
 
 /// What a mutation decided.
@@ -156,10 +184,17 @@ pub fn owner_uids(object: &Value) -> impl Iterator<Item = &str> {
         .filter_map(|r| r.get("uid").and_then(Value::as_str))
 }
 
+/// How many changes the live feed holds for watchers that fall behind; one further behind
+/// ends, and its client resumes from the change window (each held change keeps the object's
+/// version at that change alive, so the feed is kept short).
+const LIVE_FEED: usize = 8_192;
+/// How many of the latest changes keep their rendered watch lines.
+const RENDERED_KEPT: usize = 1_024;
+
 impl Store {
     /// A store that keeps the last `window` changes for watches to resume from.
     pub fn new(window: usize) -> Self {
-        let (sender, _) = broadcast::channel(65_536);
+        let (sender, _) = broadcast::channel(LIVE_FEED);
         Store {
             inner: Mutex::new(Inner {
                 rv: 1,
@@ -229,6 +264,7 @@ impl Store {
                     key,
                     object,
                     previous,
+                    rendered: Mutex::default(),
                 }));
             }
             inner.persistence = Some(persistence);
@@ -363,11 +399,24 @@ impl Store {
             key: key.clone(),
             object,
             previous,
+            rendered: Mutex::default(),
         });
         if inner.history.len() == inner.window {
             inner.history.pop_front();
         }
         inner.history.push_back(event.clone());
+        // Watchers render a change within moments; one that far behind renders it again.
+        if let Some(old) = inner
+            .history
+            .len()
+            .checked_sub(RENDERED_KEPT)
+            .and_then(|i| inner.history.get(i))
+        {
+            old.rendered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
         // No receiver is not an error: nobody watches.
         let _ = self.sender.send(event);
         let inner = &mut *inner;

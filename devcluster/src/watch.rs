@@ -83,6 +83,7 @@ pub fn start(
                 return;
             }
         }
+        let api_version = def.api_version();
         let in_scope = |event: &Event| {
             event.key.resource == def.key()
                 && namespace
@@ -128,9 +129,16 @@ pub fn start(
                         if !in_scope(&event) {
                             continue;
                         }
-                        if let Some((kind, object)) = visible(&event, &filter)
-                            && sender.send(render.line(kind, object)).await.is_err()
-                        {
+                        let Some((kind, object)) = visible(&event, &filter) else {
+                            continue;
+                        };
+                        let line = match render.format {
+                            Format::Object => event.line(kind, &api_version, || {
+                                presented_line(&def, kind, object)
+                            }),
+                            _ => render.line(kind, object),
+                        };
+                        if sender.send(line).await.is_err() {
                             return;
                         }
                     }

@@ -213,6 +213,47 @@ impl Ledger {
     }
 }
 
+/// Whether two payers are the same ledger key (an account's namespace does not count).
+fn same_payer(a: &Payer, b: &Payer) -> bool {
+    a.kind == b.kind
+        && a.name == b.name
+        && (a.kind == PayerKind::Account || a.namespace == b.namespace)
+}
+
+/// What `payer` spent: what `archive` holds, plus the net charges of the `orders` it paid
+/// for that the archive does not already count. The same as a [`Ledger`] of `orders` would
+/// say, in one pass with no copies: the account and group controllers compute it over every
+/// cached Order on each reconcile.
+pub fn spent_by<'a>(
+    orders: impl IntoIterator<Item = &'a Order>,
+    payer: &Payer,
+    archive: &Archive,
+) -> Result<Money, MoneyError> {
+    let mut total = archive.spent;
+    for order in orders {
+        let Some(status) = &order.status else {
+            continue;
+        };
+        if !status.payer.as_ref().is_some_and(|p| same_payer(p, payer)) {
+            continue;
+        }
+        let Some(charge) = charge(status) else {
+            continue;
+        };
+        if order
+            .metadata
+            .uid
+            .as_ref()
+            .is_some_and(|uid| archive.holds(uid))
+        {
+            continue;
+        }
+        let refunded = refund(status).map_or(Money::ZERO, |t| t.amount);
+        total = total.checked_add(charge.amount)?.checked_sub(refunded)?;
+    }
+    Ok(total)
+}
+
 /// What a payer can still spend: the allocation in force (for an account wallet, its balance
 /// before its own charges) less what it has spent.
 pub fn available(in_force: Money, spent: Money) -> Result<Money, MoneyError> {
@@ -318,6 +359,24 @@ mod tests {
             order("e", Some(group("team")), vec![]),
         ];
         let ledger = Ledger::from_orders(&orders);
+        // The one-pass sum says the same, with or without an archive.
+        let mut archive = Archive::default();
+        for payer in ["team", "other", "nobody"] {
+            assert_eq!(
+                spent_by(&orders, &group(payer), &archive).unwrap(),
+                ledger.spent(&group(payer)).unwrap(),
+                "{payer}"
+            );
+        }
+        let entry = Entry::of_order(&orders[1]).unwrap();
+        archive.fold(&entry).unwrap();
+        let mut archived = ledger.clone();
+        archived.archive(&group("team"), archive.clone());
+        assert_eq!(
+            spent_by(&orders, &group("team"), &archive).unwrap(),
+            archived.spent(&group("team")).unwrap()
+        );
+        assert_eq!(archived.spent(&group("team")).unwrap().to_string(), "32.50");
         let cases = [
             ("team", "32.50", 3),
             ("other", "5.00", 1),

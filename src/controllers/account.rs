@@ -20,7 +20,7 @@ use super::{
 use crate::api::account::{GrantedCapability, Wallet};
 use crate::api::order::{Payer, PayerKind};
 use crate::api::{Account, Certificate, Group, Order, PriceList, PrivateCA, Product, SubAccount};
-use crate::billing::ledger::{Archive, Ledger};
+use crate::billing::ledger::{self, Archive};
 use crate::billing::wallet::{self, Allocation};
 use crate::billing::{Money, MoneyError};
 use crate::capabilities::{self, Capability};
@@ -172,10 +172,7 @@ pub async fn wallet_inputs<'a>(
         name: account.name_any(),
         namespace: None,
     };
-    let mut ledger = Ledger::from_orders(orders);
-    ledger.archive(&payer, archive);
-    inputs.spent = ledger
-        .spent(&payer)
+    inputs.spent = ledger::spent_by(orders, &payer, &archive)
         .map_err(|e| Error::Money(account.name_any(), e))?;
     Ok(inputs)
 }

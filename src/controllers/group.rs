@@ -257,14 +257,10 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<WalletContext>) -> Result<Act
         namespace: Some(namespace.clone()),
     };
     let money = |e| Error::Money(holder.name_any(), e);
-    let mut ledger = Ledger::from_orders(orders.iter().copied());
     // The archive as it is now, not as a cache saw it: its Orders may already be gone.
     let fresh = api.get_metadata(&name).await?;
-    ledger.archive(
-        &payer,
-        super::order::archive_of(&name, fresh.annotations())?,
-    );
-    let spent = ledger.spent(&payer).map_err(money)?;
+    let archive = super::order::archive_of(&name, fresh.annotations())?;
+    let spent = ledger::spent_by(orders.iter().copied(), &payer, &archive).map_err(money)?;
     let balance = ledger::available(allocated, spent).map_err(money)?;
     let certificates = certificates(orders.iter().copied(), &name);
     let standing = match decision.and_then(|d| d.refused.as_ref()) {
