@@ -288,6 +288,22 @@ pub async fn orders_in(client: &Client, namespaces: &[String]) -> Result<Vec<Ord
     Ok(orders)
 }
 
+/// What about an Order can move a wallet: its transactions, and its deletion (which moves
+/// its charge into an archive, or drops an unissued one) from start to end. Its other writes
+/// (issuance, conditions) do not.
+pub fn money_moved(
+    order: &Order,
+) -> (Vec<(crate::api::order::TransactionType, Money)>, bool, bool) {
+    let transactions = order
+        .status
+        .iter()
+        .flat_map(|s| &s.transactions)
+        .map(|t| (t.transaction_type, t.amount))
+        .collect();
+    let deleting = order.metadata.deletion_timestamp.is_some();
+    (transactions, deleting, order.finalizers().is_empty())
+}
+
 /// The finalizer that holds an account's deletion while its namespaces hold live objects.
 pub const FINALIZER: &str = "certinext.io/account";
 
@@ -484,7 +500,10 @@ pub async fn run(client: Client, settings: super::Settings) {
                 watcher::Config::default(),
                 by_subaccount.clone(),
             )
-            .watches_stream(order_changes, by_order.clone());
+            .watches_stream(
+                order_changes,
+                super::on_change_of(|o: &Order| money_moved(o), by_order.clone()),
+            );
     }
     let synced = super::cache::Synced::new(
         orders
@@ -631,5 +650,32 @@ mod tests {
         let refusal = decision.standing.unwrap_err();
         assert_eq!(refusal.reason, "Overdrawn");
         assert!(refusal.message.contains("50.00 USD"), "{}", refusal.message);
+    }
+
+    #[test]
+    fn a_wallet_is_woken_by_an_orders_money_and_deletion_not_by_its_other_writes() {
+        let map = crate::controllers::on_change_of(money_moved, |o: Order| vec![o.name_any()]);
+        let mut order: Order =
+            serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1",
+            "kind": "Order", "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
+            "finalizers": ["certinext.io/ledger"]},
+            "spec": {"certificateRef": {"name": "web"}, "revision": 1, "type": "Purchase",
+                "request": "csr", "duration": "1h"}}))
+            .unwrap();
+        assert_eq!(map(order.clone()), ["web-1"], "first sight");
+        order.status = Some(serde_json::from_value(json!({"state": "Approved"})).unwrap());
+        assert!(map(order.clone()).is_empty(), "approved, nothing charged");
+        order.status = Some(serde_json::from_value(json!({"state": "Approved",
+            "transactions": [{"type": "PURCHASE", "amount": "10.00", "at": "2026-01-01T00:00:00Z"}]}))
+            .unwrap());
+        assert_eq!(map(order.clone()), ["web-1"], "charged");
+        order.status.as_mut().unwrap().state = Some(crate::api::order::OrderState::Issued);
+        assert!(map(order.clone()).is_empty(), "issued: no money moved");
+        order.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert_eq!(map(order.clone()), ["web-1"], "deletion starts");
+        order.metadata.finalizers = None;
+        assert_eq!(map(order), ["web-1"], "deletion ends");
     }
 }

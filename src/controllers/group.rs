@@ -438,7 +438,17 @@ async fn run_in(
             watcher::Config::default(),
             all_of(&store),
         )
-        .watches_stream(order_changes, after_order)
+        .watches_stream(
+            order_changes,
+            super::on_change_of(
+                |o: &Order| {
+                    let issued =
+                        o.status.as_ref().and_then(|s| s.state) == Some(OrderState::Issued);
+                    (account::money_moved(o), issued)
+                },
+                after_order,
+            ),
+        )
         .with_config(settings.controller_config())
         .run(
             super::instrumented(reconcile),

@@ -376,13 +376,28 @@ pub fn on_spec_change<T, R>(
 where
     T: kube::Resource,
 {
-    let seen = std::sync::Mutex::new(std::collections::HashMap::<String, Option<i64>>::new());
+    on_change_of(|object: &T| object.meta().generation, mapper)
+}
+
+/// Wraps a watch mapper so that it runs only when the watched object is new or `key` of it
+/// changed since the mapper last ran for it (objects are told apart by uid).
+pub fn on_change_of<T, R, K>(
+    key: impl Fn(&T) -> K + Send + Sync + 'static,
+    mapper: impl Fn(T) -> Vec<R> + Send + Sync + 'static,
+) -> impl Fn(T) -> Vec<R> + Send + Sync + 'static
+where
+    T: kube::Resource,
+    K: PartialEq + Send + 'static,
+{
+    let seen = std::sync::Mutex::new(std::collections::HashMap::<String, K>::new());
     move |object: T| {
         let uid = object.meta().uid.clone().unwrap_or_default();
-        let generation = object.meta().generation;
+        let now = key(&object);
         let changed = {
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.insert(uid, generation) != Some(generation)
+            let changed = seen.get(&uid) != Some(&now);
+            seen.insert(uid, now);
+            changed
         };
         if changed { mapper(object) } else { Vec::new() }
     }
