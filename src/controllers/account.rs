@@ -484,9 +484,10 @@ pub async fn run(client: Client, settings: super::Settings) {
     let mut orders = Vec::new();
     for scope in settings.scopes() {
         let by_group = by_group.clone();
-        let (cached, order_changes) = super::cache::reflect(
+        let (cached, order_changes) = super::cache::reflect_slimmed(
             super::scoped::<Order>(&client, &scope),
             watcher::Config::default(),
+            super::cache::wallet_view,
         );
         orders.push((scope.clone(), cached));
         controller = controller

@@ -29,14 +29,43 @@ pub fn reflect<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    reflect_slimmed(api, config, |_: &mut K| {})
+}
+
+/// [`reflect`], keeping each object only as `slim` leaves it: a controller that reads a few
+/// fields of many objects need not hold the rest.
+pub fn reflect_slimmed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    slim: impl Fn(&mut K) + Send + Sync + 'static,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|object: &mut K| object.managed_fields_mut().clear());
+        .modify(move |object: &mut K| {
+            object.managed_fields_mut().clear();
+            slim(object);
+        });
     (
         reader,
         reflector::reflector(writer, stream).touched_objects(),
     )
+}
+
+/// An Order as a wallet reads it: who paid what, for which Certificate and group, without
+/// its CSR and certificates (most of its size).
+pub fn wallet_view(order: &mut crate::api::Order) {
+    order.spec.request.clear();
+    if let Some(status) = order.status.as_mut() {
+        status.certificate = None;
+        status.ca = None;
+    }
 }
 
 /// One wait for the first complete list of several caches, shared by every reconcile: a

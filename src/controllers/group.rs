@@ -418,9 +418,10 @@ async fn run_in(
         }
     };
     let bindings = watcher::Config::default().labels(GROUP_LABEL);
-    let (orders, order_changes) = super::cache::reflect(
+    let (orders, order_changes) = super::cache::reflect_slimmed(
         super::scoped::<Order>(&client, &scope),
         watcher::Config::default(),
+        super::cache::wallet_view,
     );
     let synced = super::cache::Synced::new(vec![super::cache::listed(&orders)]);
     let mut context = WalletContext::new(client.clone(), wallets);
