@@ -151,10 +151,10 @@ where
     for (scope, store) in caches {
         let here: Vec<&String> = namespaces.iter().filter(|n| in_scope(scope, n)).collect();
         if !here.is_empty() {
-            found
-                .extend(store.state_filter(|o| {
-                    o.namespace().is_some_and(|n| here.iter().any(|h| **h == n))
-                }));
+            found.extend(store.state_filter(|o| {
+                let namespace = o.meta().namespace.as_deref();
+                namespace.is_some_and(|n| here.iter().any(|h| h.as_str() == n))
+            }));
         }
     }
     let covered = namespaces
@@ -163,19 +163,59 @@ where
     covered.then_some(found)
 }
 
-/// The cached objects of `namespace` whose label `key` has `value`.
-pub fn labelled<K>(store: &Store<K>, namespace: &str, key: &str, value: &str) -> Vec<K>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    store
-        .state_filter(|o| {
-            o.namespace().as_deref() == Some(namespace)
-                && o.labels().get(key).map(String::as_str) == Some(value)
-        })
-        .into_iter()
-        .map(|o| (*o).clone())
-        .collect()
+/// Object names by (namespace, label value).
+type NamesByLabel = std::collections::HashMap<(String, String), std::collections::BTreeSet<String>>;
+
+/// The names of cached objects by the value of one label, per namespace: a reconcile finds
+/// its few objects among many without scanning the cache. Filled from the watch that fills
+/// the cache; a name whose object is gone is dropped when looked up.
+#[derive(Clone, Default)]
+pub struct LabelIndex {
+    names: Arc<std::sync::Mutex<NamesByLabel>>,
+}
+
+impl LabelIndex {
+    /// Notes `object` under its value of `label`.
+    pub fn note<K: Resource>(&self, label: &str, object: &K) {
+        let (Some(value), Some(namespace), Some(name)) = (
+            object.labels().get(label),
+            object.meta().namespace.as_ref(),
+            object.meta().name.as_ref(),
+        ) else {
+            return;
+        };
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .entry((namespace.clone(), value.clone()))
+            .or_default()
+            .insert(name.clone());
+    }
+
+    /// The cached objects of `namespace` noted under `value`, as `store` holds them now.
+    pub fn objects<K>(&self, store: &Store<K>, namespace: &str, value: &str) -> Vec<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let key = (namespace.to_owned(), value.to_owned());
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(noted) = names.get_mut(&key) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        noted.retain(
+            |name| match store.get(&ObjectRef::new(name).within(namespace)) {
+                Some(object) => {
+                    found.push((*object).clone());
+                    true
+                }
+                None => false,
+            },
+        );
+        if noted.is_empty() {
+            names.remove(&key);
+        }
+        found
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +247,37 @@ mod tests {
             let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
             assert!(woken.expect("every waiter is woken").expect("joins"));
         }
+    }
+
+    #[test]
+    fn an_index_finds_the_labelled_objects_the_cache_still_holds() {
+        use k8s_openapi::api::core::v1::Secret;
+        let (reader, mut writer) = reflector::store::<Secret>();
+        let secret = |name: &str, certificate: &str| {
+            let mut secret = Secret::default();
+            secret.metadata.name = Some(name.into());
+            secret.metadata.namespace = Some("shop".into());
+            secret.metadata.labels = Some([("cert".to_owned(), certificate.to_owned())].into());
+            secret
+        };
+        let index = LabelIndex::default();
+        for s in [
+            secret("web-1", "web"),
+            secret("web-2", "web"),
+            secret("api-1", "api"),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(s.clone()));
+            index.note("cert", &s);
+        }
+        let names = |found: Vec<Secret>| -> Vec<String> {
+            found.into_iter().filter_map(|s| s.metadata.name).collect()
+        };
+        assert_eq!(
+            names(index.objects(&reader, "shop", "web")),
+            ["web-1", "web-2"]
+        );
+        assert!(index.objects(&reader, "other", "web").is_empty());
+        writer.apply_watcher_event(&watcher::Event::Delete(secret("web-1", "web")));
+        assert_eq!(names(index.objects(&reader, "shop", "web")), ["web-2"]);
     }
 }

@@ -95,6 +95,8 @@ pub struct Context {
     pub secrets: Store<Secret>,
     /// The Orders of Certificates (labelled with their Certificate).
     pub orders: Store<Order>,
+    /// The cached Orders' names by Certificate.
+    pub orders_by_certificate: cache::LabelIndex,
     /// Every cache above has listed its objects once.
     pub synced: cache::Synced,
 }
@@ -247,7 +249,9 @@ impl View {
         View {
             secret: get(&certificate.spec.secret_name),
             next_key_secret: get(&next_key_secret_name(&name)),
-            orders: cache::labelled(&ctx.orders, &namespace, CERTIFICATE_LABEL, &name),
+            orders: ctx
+                .orders_by_certificate
+                .objects(&ctx.orders, &namespace, &name),
             fresh: false,
         }
     }
@@ -271,8 +275,15 @@ impl View {
         })
     }
 
-    /// Whether two views hold the same objects at the same versions.
-    fn same_as(&self, other: &View) -> bool {
+    /// Whether the API server agrees with this cached view where an Order's creation rests
+    /// on it: the two Secrets at the same versions, and no Order yet at `revision` (one there
+    /// means the cache has not seen the controller's last Order). Three reads by name.
+    async fn confirmed(
+        &self,
+        ctx: &Context,
+        certificate: &Certificate,
+        revision: i64,
+    ) -> Result<bool, Error> {
         fn version<K: Resource>(object: Option<&K>) -> Option<(String, Option<String>)> {
             object.map(|o| {
                 (
@@ -281,14 +292,23 @@ impl View {
                 )
             })
         }
-        let orders = |view: &View| {
-            let mut orders: Vec<_> = view.orders.iter().map(|o| version(Some(o))).collect();
-            orders.sort();
-            orders
-        };
-        version(self.secret.as_ref()) == version(other.secret.as_ref())
-            && version(self.next_key_secret.as_ref()) == version(other.next_key_secret.as_ref())
-            && orders(self) == orders(other)
+        let namespace = certificate.namespace().unwrap_or_default();
+        let name = certificate.name_any();
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        let orders: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
+        let secret = secrets.get_opt(&certificate.spec.secret_name).await?;
+        if version(secret.as_ref()) != version(self.secret.as_ref()) {
+            return Ok(false);
+        }
+        let next_key = secrets.get_opt(&next_key_secret_name(&name)).await?;
+        if version(next_key.as_ref()) != version(self.next_key_secret.as_ref()) {
+            return Ok(false);
+        }
+        let taken = orders
+            .get_metadata_opt(&order_name(&name, revision))
+            .await?
+            .is_some();
+        Ok(!taken)
     }
 }
 
@@ -1444,8 +1464,9 @@ async fn reconcile_with(
     // An Order costs money: decide on what the API server holds, not on a cache that may
     // not have seen this controller's last writes yet.
     if !view.fresh {
-        let fresh = View::read(ctx, certificate).await?;
-        if !fresh.same_as(&view) {
+        let revision = next_revision(orders, status_revision.max(Some(issued_revision)));
+        if !view.confirmed(ctx, certificate, revision).await? {
+            let fresh = View::read(ctx, certificate).await?;
             return Ok(Next::Again(Box::new(fresh)));
         }
     }
@@ -1798,6 +1819,13 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
     let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let labelled = watcher::Config::default().labels(CERTIFICATE_LABEL);
     let (orders, order_changes) = cache::reflect(super::scoped::<Order>(&client, &scope), labelled);
+    let orders_by_certificate = cache::LabelIndex::default();
+    let index = orders_by_certificate.clone();
+    let order_changes = order_changes.inspect(move |change| {
+        if let Ok(order) = change {
+            index.note(CERTIFICATE_LABEL, order);
+        }
+    });
     let (secrets, secret_changes) =
         cache::reflect(super::scoped::<Secret>(&client, &scope), managed);
     let (accounts, account_changes) = cache::reflect(
@@ -1835,6 +1863,7 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
         cas,
         secrets,
         orders,
+        orders_by_certificate,
     };
     controller
         .owns_stream(order_changes)

@@ -144,7 +144,9 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
         .watches(
             Api::<Account>::all(client.clone()),
             watcher::Config::default(),
-            all_of(&store),
+            // An account's spec decides; its wallet figures, which move with every charge,
+            // do not.
+            super::on_spec_change(all_of(&store)),
         )
         .watches(
             super::scoped::<Product>(&client, &scope),

@@ -807,7 +807,8 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
     controller
         .owns(
             super::scoped::<Secret>(&client, &scope),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={OPERATOR}")),
+            // A CA's own Secrets only, not every Certificate's.
+            watcher::Config::default().labels(CA_LABEL),
         )
         .watches(
             super::scoped::<PrivateCA>(&client, &scope),
@@ -817,7 +818,7 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
         .watches(
             Api::<Account>::all(client.clone()),
             watcher::Config::default(),
-            move |_: Account| all(),
+            super::on_spec_change(move |_: Account| all()),
         )
         .with_config(settings.controller_config())
         .run(
