@@ -148,12 +148,10 @@ async fn every_example_certificate_is_issued_into_a_valid_secret() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_certificates_charge_stays_in_its_payers_totals_across_restarts() {
-    use certinext::api::Group;
-    let cluster = TestCluster::with_crds().await;
-    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
-    let setup = "apiVersion: v1
+/// An Enterprise account `shop` with 100.00 of credit, funded groups (name, funds), a root CA
+/// and an auto-approved product at 10.00, as YAML.
+fn shop(groups: &[(&str, &str)]) -> String {
+    let mut yaml = "apiVersion: v1
 kind: Namespace
 metadata: {name: shop}
 ---
@@ -167,11 +165,6 @@ spec:
   domains: [{name: shop.example}]
 ---
 apiVersion: certinext.io/v1alpha1
-kind: Group
-metadata: {name: team, namespace: shop}
-spec: {funds: \"15.00\"}
----
-apiVersion: certinext.io/v1alpha1
 kind: PrivateCA
 metadata: {name: ca, namespace: shop}
 spec: {subject: {commonName: Shop CA}}
@@ -180,8 +173,28 @@ apiVersion: certinext.io/v1alpha1
 kind: Product
 metadata: {name: tls, namespace: shop}
 spec: {issuerRef: {name: ca}, template: ServerTLS, price: \"10.00\", autoApprove: true}
-";
-    certinext::manifests::apply(&cluster.client, setup, "test")
+"
+    .to_owned();
+    for (name, funds) in groups {
+        yaml.push_str(&format!(
+            "---
+apiVersion: certinext.io/v1alpha1
+kind: Group
+metadata: {{name: {name}, namespace: shop}}
+spec: {{funds: \"{funds}\"}}
+"
+        ));
+    }
+    yaml
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_certificates_charge_stays_in_its_payers_totals_across_restarts() {
+    use certinext::api::Group;
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    let setup = shop(&[("team", "15.00")]);
+    certinext::manifests::apply(&cluster.client, &setup, "test")
         .await
         .expect("setup");
     let certificate = |name: &str| {
@@ -303,40 +316,8 @@ async fn a_deleted_groups_spend_moves_to_its_account_counted_once() {
     use certinext::api::Group;
     let cluster = TestCluster::with_crds().await;
     let controllers = certinext::controllers::start(&cluster.client, &Default::default());
-    let setup = "apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: certinext.io/v1alpha1
-kind: Account
-metadata: {name: shop}
-spec:
-  type: Enterprise
-  namespaces: [shop]
-  credits: [{id: c1, amount: \"100.00\"}]
-  domains: [{name: shop.example}]
----
-apiVersion: certinext.io/v1alpha1
-kind: Group
-metadata: {name: team, namespace: shop}
-spec: {funds: \"30.00\"}
----
-apiVersion: certinext.io/v1alpha1
-kind: Group
-metadata: {name: ops, namespace: shop}
-spec: {funds: \"20.00\"}
----
-apiVersion: certinext.io/v1alpha1
-kind: PrivateCA
-metadata: {name: ca, namespace: shop}
-spec: {subject: {commonName: Shop CA}}
----
-apiVersion: certinext.io/v1alpha1
-kind: Product
-metadata: {name: tls, namespace: shop}
-spec: {issuerRef: {name: ca}, template: ServerTLS, price: \"10.00\", autoApprove: true}
-";
-    certinext::manifests::apply(&cluster.client, setup, "test")
+    let setup = shop(&[("team", "30.00"), ("ops", "20.00")]);
+    certinext::manifests::apply(&cluster.client, &setup, "test")
         .await
         .expect("setup");
     let certificate = |name: &str, group: &str| {
