@@ -37,6 +37,8 @@ pub struct Context {
     pub orders: Vec<(super::Scope, Store<Order>)>,
     /// The Order caches have listed their objects once.
     pub synced: super::cache::Synced,
+    /// Spaces out each account's reconciles.
+    pub pacer: super::Pacer,
 }
 
 /// What the controller decides for one account, from plain values.
@@ -353,6 +355,7 @@ pub async fn live_objects(
 
 pub async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = account.name_any();
+    ctx.pacer.pace(&name).await;
     let api: Api<Account> = Api::all(ctx.client.clone());
     let claims = claims(&ctx.accounts.state());
     let held = claims.held_by(&name);
@@ -518,6 +521,7 @@ pub async fn run(client: Client, settings: super::Settings) {
         accounts: store,
         orders,
         synced,
+        pacer: super::Pacer::default(),
     });
     controller
         .with_config(settings.controller_config())

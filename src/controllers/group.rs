@@ -166,6 +166,7 @@ pub async fn reconcile(group: Arc<Group>, ctx: Arc<WalletContext>) -> Result<Act
     }
     // Before anything can be charged to it.
     add_finalizer(&api, &*group, FINALIZER).await?;
+    ctx.pacer.pace(&format!("{namespace}/{name}")).await;
     let previous = group.status.as_ref().map(|s| s.conditions.as_slice());
     let report = async |standing: Standing, fields: Value| {
         report(

@@ -220,6 +220,33 @@ impl Wallets {
     }
 }
 
+/// Spaces out the reconciles of one object: a wallet's figures are summed over all of its
+/// Orders, and during a burst of charges its reconciles would otherwise run back to back.
+/// Triggers that come during the wait are merged into the one reconcile that follows it.
+#[derive(Default)]
+pub struct Pacer {
+    last: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
+}
+
+impl Pacer {
+    /// The least time between two reconciles of one object.
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+    /// Waits until `key`'s last reconcile began at least [`Pacer::INTERVAL`] ago.
+    pub async fn pace(&self, key: &str) {
+        let now = tokio::time::Instant::now();
+        let start = {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let start = last
+                .get(key)
+                .map_or(now, |previous| (*previous + Self::INTERVAL).max(now));
+            last.insert(key.to_owned(), start);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+}
+
 /// What the controllers that allocate an account's funds (Group, SubAccount) share.
 pub struct WalletContext {
     pub client: Client,
@@ -229,6 +256,8 @@ pub struct WalletContext {
     pub orders: Vec<(Scope, kube::runtime::reflector::Store<crate::api::Order>)>,
     /// Those caches have listed their objects once.
     pub synced: Option<cache::Synced>,
+    /// Spaces out each object's reconciles.
+    pub pacer: Pacer,
 }
 
 impl WalletContext {
@@ -240,6 +269,7 @@ impl WalletContext {
             wallets,
             orders: Vec::new(),
             synced: None,
+            pacer: Pacer::default(),
         }
     }
 }
@@ -669,6 +699,38 @@ mod tests {
         assert!(
             !status_holds(None, &fields("10.00", json!(null))),
             "no status yet"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconciles_of_one_object_are_spaced_out_and_others_are_not_held() {
+        let pacer = Pacer::default();
+        let start = tokio::time::Instant::now();
+        pacer.pace("a").await;
+        assert_eq!(
+            start.elapsed(),
+            std::time::Duration::ZERO,
+            "the first goes at once"
+        );
+        pacer.pace("b").await;
+        assert_eq!(
+            start.elapsed(),
+            std::time::Duration::ZERO,
+            "another object is not held"
+        );
+        pacer.pace("a").await;
+        assert_eq!(
+            start.elapsed(),
+            Pacer::INTERVAL,
+            "the second waits its turn"
+        );
+        tokio::time::sleep(Pacer::INTERVAL * 2).await;
+        let later = tokio::time::Instant::now();
+        pacer.pace("a").await;
+        assert_eq!(
+            later.elapsed(),
+            std::time::Duration::ZERO,
+            "one long after goes at once"
         );
     }
 }
