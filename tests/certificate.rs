@@ -300,11 +300,9 @@ spec:
         .await;
         let products: Api<Product> = Api::namespaced(client.clone(), NS);
         wait_for(&products, "web", 30, |p| {
-            p.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
+            p.status
+                .as_ref()
+                .is_some_and(|s| certinext::controllers::is_ready(&s.conditions))
         })
         .await;
         tasks.push(stand_in_order_controller(client, issuer));

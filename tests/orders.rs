@@ -213,9 +213,8 @@ spec:
     let products: Api<certinext::api::Product> = Api::namespaced(cluster.client.clone(), "acme");
     wait_for(&products, "web", "Product web Ready", |p| {
         p.status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .as_ref()
+            .is_some_and(|s| certinext::controllers::is_ready(&s.conditions))
     })
     .await;
     let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
@@ -372,9 +371,8 @@ async fn sub_accounts_pay_their_price_list_and_wait_for_the_resellers_approval()
     for sub in ["initech", "hooli-shop"] {
         wait_for(&subs, sub, &format!("SubAccount {sub} Ready"), |s| {
             s.status
-                .iter()
-                .flat_map(|s| &s.conditions)
-                .any(|c| c.type_ == "Ready" && c.status == "True")
+                .as_ref()
+                .is_some_and(|s| certinext::controllers::is_ready(&s.conditions))
         })
         .await;
     }
@@ -812,9 +810,8 @@ spec: {issuerRef: {name: acme-ca}, template: ServerTLS, maxValidity: 2160h, pric
     let products: Api<certinext::api::Product> = Api::namespaced(cluster.client.clone(), "acme");
     wait_for(&products, "web", "Product web Ready", |p| {
         p.status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .as_ref()
+            .is_some_and(|s| certinext::controllers::is_ready(&s.conditions))
     })
     .await;
     let accounts: Api<Account> = Api::all(cluster.client.clone());

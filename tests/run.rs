@@ -644,11 +644,9 @@ async fn the_operator_role_grants_exactly_what_the_operator_uses() {
     }
     let accounts: kube::Api<certinext::api::Account> = kube::Api::all(cluster.client.clone());
     let is_ready = |a: &certinext::api::Account| {
-        a.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        a.status
+            .as_ref()
+            .is_some_and(|s| certinext::controllers::is_ready(&s.conditions))
     };
     support::cluster::eventually_within("every account Ready", Duration::from_secs(90), || async {
         let list = accounts.list(&Default::default()).await.ok()?;
@@ -667,11 +665,7 @@ async fn the_operator_role_grants_exactly_what_the_operator_uses() {
             portal
                 .status
                 .as_ref()
-                .is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
+                .is_some_and(|s| certinext::controllers::is_ready(&s.conditions))
                 .then_some(())
         },
     )
@@ -788,11 +782,7 @@ async fn watch_namespaces_limits_the_operator_to_them() {
         let c = certificates.get("ingress-wildcard").await.ok()?;
         c.status
             .as_ref()
-            .is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
+            .is_some_and(|s| certinext::controllers::is_ready(&s.conditions))
             .then_some(())
     })
     .await;

@@ -198,14 +198,11 @@ struct Render<'a> {
 
 impl Render<'_> {
     fn line(&mut self, kind: &str, stored: &Value) -> Vec<u8> {
-        if let Format::Object = self.format {
-            return presented_line(self.def, kind, stored);
-        }
-        let object = present(self.def, stored);
         let object = match self.format {
-            Format::Object => object,
-            Format::Metadata => table::partial(&object),
+            Format::Object => return presented_line(self.def, kind, stored),
+            Format::Metadata => table::partial(&present(self.def, stored)),
             Format::Table(include) => {
+                let object = present(self.def, stored);
                 let rv = json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
                 let first = std::mem::replace(&mut self.first, false);
                 table::table(self.def, &[object], rv, include, first)

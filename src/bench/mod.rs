@@ -685,10 +685,7 @@ fn certificate_ready(certificate: &Certificate, revision: i64) -> bool {
     status.revision.unwrap_or_default() >= revision
         && status.observed_generation.is_some()
         && status.observed_generation == certificate.metadata.generation
-        && status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+        && crate::controllers::is_ready(&status.conditions)
 }
 
 async fn create_certificate(
