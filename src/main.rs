@@ -42,6 +42,16 @@ enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// The name `--log-format` takes.
+    fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against a cluster: in-cluster, or with --kubeconfig.
@@ -81,7 +91,13 @@ fn main() -> ExitCode {
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(certinext::dev::run(args))),
         Command::Approve(args) => decide(args, Decision::Approved),
         Command::Deny(args) => decide(args, Decision::Denied),
-        Command::Bench(args) => bench(&args),
+        Command::Bench(args) => bench(
+            &args,
+            &certinext::bench::Logging {
+                level: cli.log_level.clone(),
+                format: cli.log_format.name().to_owned(),
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,10 +114,13 @@ fn decide(args: certinext::approval::DecideArgs, decision: Decision) -> anyhow::
     Ok(())
 }
 
-/// Runs the bench and prints its summary; fails when a certificate was not Ready or a
-/// Secret did not verify.
-fn bench(args: &certinext::bench::BenchArgs) -> anyhow::Result<()> {
-    let summary = certinext::bench::run(args)?;
+/// Runs the bench (its operator logging as `logging` says) and prints its summary; fails when
+/// a certificate was not Ready or a Secret did not verify.
+fn bench(
+    args: &certinext::bench::BenchArgs,
+    logging: &certinext::bench::Logging,
+) -> anyhow::Result<()> {
+    let summary = certinext::bench::run(args, logging)?;
     certinext::bench::print(&summary)?;
     anyhow::ensure!(
         summary.all_ready && summary.all_verified,

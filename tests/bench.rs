@@ -39,6 +39,8 @@ fn a_small_bench_issues_and_verifies_every_certificate_and_ends_with_json() {
         &summary["sequential"]["p50"],
         &summary["renewal_storm"]["seconds"],
         &summary["memory"]["peak_mib"],
+        &summary["memory"]["operator_peak_mib"],
+        &summary["memory"]["operator_after_burst_mib"],
         &summary["cpu_seconds"]["operator"],
         &summary["cpu_seconds"]["devcluster"],
         &summary["operator_cpu_share"],

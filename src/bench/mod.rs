@@ -1,11 +1,14 @@
 //! `certinext bench`: how fast the operator issues certificates end to end, beside the raw
 //! signing rate of this machine, in one run.
 //!
-//! Three tokio runtimes with distinct thread names keep the parts apart: devcluster (the API
-//! server), the operator's controllers, and the bench's own client, which creates the
-//! Certificates and watches them become Ready. Per-thread CPU time (/proc) then says who
-//! spent what, and devcluster's request counts by User-Agent say what the operator asked.
+//! The operator runs as in production, in its own process: `certinext run` against
+//! devcluster's kubeconfig, a child of the bench. In the bench's process, two tokio runtimes
+//! with distinct thread names keep the rest apart: devcluster (the API server) and the
+//! bench's own client, which creates the Certificates and watches them become Ready. CPU time
+//! and memory from /proc, per process and per thread, then say who spent what, and
+//! devcluster's request counts by User-Agent say what the operator asked.
 
+mod operator;
 mod process;
 pub mod raw;
 
@@ -24,10 +27,13 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::runtime::Handle;
 
+pub use operator::Logging;
+
 use crate::api::common::KeyAlgorithm;
 use crate::api::{Account, Certificate, Group, PrivateCA, Product};
 use crate::controllers::Settings;
-use process::{CLIENT_THREADS, DEVCLUSTER_THREADS, OPERATOR_THREADS};
+use operator::Operator;
+use process::{CLIENT_THREADS, DEVCLUSTER_THREADS};
 
 /// The namespace the Certificates live in.
 const NAMESPACE: &str = "bench";
@@ -173,21 +179,28 @@ pub struct Storm {
     pub latency_ms: Latency,
 }
 
-/// Resident memory at points of the run, in MiB.
+/// Resident memory at points of the run, in MiB, per process: the `operator_*` figures are
+/// the operator's own process (`certinext run`); the others are the bench's process, which
+/// holds devcluster (every object of the cluster) and the bench's client, not the operator.
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
-    /// VmHWM at the end: the peak of the whole process (devcluster, operator and bench).
+    /// The operator's VmHWM at the end, just before it is stopped: its peak over the run.
+    pub operator_peak_mib: Option<f64>,
+    /// The operator's VmRSS once it started and the account, group, CAs and products are
+    /// Ready.
+    pub operator_after_setup_mib: Option<f64>,
+    /// The operator's VmRSS after the burst, once its requests settled.
+    pub operator_after_burst_mib: Option<f64>,
+    /// The bench process's VmHWM at the end: the peak of devcluster and the bench's client.
     pub peak_mib: Option<f64>,
-    /// VmRSS with devcluster up and the CRDs installed.
+    /// The bench process's VmRSS with devcluster up and the CRDs installed.
     pub baseline_mib: Option<f64>,
-    /// VmRSS once the unrelated Secrets exist (devcluster holds them).
+    /// The bench process's VmRSS once the unrelated Secrets exist (devcluster holds them).
     pub after_unrelated_secrets_mib: Option<f64>,
-    /// VmRSS once the operator started and the account, group, CAs and products are Ready.
+    /// The bench process's VmRSS once the account, group, CAs and products are Ready.
     pub after_setup_mib: Option<f64>,
-    /// VmRSS after the burst.
+    /// The bench process's VmRSS after the burst, once the operator's requests settled.
     pub after_burst_mib: Option<f64>,
-    /// after_setup − after_unrelated_secrets: what starting the operator added.
-    pub operator_start_mib: Option<f64>,
 }
 
 /// Everything a run measured; printed as the last line, as JSON.
@@ -209,7 +222,9 @@ pub struct Summary {
     pub api_requests_per_certificate: BTreeMap<String, f64>,
     /// The same by `verb resource`.
     pub api_requests_per_certificate_by_resource: BTreeMap<String, f64>,
-    /// CPU seconds from the burst's start until the operator's requests settle, by who.
+    /// CPU seconds from the burst's start until the operator's requests settle, by who:
+    /// `operator` is the operator's process; `devcluster`, `bench` (the bench's client) and
+    /// `other` are threads of the bench's process.
     pub cpu_seconds: BTreeMap<&'static str, f64>,
     /// The operator's share of the CPU time of operator + devcluster.
     pub operator_cpu_share: f64,
@@ -223,8 +238,9 @@ pub struct Summary {
     pub failures: Vec<String>,
 }
 
-/// Runs the bench: the raw limit, then devcluster and the operator in this process.
-pub fn run(args: &BenchArgs) -> anyhow::Result<Summary> {
+/// Runs the bench: the raw limit, then devcluster in this process and the operator in its
+/// own, logging as `logging` says.
+pub fn run(args: &BenchArgs, logging: &Logging) -> anyhow::Result<Summary> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     say(&format!(
         "raw signing: {} keys, {threads} threads, {:.1} s",
@@ -234,16 +250,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Summary> {
     let raw = raw::measure(args.key.algorithm(), threads, args.raw_seconds)
         .context("the raw signing run")?;
     let devcluster = runtime(DEVCLUSTER_THREADS)?;
-    let operator = runtime(OPERATOR_THREADS)?;
     let client = runtime(CLIENT_THREADS)?;
-    let (dev, op) = (devcluster.handle().clone(), operator.handle().clone());
-    let body = measure(args.clone(), raw, dev, op);
+    let body = measure(
+        args.clone(),
+        logging.clone(),
+        raw,
+        devcluster.handle().clone(),
+    );
     let result = client
         .block_on(async { client.handle().spawn(body).await })
         .context("the bench's task")
         .and_then(|result| result);
     client.shutdown_background();
-    operator.shutdown_background();
     devcluster.shutdown_background();
     result
 }
@@ -290,9 +308,9 @@ fn lock(observed: &Shared) -> std::sync::MutexGuard<'_, Observed> {
 
 async fn measure(
     args: BenchArgs,
+    logging: Logging,
     raw: raw::RawFigures,
     dev: Handle,
-    op: Handle,
 ) -> anyhow::Result<Summary> {
     let cluster = dev
         .spawn(devcluster::DevCluster::start(devcluster::Config::default()))
@@ -314,28 +332,25 @@ async fn measure(
     }
     let after_unrelated_secrets_mib = process::status_mib("VmRSS");
 
-    // The operator: its own client (named as `certinext run` names it) and controllers, on
-    // its own runtime.
-    let kubeconfig = cluster.kubeconfig().to_owned();
-    let settings = Settings {
-        concurrency: args.reconcile_concurrency,
-        ..Settings::default()
-    };
-    let controllers = op
-        .spawn(async move {
-            let client = crate::dev::client_from(&kubeconfig, Some(crate::run::USER_AGENT)).await?;
-            Ok::<_, anyhow::Error>(crate::controllers::start(&client, &settings))
-        })
-        .await
-        .context("starting the operator")??;
+    // The operator, in its own process: `certinext run`, whose requests devcluster counts
+    // by its User-Agent.
+    let mut operator = Operator::start(
+        cluster.kubeconfig_path(),
+        args.reconcile_concurrency,
+        &logging,
+    )?;
 
     let orders = args.sequential + args.certificates * (1 + usize::from(args.renewal_storm));
     say(&format!(
         "setting up: an account, a funded group, {} PrivateCAs and products",
         args.cas
     ));
-    set_up(&client, &args, orders).await?;
+    operator
+        .alongside(set_up(&client, &args, orders))
+        .await
+        .context("the bench's setup")??;
     let after_setup_mib = process::status_mib("VmRSS");
+    let operator_after_setup_mib = operator.status_mib("VmRSS");
 
     let observed = Shared::default();
     let watch = tokio::spawn(watch_certificates(client.clone(), observed.clone()));
@@ -354,10 +369,15 @@ async fn measure(
         let name = format!("seq-{i}");
         create_certificate(&certificates, &name, i, &args).await?;
         let created = Instant::now();
-        let remaining = wait_for(&observed, std::slice::from_ref(&name), timeout, |o| {
-            &o.issued
-        })
-        .await;
+        let remaining = operator
+            .alongside(wait_for(
+                &observed,
+                std::slice::from_ref(&name),
+                timeout,
+                |o| &o.issued,
+            ))
+            .await
+            .with_context(|| format!("waiting for Certificate {NAMESPACE}/{name}"))?;
         match lock(&observed).issued.get(&name) {
             Some(ready) if remaining == 0 => {
                 sequential.push(ready.saturating_duration_since(created))
@@ -377,8 +397,12 @@ async fn measure(
         "burst: {} certificates, {} requests in flight",
         args.certificates, args.concurrency
     ));
+    operator
+        .check()
+        .context("after the sequential certificates")?;
     cluster.reset_requests();
     let cpu_before = process::thread_cpu();
+    let operator_cpu_before = operator.cpu_seconds();
     let start = Instant::now();
     let created: Vec<(String, Instant)> = stream::iter(0..args.certificates)
         .map(|i| {
@@ -394,7 +418,10 @@ async fn measure(
         .await?;
     let create_seconds = start.elapsed().as_secs_f64();
     let names: Vec<String> = created.iter().map(|(name, _)| name.clone()).collect();
-    let missing = wait_for(&observed, &names, timeout, |o| &o.issued).await;
+    let missing = operator
+        .alongside(wait_for(&observed, &names, timeout, |o| &o.issued))
+        .await
+        .context("waiting for the burst's certificates")?;
     let (latencies, last) = latencies(&lock(&observed).issued, &created);
     let seconds = last.map_or(start.elapsed(), |last| {
         last.saturating_duration_since(start)
@@ -406,10 +433,17 @@ async fn measure(
             "{missing} burst certificates were not Ready in time"
         ));
     }
-    settle(&cluster).await;
-    let cpu_seconds = process::cpu_between(&cpu_before, &process::thread_cpu());
+    operator
+        .alongside(settle(&cluster))
+        .await
+        .context("waiting for the operator's requests to settle after the burst")?;
+    let mut cpu_seconds = process::cpu_between(&cpu_before, &process::thread_cpu());
+    if let Some((before, after)) = operator_cpu_before.zip(operator.cpu_seconds()) {
+        cpu_seconds.insert("operator", (after - before).max(0.0));
+    }
     let (by_verb, by_resource) = operator_requests(&cluster, args.certificates);
     let after_burst_mib = process::status_mib("VmRSS");
+    let operator_after_burst_mib = operator.status_mib("VmRSS");
     let ready = names.len() - missing;
     let certificates_per_second = ready as f64 / seconds.max(f64::EPSILON);
     let burst = Burst {
@@ -427,13 +461,23 @@ async fn measure(
     expected.extend(names.iter().cloned());
     let (mut verified, mut checked) = verify_secrets(&client, &expected, &mut failures).await?;
     let mut expected_checks = expected.len();
+    operator.check().context("after the verification")?;
 
     let renewal_storm = if args.renewal_storm {
         say(&format!(
             "renewal storm: {} certificates reissued at once",
             names.len()
         ));
-        let storm = renewal_storm(&certificates, &observed, &names, &args, timeout).await?;
+        let storm = operator
+            .alongside(renewal_storm(
+                &certificates,
+                &observed,
+                &names,
+                &args,
+                timeout,
+            ))
+            .await
+            .context("the renewal storm")??;
         not_ready += storm.certificates - storm.renewed;
         if storm.renewed < storm.certificates {
             failures.push(format!(
@@ -452,9 +496,10 @@ async fn measure(
     };
 
     watch.abort();
-    for controller in controllers {
-        controller.abort();
-    }
+    // The operator's figures while it still runs, then it stops before devcluster does.
+    operator.check().context("at the end of the bench")?;
+    let operator_peak_mib = operator.status_mib("VmHWM");
+    operator.stop().await?;
     cluster.shutdown().await;
 
     let operator = cpu_seconds.get("operator").copied().unwrap_or_default();
@@ -483,14 +528,14 @@ async fn measure(
         operator_cpu_share: operator / (operator + devcluster).max(f64::EPSILON),
         cpu_seconds,
         memory: Memory {
+            operator_peak_mib,
+            operator_after_setup_mib,
+            operator_after_burst_mib,
             peak_mib: process::status_mib("VmHWM"),
             baseline_mib,
             after_unrelated_secrets_mib,
             after_setup_mib,
             after_burst_mib,
-            operator_start_mib: after_setup_mib
-                .zip(after_unrelated_secrets_mib)
-                .map(|(a, b)| a - b),
         },
         renewal_storm,
         all_verified: verified == checked && checked == expected_checks,
@@ -1008,7 +1053,13 @@ fn human(s: &Summary) -> String {
             s.operator_cpu_share * 100.0
         ),
         format!(
-            "memory: peak {}; RSS baseline {}, after {} unrelated Secrets {}, after setup {}, after the burst {}",
+            "operator memory (its own process): peak {}; RSS after setup {}, after the burst {}",
+            mib(s.memory.operator_peak_mib),
+            mib(s.memory.operator_after_setup_mib),
+            mib(s.memory.operator_after_burst_mib)
+        ),
+        format!(
+            "devcluster + bench process memory: peak {}; RSS baseline {}, after {} unrelated Secrets {}, after setup {}, after the burst {}",
             mib(s.memory.peak_mib),
             mib(s.memory.baseline_mib),
             s.unrelated_secrets,

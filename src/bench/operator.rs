@@ -1,0 +1,116 @@
+//! The operator under test: `certinext run` in a child process of this binary, as it runs in
+//! production (its own pod), so its memory and CPU time are its own and not devcluster's.
+
+use std::future::Future;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+use super::process;
+
+/// The bench's own log settings (the global `--log-level` and `--log-format`), passed on to
+/// the operator's process so that its logs (on the shared stderr) read like the bench's.
+#[derive(Debug, Clone)]
+pub struct Logging {
+    /// The log filter, as `--log-level` takes it.
+    pub level: String,
+    /// `text` or `json`, as `--log-format` takes it.
+    pub format: String,
+}
+
+/// The operator's process: killed when dropped, so a failing bench leaves nothing behind.
+pub struct Operator {
+    child: Child,
+    pid: u32,
+}
+
+impl Operator {
+    /// Starts `certinext run` against the cluster of `kubeconfig`, with `concurrency`
+    /// reconciles of one kind at once and its metrics on a free loopback port. Its stdout
+    /// is dropped (the bench's stdout ends with the JSON summary); its stderr is the bench's.
+    pub fn start(kubeconfig: &Path, concurrency: u16, logging: &Logging) -> anyhow::Result<Self> {
+        let program = std::env::current_exe()
+            .context("finding this program's path, to run the operator from it")?;
+        let child = Command::new(&program)
+            .arg("--log-level")
+            .arg(&logging.level)
+            .arg("--log-format")
+            .arg(&logging.format)
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--metrics-address", "127.0.0.1:0"])
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            // Settings from the bench's environment that would change what is measured: the
+            // operator runs alone and watches every namespace.
+            .env_remove("CERTINEXT_LEADER_ELECT")
+            .env_remove("CERTINEXT_WATCH_NAMESPACES")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting the operator ({} run)", program.display()))?;
+        let pid = child
+            .id()
+            .context("the operator's process has no id right after starting")?;
+        Ok(Operator { child, pid })
+    }
+
+    /// Fails, naming the exit status, when the operator's process has exited.
+    pub fn check(&mut self) -> anyhow::Result<()> {
+        match self
+            .child
+            .try_wait()
+            .context("checking on the operator's process")?
+        {
+            None => Ok(()),
+            Some(status) => Err(exited(status)),
+        }
+    }
+
+    /// Runs `work` to its end, unless the operator's process exits first: that fails, naming
+    /// the exit status.
+    pub async fn alongside<T>(&mut self, work: impl Future<Output = T>) -> anyhow::Result<T> {
+        tokio::select! {
+            // Cancel safe: dropping the wait when `work` ends first loses nothing.
+            status = self.child.wait() => {
+                Err(exited(status.context("waiting on the operator's process")?))
+            }
+            value = work => Ok(value),
+        }
+    }
+
+    /// A field of the operator's /proc status in MiB (`VmHWM`, `VmRSS`), while it runs.
+    pub fn status_mib(&self, field: &str) -> Option<f64> {
+        process::status_mib_of(self.pid, field)
+    }
+
+    /// The CPU seconds the operator's process has spent so far.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        process::cpu_seconds_of(self.pid)
+    }
+
+    /// Stops the operator (SIGKILL: nothing of its shutdown is measured) and waits until it
+    /// has exited.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.child
+            .start_kill()
+            .context("stopping the operator's process")?;
+        self.child
+            .wait()
+            .await
+            .context("waiting for the operator's process to exit")?;
+        Ok(())
+    }
+}
+
+/// The error for an operator that exited while the bench still needed it.
+fn exited(status: ExitStatus) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the operator's process (certinext run) exited before the bench was done: {status}"
+    )
+}
