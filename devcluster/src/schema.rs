@@ -616,18 +616,29 @@ fn type_invalid(name: &str, value: &str, expected: &str) -> Cause {
     }
 }
 
-/// Compiled `pattern`s of one admission.
-#[derive(Default)]
-struct Patterns {
-    compiled: HashMap<String, Result<Regex, String>>,
+thread_local! {
+    /// Compiled `pattern`s, kept across admissions: a schema's patterns are the same on every
+    /// write, and compiling one costs far more than matching it.
+    static PATTERNS: RefCell<HashMap<String, Result<Regex, String>>> = RefCell::default();
 }
 
-impl Patterns {
-    fn get(&mut self, pattern: &str) -> &Result<Regex, String> {
-        self.compiled
-            .entry(pattern.to_owned())
-            .or_insert_with(|| compile_go_regex(pattern))
+/// The most patterns [`PATTERNS`] keeps per thread before it starts afresh.
+const PATTERNS_LIMIT: usize = 4096;
+
+/// `pattern` compiled as Go would, from this thread's cache.
+fn compile_pattern(pattern: &str) -> Result<Regex, String> {
+    if let Some(hit) = PATTERNS.with(|p| p.borrow().get(pattern).cloned()) {
+        return hit;
     }
+    let compiled = compile_go_regex(pattern);
+    PATTERNS.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() >= PATTERNS_LIMIT {
+            p.clear();
+        }
+        p.insert(pattern.to_owned(), compiled.clone());
+    });
+    compiled
 }
 
 /// Compiles a Go (RE2) regular expression: `\d`, `\w` and `\s` are ASCII-only there.
@@ -666,9 +677,7 @@ fn compile_go_regex(pattern: &str) -> Result<Regex, String> {
 }
 
 #[derive(Default)]
-struct Checker {
-    patterns: Patterns,
-}
+struct Checker;
 
 impl Checker {
     /// kube-openapi's `SchemaValidator`: type, junctors, string, format, number, list, enum,
@@ -845,7 +854,7 @@ impl Checker {
         if let Some(pattern) = text(s, "pattern")
             && !pattern.is_empty()
         {
-            let detail = match self.patterns.get(pattern) {
+            let detail = match compile_pattern(pattern) {
                 Ok(re) if re.is_match(value) => return,
                 Ok(_) => format!("{name} in body should match '{pattern}'"),
                 Err(e) => {
