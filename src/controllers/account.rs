@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::{Api, ListParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -412,7 +412,7 @@ pub async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Actio
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, settings: super::Settings) {
     let accounts: Api<Account> = Api::all(client.clone());
-    let controller = Controller::new(accounts, watcher::Config::default());
+    let controller = super::cache::controller(accounts, watcher::Config::default());
     let store = controller.store();
     let for_namespace = {
         let store = store.clone();
@@ -490,7 +490,7 @@ pub async fn run(client: Client, settings: super::Settings) {
         let (cached, order_changes) = super::cache::reflect_slimmed(
             super::scoped::<Order>(&client, &scope),
             watcher::Config::default(),
-            super::cache::wallet_view,
+            super::cache::order_summary,
         );
         orders.push((scope.clone(), cached));
         controller = controller

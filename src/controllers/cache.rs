@@ -58,13 +58,37 @@ where
     )
 }
 
-/// An Order as a wallet reads it: who paid what, for which Certificate and group, without
-/// its CSR and certificates (most of its size).
-pub fn wallet_view(order: &mut crate::api::Order) {
+/// A controller of `K` whose own store, like the caches, holds objects without their managed
+/// fields (on a Certificate written by two managers, they were a third of its size).
+pub fn controller<K>(api: Api<K>, config: watcher::Config) -> kube::runtime::Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, changes) = reflect(api, config);
+    kube::runtime::Controller::for_stream(changes, store)
+}
+
+/// An Order without its CSR and certificates (most of its size), for the controllers that
+/// read who paid what, for which Certificate and group, and how far it got.
+pub fn order_summary(order: &mut crate::api::Order) {
     order.spec.request.clear();
     if let Some(status) = order.status.as_mut() {
         status.certificate = None;
         status.ca = None;
+    }
+}
+
+/// An Order as the Order controller keeps it: whole while it can still be acted on, and once
+/// its life is over (Issued, Denied, Failed, …) without its CSR and certificates, which only
+/// the Certificate controller reads, afresh.
+pub fn order_view(order: &mut crate::api::Order) {
+    if order
+        .status
+        .as_ref()
+        .and_then(|s| s.state)
+        .is_some_and(crate::api::order::OrderState::is_terminal)
+    {
+        order_summary(order);
     }
 }
 

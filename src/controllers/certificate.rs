@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -1628,6 +1628,25 @@ async fn write_issued(
     let name = certificate.name_any();
     let order_name = order.name_any();
     let spec = &certificate.spec;
+    let namespace = certificate.namespace().unwrap_or_default();
+    let orders_api: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
+    // The cache keeps Orders without their certificates.
+    let fetched;
+    let order = if order
+        .status
+        .as_ref()
+        .is_some_and(|s| s.certificate.is_some())
+    {
+        order
+    } else {
+        match orders_api.get_opt(&order_name).await? {
+            Some(fresh) => {
+                fetched = fresh;
+                &fetched
+            }
+            None => return Ok(None),
+        }
+    };
     let status = order.status.clone().unwrap_or_default();
     let (Some(tls_crt), Some(ca_crt)) = (status.certificate.as_deref(), status.ca.as_deref())
     else {
@@ -1650,7 +1669,6 @@ async fn write_issued(
         tracing::info!(certificate = %name, order = %order_name, %what, "the Issued order no longer fits the spec");
         return Ok(None);
     }
-    let namespace = certificate.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let revision = order.spec.revision;
     let secret = build_secret(certificate, &plan.ca.1, revision, tls_crt, &key, ca_crt)?;
@@ -1681,7 +1699,6 @@ async fn write_issued(
     ctx.recorder
         .publish(&event, &certificate.object_ref(&()))
         .await?;
-    let orders_api: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
     cleanup_history(&orders_api, certificate, orders, revision).await?;
     let renewal = renewal_time(spec, &info);
     let progress = Progress {
@@ -1802,7 +1819,7 @@ pub async fn run(client: Client, settings: super::Settings) {
 }
 
 async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
-    let controller = Controller::new(
+    let controller = super::cache::controller(
         super::scoped::<Certificate>(&client, &scope),
         watcher::Config::default(),
     );
@@ -1818,7 +1835,13 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
     let (after_group, after_product, after_ca) = (all.clone(), all.clone(), all.clone());
     let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let labelled = watcher::Config::default().labels(CERTIFICATE_LABEL);
-    let (orders, order_changes) = cache::reflect(super::scoped::<Order>(&client, &scope), labelled);
+    // Its Orders without their CSRs and certificates: an Issued Order's certificate is read
+    // afresh once, when it is written to the Secret.
+    let (orders, order_changes) = cache::reflect_slimmed(
+        super::scoped::<Order>(&client, &scope),
+        labelled,
+        cache::order_summary,
+    );
     let orders_by_certificate = cache::LabelIndex::default();
     let index = orders_by_certificate.clone();
     let order_changes = order_changes.inspect(move |change| {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -398,7 +398,7 @@ async fn run_in(
     wallets: Arc<super::Wallets>,
 ) {
     let groups: Api<Group> = super::scoped(&client, &scope);
-    let controller = Controller::new(groups, watcher::Config::default());
+    let controller = super::cache::controller(groups, watcher::Config::default());
     let store = controller.store();
     // A change to an account (its type, credits, namespaces) or to another group's funds
     // can change every group's standing.
@@ -422,7 +422,7 @@ async fn run_in(
     let (orders, order_changes) = super::cache::reflect_slimmed(
         super::scoped::<Order>(&client, &scope),
         watcher::Config::default(),
-        super::cache::wallet_view,
+        super::cache::order_summary,
     );
     let synced = super::cache::Synced::new(vec![super::cache::listed(&orders)]);
     let mut context = WalletContext::new(client.clone(), wallets);

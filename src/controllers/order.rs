@@ -1181,21 +1181,25 @@ async fn run_in(
     });
     // The caches' watches run with the controller; an order waiting for one of them retries
     // on its own schedule, so none of their changes triggers a reconcile.
-    Controller::new(
+    // The controller's own store of Orders holds every Order in scope: once an Order is over,
+    // it keeps only what a deletion's release reads.
+    let (orders, order_changes) = cache::reflect_slimmed(
         super::scoped::<Order>(&client, &scope),
         watcher::Config::default(),
-    )
-    .watches_stream(account_changes, cache::fills_only)
-    .watches_stream(product_changes, cache::fills_only)
-    .watches_stream(ca_changes, cache::fills_only)
-    .watches_stream(ca_secret_changes, cache::fills_only)
-    .watches_stream(group_changes, cache::fills_only)
-    .watches_stream(sub_account_changes, cache::fills_only)
-    .watches_stream(price_list_changes, cache::fills_only)
-    .with_config(settings.controller_config())
-    .run(super::instrumented(reconcile), error_policy, context)
-    .for_each(|_| async {})
-    .await;
+        cache::order_view,
+    );
+    Controller::for_stream(order_changes, orders)
+        .watches_stream(account_changes, cache::fills_only)
+        .watches_stream(product_changes, cache::fills_only)
+        .watches_stream(ca_changes, cache::fills_only)
+        .watches_stream(ca_secret_changes, cache::fills_only)
+        .watches_stream(group_changes, cache::fills_only)
+        .watches_stream(sub_account_changes, cache::fills_only)
+        .watches_stream(price_list_changes, cache::fills_only)
+        .with_config(settings.controller_config())
+        .run(super::instrumented(reconcile), error_policy, context)
+        .for_each(|_| async {})
+        .await;
 }
 
 #[cfg(test)]

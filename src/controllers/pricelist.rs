@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::{Api, ListParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -135,7 +135,7 @@ pub async fn run(client: Client, settings: super::Settings) {
 }
 
 async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
-    let controller = Controller::new(
+    let controller = super::cache::controller(
         super::scoped::<PriceList>(&client, &scope),
         watcher::Config::default(),
     );

@@ -21,7 +21,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -790,7 +790,7 @@ pub async fn run(client: Client, settings: super::Settings) {
 }
 
 async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
-    let controller = Controller::new(
+    let controller = super::cache::controller(
         super::scoped::<PrivateCA>(&client, &scope),
         watcher::Config::default(),
     );

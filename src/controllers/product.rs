@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -153,7 +153,7 @@ pub async fn run(client: Client, settings: super::Settings) {
 }
 
 async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
-    let controller = Controller::new(
+    let controller = super::cache::controller(
         super::scoped::<Product>(&client, &scope),
         watcher::Config::default(),
     );

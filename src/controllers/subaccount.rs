@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -412,7 +412,7 @@ async fn run_in(
     scope: super::Scope,
     wallets: Arc<super::Wallets>,
 ) {
-    let controller = Controller::new(
+    let controller = super::cache::controller(
         super::scoped::<SubAccount>(&client, &scope),
         watcher::Config::default(),
     );
