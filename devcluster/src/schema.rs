@@ -69,7 +69,7 @@ pub fn admit(
     apply_defaults(object, root, true, 0);
 
     let mut causes = Vec::new();
-    Checker::default().check(root, object, "", true, 0, &mut causes);
+    Checker.check(root, object, "", true, 0, &mut causes);
     check_embedded(root, object, "", true, 0, &mut causes);
     check_list_types(root, object, "", true, 0, &mut causes);
 
