@@ -823,3 +823,65 @@ spec:
             .is_none()
     );
 }
+
+/// The controllers' Events as `kubectl` lists them: a repeat on the same object joins the
+/// first Event's series, another reason makes another Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_event_joins_the_first_ones_series() {
+    use kube::runtime::events::{Event, EventType};
+    let s = TestCluster::start().await;
+    s.kubectl(&["create", "namespace", NS]).await;
+    s.kubectl(&["create", "configmap", "subject", "-n", NS])
+        .await;
+    let subject = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(s.client.clone(), NS)
+        .get("subject")
+        .await
+        .expect("the ConfigMap");
+    let recorder = certinext::controllers::recorder(&s.client);
+    let event = |reason: &str, note: &str| Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: "Test".into(),
+        secondary: None,
+    };
+    let regarding = kube::Resource::object_ref(&subject, &());
+    for note in ["first", "second", "third"] {
+        recorder
+            .publish(&event("Repeated", note), &regarding)
+            .await
+            .expect("published");
+    }
+    recorder
+        .publish(&event("Other", "once"), &regarding)
+        .await
+        .expect("published");
+
+    let listed: serde_json::Value = serde_json::from_str(
+        &s.kubectl(&["get", "events.events.k8s.io", "-n", NS, "-o", "json"])
+            .await,
+    )
+    .expect("JSON");
+    let mut seen: Vec<(String, String, i64)> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["regarding"]["name"], "subject", "{e}");
+            assert_eq!(e["reportingController"], "certinext-operator", "{e}");
+            (
+                e["reason"].as_str().unwrap_or_default().to_owned(),
+                e["note"].as_str().unwrap_or_default().to_owned(),
+                e["series"]["count"].as_i64().unwrap_or(1),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("Other".to_owned(), "once".to_owned(), 1),
+            ("Repeated".to_owned(), "first".to_owned(), 3),
+        ]
+    );
+}

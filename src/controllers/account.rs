@@ -31,7 +31,7 @@ pub const MANAGER: &str = "certinext-account-controller";
 
 pub struct Context {
     pub client: Client,
-    pub recorder: kube::runtime::events::Recorder,
+    pub recorder: super::events::Recorder,
     pub accounts: Store<Account>,
     /// The Orders of each watched scope.
     pub orders: Vec<(super::Scope, Store<Order>)>,

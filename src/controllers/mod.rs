@@ -4,6 +4,7 @@
 pub mod account;
 pub mod cache;
 pub mod certificate;
+pub mod events;
 pub mod group;
 pub mod order;
 pub mod pricelist;
@@ -14,7 +15,9 @@ pub mod subaccount;
 use std::sync::Arc;
 
 use kube::api::{Api, ListParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
+
+use events::Recorder;
 use kube::{Client, ResourceExt};
 
 use crate::api::Account;
