@@ -23,7 +23,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use serde::de::DeserializeOwned;
 
-use crate::api::{Account, Certificate, Group, Order};
+use crate::api::common::Condition;
+use crate::api::{Account, Certificate, CertificateStatus, Group, Order, OrderStatus};
 use crate::billing::Money;
 
 /// The label of the per-kind reconcile metrics.
@@ -152,10 +153,11 @@ impl ClusterState {
         client: &Client,
         settings: &crate::controllers::Settings,
     ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
-        let (accounts, a) = reflect(Api::<Account>::all(client.clone()));
-        let (groups, g) = reflect_each(settings.apis::<Group>(client));
-        let (certificates, c) = reflect_each(settings.apis::<Certificate>(client));
-        let (orders, o) = reflect_each(settings.apis::<Order>(client));
+        let (accounts, a) = reflect(Api::<Account>::all(client.clone()), |_| {});
+        let (groups, g) = reflect_each(settings.apis::<Group>(client), |_| {});
+        let (certificates, c) =
+            reflect_each(settings.apis::<Certificate>(client), gauged_certificate);
+        let (orders, o) = reflect_each(settings.apis::<Order>(client), gauged_order);
         let state = ClusterState {
             accounts,
             groups,
@@ -181,7 +183,10 @@ impl ClusterState {
 }
 
 /// Reflectors of `K` through each of `apis`.
-fn reflect_each<K>(apis: Vec<Api<K>>) -> (Vec<Store<K>>, Vec<tokio::task::JoinHandle<()>>)
+fn reflect_each<K>(
+    apis: Vec<Api<K>>,
+    slim: fn(&mut K),
+) -> (Vec<Store<K>>, Vec<tokio::task::JoinHandle<()>>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -191,11 +196,62 @@ where
         + Sync
         + 'static,
 {
-    apis.into_iter().map(reflect).unzip()
+    apis.into_iter().map(|api| reflect(api, slim)).unzip()
 }
 
-/// A reflector of every `K`, keeping only what the gauges read about.
-fn reflect<K>(api: Api<K>) -> (Store<K>, tokio::task::JoinHandle<()>)
+/// A Certificate as the gauges read it: its name, state (condition types, statuses and
+/// reasons) and expiry. One is held per Certificate, so the rest is dropped.
+fn gauged_certificate(certificate: &mut Certificate) {
+    keep_only_names(&mut certificate.metadata);
+    let spec = &mut certificate.spec;
+    for names in [
+        &mut spec.dns_names,
+        &mut spec.ip_addresses,
+        &mut spec.uris,
+        &mut spec.email_addresses,
+    ] {
+        *names = Vec::new();
+    }
+    spec.secret_template = None;
+    spec.subject = None;
+    if let Some(status) = certificate.status.take() {
+        certificate.status = Some(CertificateStatus {
+            conditions: status
+                .conditions
+                .into_iter()
+                .map(|condition| Condition {
+                    message: String::new(),
+                    ..condition
+                })
+                .collect(),
+            not_after: status.not_after,
+            ..CertificateStatus::default()
+        });
+    }
+}
+
+/// An Order as the gauges read it: its name and state.
+fn gauged_order(order: &mut Order) {
+    keep_only_names(&mut order.metadata);
+    order.spec.request = String::new();
+    order.spec.approval = None;
+    let state = order.status.as_ref().and_then(|s| s.state);
+    order.status = Some(OrderStatus {
+        state,
+        ..OrderStatus::default()
+    });
+}
+
+fn keep_only_names(metadata: &mut kube::api::ObjectMeta) {
+    *metadata = kube::api::ObjectMeta {
+        name: metadata.name.take(),
+        namespace: metadata.namespace.take(),
+        ..kube::api::ObjectMeta::default()
+    };
+}
+
+/// A reflector of every `K`, keeping only what the gauges read about (as `slim` leaves it).
+fn reflect<K>(api: Api<K>, slim: fn(&mut K)) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -208,9 +264,10 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|object: &mut K| {
+        .modify(move |object: &mut K| {
             object.managed_fields_mut().clear();
             object.annotations_mut().clear();
+            slim(object);
         })
         .reflect(writer)
         .applied_objects();
