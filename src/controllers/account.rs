@@ -490,7 +490,7 @@ pub async fn run(client: Client, settings: super::Settings) {
         let (cached, order_changes) = super::cache::reflect_slimmed(
             super::scoped::<Order>(&client, &scope),
             watcher::Config::default(),
-            super::cache::order_summary,
+            super::cache::wallet_summary,
         );
         orders.push((scope.clone(), cached));
         controller = controller

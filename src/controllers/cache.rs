@@ -78,6 +78,16 @@ pub fn order_summary(order: &mut crate::api::Order) {
     }
 }
 
+/// An Order as the wallets (Account and Group controllers) read it: [`order_summary`], and
+/// without its annotations and conditions, which say nothing about money.
+pub fn wallet_summary(order: &mut crate::api::Order) {
+    order_summary(order);
+    order.metadata.annotations = None;
+    if let Some(status) = order.status.as_mut() {
+        status.conditions = Vec::new();
+    }
+}
+
 /// An Order as the Order controller keeps it: whole while it can still be acted on, and once
 /// its life is over (Issued, Denied, Failed, …) without its CSR and certificates, which only
 /// the Certificate controller reads, afresh.

@@ -422,7 +422,7 @@ async fn run_in(
     let (orders, order_changes) = super::cache::reflect_slimmed(
         super::scoped::<Order>(&client, &scope),
         watcher::Config::default(),
-        super::cache::order_summary,
+        super::cache::wallet_summary,
     );
     let synced = super::cache::Synced::new(vec![super::cache::listed(&orders)]);
     let mut context = WalletContext::new(client.clone(), wallets);
