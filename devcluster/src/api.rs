@@ -374,9 +374,13 @@ impl Cluster {
 
     fn get(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
         let key = target.key(name);
-        let object = self.store.get(&key).ok_or_else(|| target.not_found(name))?;
-        let object = target.present(&object);
-        let body = match format(request) {
+        let stored = self.store.get(&key).ok_or_else(|| target.not_found(name))?;
+        let format = format(request);
+        if let Format::Object = format {
+            return Ok(target.respond(200, &stored));
+        }
+        let object = target.present(&stored);
+        let body = match format {
             Format::Object => object,
             Format::Metadata => table::partial(&object),
             Format::Table(include) => {
@@ -581,14 +585,14 @@ impl Cluster {
             Ok(Change::Put(created))
         })?;
         let object = match (preview, outcome) {
-            (Some(preview), _) => preview,
+            (Some(preview), _) => Arc::new(preview),
             (None, Outcome::Written(object)) => {
                 self.after_write(&def, &object);
-                (*object).clone()
+                object
             }
             (None, _) => return Err(ApiError::internal("create did not write")),
         };
-        Ok(Response::Json(201, target.present(&object)))
+        Ok(target.respond(201, &object))
     }
 
     fn update(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
@@ -794,19 +798,19 @@ impl Cluster {
             })
         })?;
         let (code, object) = match (preview, outcome) {
-            (Some(preview), _) => (200, preview),
+            (Some(preview), _) => (200, Arc::new(preview)),
             (None, Outcome::Written(object)) => {
                 self.after_write(&def, &object);
-                (if created { 201 } else { 200 }, (*object).clone())
+                (if created { 201 } else { 200 }, object)
             }
-            (None, Outcome::Unchanged(Some(object))) => (200, (*object).clone()),
+            (None, Outcome::Unchanged(Some(object))) => (200, object),
             (None, Outcome::Removed(object)) => {
                 self.after_remove(&def, &object);
-                (200, (*object).clone())
+                (200, object)
             }
             (None, Outcome::Unchanged(None)) => return Err(target.not_found(name)),
         };
-        Ok(Response::Json(code, target.present(&object)))
+        Ok(target.respond(code, &object))
     }
 
     fn delete(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
@@ -1052,6 +1056,21 @@ impl Target {
     /// The object as this version of the resource presents it.
     fn present(&self, object: &Value) -> Value {
         present(&self.def, object)
+    }
+
+    /// A response of the object as this version presents it, serialised straight from the
+    /// store's copy.
+    fn respond(&self, code: u16, object: &Value) -> Response {
+        let api_version = self.def.api_version();
+        let presented = Presented {
+            def: &self.def,
+            api_version: &api_version,
+            object,
+        };
+        match serde_json::to_vec(&presented) {
+            Ok(body) => Response::Body(code, body),
+            Err(_) => Response::Json(code, self.present(object)),
+        }
     }
 }
 
