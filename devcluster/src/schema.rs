@@ -616,29 +616,40 @@ fn type_invalid(name: &str, value: &str, expected: &str) -> Cause {
     }
 }
 
-thread_local! {
-    /// Compiled `pattern`s, kept across admissions: a schema's patterns are the same on every
-    /// write, and compiling one costs far more than matching it.
-    static PATTERNS: RefCell<HashMap<String, Result<Regex, String>>> = RefCell::default();
+/// A thread's cache of compiled expressions by their source.
+type Compiled<T> = RefCell<HashMap<String, T>>;
+
+/// The most expressions one thread's cache keeps before it starts afresh.
+const COMPILED_LIMIT: usize = 4096;
+
+/// `source` compiled by `compile`, from this thread's `cache`: a CRD's patterns and rules are
+/// the same on every write, and compiling one costs far more than running it.
+fn compiled<T: Clone>(
+    cache: &'static std::thread::LocalKey<Compiled<T>>,
+    source: &str,
+    compile: impl FnOnce(&str) -> T,
+) -> T {
+    if let Some(hit) = cache.with(|c| c.borrow().get(source).cloned()) {
+        return hit;
+    }
+    let fresh = compile(source);
+    cache.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= COMPILED_LIMIT {
+            c.clear();
+        }
+        c.insert(source.to_owned(), fresh.clone());
+    });
+    fresh
 }
 
-/// The most patterns [`PATTERNS`] keeps per thread before it starts afresh.
-const PATTERNS_LIMIT: usize = 4096;
+thread_local! {
+    static PATTERNS: Compiled<Result<Regex, String>> = RefCell::default();
+}
 
 /// `pattern` compiled as Go would, from this thread's cache.
 fn compile_pattern(pattern: &str) -> Result<Regex, String> {
-    if let Some(hit) = PATTERNS.with(|p| p.borrow().get(pattern).cloned()) {
-        return hit;
-    }
-    let compiled = compile_go_regex(pattern);
-    PATTERNS.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() >= PATTERNS_LIMIT {
-            p.clear();
-        }
-        p.insert(pattern.to_owned(), compiled.clone());
-    });
-    compiled
+    compiled(&PATTERNS, pattern, compile_go_regex)
 }
 
 /// Compiles a Go (RE2) regular expression: `\d`, `\w` and `\s` are ASCII-only there.
@@ -1593,28 +1604,13 @@ impl Rule {
 }
 
 thread_local! {
-    /// Compiled expressions by their source: the same CRD rules are admitted on every write,
-    /// and compiling one costs far more than evaluating it.
-    static COMPILED: RefCell<HashMap<String, Result<Rc<cel::Program>, String>>> =
-        RefCell::new(HashMap::new());
+    static PROGRAMS: Compiled<Result<Rc<cel::Program>, String>> = RefCell::default();
 }
 
-/// The most expressions [`COMPILED`] keeps per thread before it starts afresh.
-const COMPILED_LIMIT: usize = 4096;
-
 fn compile_cel(source: &str) -> Result<Rc<cel::Program>, String> {
-    if let Some(hit) = COMPILED.with(|c| c.borrow().get(source).cloned()) {
-        return hit;
-    }
-    let compiled = compile_cel_uncached(source).map(Rc::new);
-    COMPILED.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() >= COMPILED_LIMIT {
-            c.clear();
-        }
-        c.insert(source.to_owned(), compiled.clone());
-    });
-    compiled
+    compiled(&PROGRAMS, source, |source| {
+        compile_cel_uncached(source).map(Rc::new)
+    })
 }
 
 fn compile_cel_uncached(source: &str) -> Result<cel::Program, String> {
