@@ -14,7 +14,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::events::Recorder;
 use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -27,6 +26,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::cache;
+use super::events::Recorder;
 use super::{
     Error, Refusal, Scope, Standing, Tenancy, api_of, apply_status, condition, error_policy,
     no_account, report,

@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::events::Recorder;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -27,6 +26,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
+use super::events::Recorder;
 use super::{
     Error, Tenancy, Wallets, account, add_finalizer, api_of, cache, condition, error_policy,
     no_account, recorder, remove_finalizer,
