@@ -935,3 +935,115 @@ spec: {issuerRef: {name: acme-ca}, template: ServerTLS, maxValidity: 2160h, pric
     }
     stop(controllers);
 }
+
+/// The next `n` objects a subscriber of a shared watch receives, as (name, state, label).
+async fn next_seen(
+    subscriber: &mut (impl futures_util::Stream<Item = std::sync::Arc<Order>> + Unpin),
+    n: usize,
+) -> Vec<(String, Option<OrderState>, Option<String>)> {
+    use futures_util::StreamExt;
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), subscriber.next())
+            .await
+            .unwrap_or_else(|_| panic!("no object after {seen:?}"))
+            .expect("the shared watch runs");
+        let label = next.metadata.labels.as_ref().and_then(|l| l.get("seen"));
+        seen.push((
+            next.metadata.name.clone().unwrap_or_default(),
+            state(&next),
+            label.cloned(),
+        ));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscriber_of_the_shared_order_watch_sees_the_orders_then_each_change() {
+    use certinext::controllers::cache::{SharedWatch, order_view};
+    let cluster = TestCluster::with_crds().await;
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "default");
+    for name in ["one", "two"] {
+        let order = order(name, "default", ("web", "default"), None, &["a.example"]);
+        orders
+            .create(&PostParams::default(), &order)
+            .await
+            .expect("Order created");
+    }
+    let (shared, task) = SharedWatch::new(orders.clone(), Default::default(), order_view);
+    // One subscriber joins before the watch has listed anything, one once it has.
+    let mut early = Box::pin(shared.subscribe());
+    let task = tokio::spawn(task);
+    shared
+        .store()
+        .wait_until_ready()
+        .await
+        .expect("the watch lists");
+    let mut late = Box::pin(shared.subscribe());
+
+    orders
+        .create(
+            &PostParams::default(),
+            &order("three", "default", ("web", "default"), None, &["b.example"]),
+        )
+        .await
+        .expect("Order created");
+    let label = json!({"metadata": {"labels": {"seen": "yes"}}});
+    orders
+        .patch("one", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .expect("Order labelled");
+    let issued = json!({"status": {"state": "Issued", "certificate": "PEM"}});
+    orders
+        .patch_status("two", &PatchParams::default(), &Patch::Merge(&issued))
+        .await
+        .expect("Order issued");
+    orders
+        .delete("three", &Default::default())
+        .await
+        .expect("Order deleted");
+
+    let changes = [
+        ("three".to_owned(), None, None),
+        ("one".to_owned(), None, Some("yes".to_owned())),
+        ("two".to_owned(), Some(OrderState::Issued), None),
+        ("three".to_owned(), None, None),
+    ];
+    for (who, subscriber) in [("early", &mut early), ("late", &mut late)] {
+        let mut listed = next_seen(subscriber, 2).await;
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            listed,
+            [
+                ("one".to_owned(), None, None),
+                ("two".to_owned(), None, None)
+            ],
+            "{who}: the orders there before it subscribed"
+        );
+        assert_eq!(
+            next_seen(subscriber, 4).await,
+            changes,
+            "{who}: each change, in order"
+        );
+    }
+    // The store holds what is left, an Issued Order without its certificate.
+    let two = shared
+        .store()
+        .get(&kube::runtime::reflector::ObjectRef::new("two").within("default"))
+        .expect("two is cached");
+    let status = two.status.as_ref().expect("a status");
+    assert_eq!(
+        (status.state, status.certificate.as_deref()),
+        (Some(OrderState::Issued), None)
+    );
+    assert!(two.spec.request.is_empty());
+    assert!(
+        two.metadata
+            .managed_fields
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(shared.store().state().len(), 2);
+    task.abort();
+}

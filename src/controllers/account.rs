@@ -410,7 +410,7 @@ pub async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Actio
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client, settings: super::Settings) {
+pub async fn run(client: Client, settings: super::Settings, shared: super::SharedOrders) {
     let accounts: Api<Account> = Api::all(client.clone());
     let controller = super::cache::controller(accounts, watcher::Config::default());
     let store = controller.store();
@@ -435,7 +435,7 @@ pub async fn run(client: Client, settings: super::Settings) {
     // order that moved no money changes nothing here.
     let by_order = {
         let for_namespace = for_namespace.clone();
-        move |order: Order| {
+        move |order: Arc<Order>| {
             let charged = order
                 .status
                 .as_ref()
@@ -485,27 +485,22 @@ pub async fn run(client: Client, settings: super::Settings) {
     );
     // Groups, sub-accounts and orders in the watched namespaces; the Orders are cached.
     let mut orders = Vec::new();
-    for scope in settings.scopes() {
+    for (scope, shared) in shared.scopes() {
         let by_group = by_group.clone();
-        let (cached, order_changes) = super::cache::reflect_slimmed(
-            super::scoped::<Order>(&client, &scope),
-            watcher::Config::default(),
-            super::cache::wallet_summary,
-        );
-        orders.push((scope.clone(), cached));
+        orders.push((scope.clone(), shared.store()));
         controller = controller
             .watches(
-                super::scoped::<Group>(&client, &scope),
+                super::scoped::<Group>(&client, scope),
                 watcher::Config::default(),
                 move |g: Group| by_group(g.namespace()),
             )
             .watches(
-                super::scoped::<SubAccount>(&client, &scope),
+                super::scoped::<SubAccount>(&client, scope),
                 watcher::Config::default(),
                 by_subaccount.clone(),
             )
-            .watches_stream(
-                order_changes,
+            .watches_shared_stream(
+                shared.subscribe(),
                 super::on_change_of(|o: &Order| money_moved(o), by_order.clone()),
             );
     }
@@ -659,7 +654,7 @@ mod tests {
 
     #[test]
     fn a_wallet_is_woken_by_an_orders_money_and_deletion_not_by_its_other_writes() {
-        let map = crate::controllers::on_change_of(money_moved, |o: Order| vec![o.name_any()]);
+        let map = crate::controllers::on_change_of(money_moved, |o: Arc<Order>| vec![o.name_any()]);
         let mut order: Order =
             serde_json::from_value(json!({"apiVersion": "certinext.io/v1alpha1",
             "kind": "Order", "metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
@@ -667,20 +662,26 @@ mod tests {
             "spec": {"certificateRef": {"name": "web"}, "revision": 1, "type": "Purchase",
                 "request": "csr", "duration": "1h"}}))
             .unwrap();
-        assert_eq!(map(order.clone()), ["web-1"], "first sight");
+        assert_eq!(map(Arc::new(order.clone())), ["web-1"], "first sight");
         order.status = Some(serde_json::from_value(json!({"state": "Approved"})).unwrap());
-        assert!(map(order.clone()).is_empty(), "approved, nothing charged");
+        assert!(
+            map(Arc::new(order.clone())).is_empty(),
+            "approved, nothing charged"
+        );
         order.status = Some(serde_json::from_value(json!({"state": "Approved",
             "transactions": [{"type": "PURCHASE", "amount": "10.00", "at": "2026-01-01T00:00:00Z"}]}))
             .unwrap());
-        assert_eq!(map(order.clone()), ["web-1"], "charged");
+        assert_eq!(map(Arc::new(order.clone())), ["web-1"], "charged");
         order.status.as_mut().unwrap().state = Some(crate::api::order::OrderState::Issued);
-        assert!(map(order.clone()).is_empty(), "issued: no money moved");
+        assert!(
+            map(Arc::new(order.clone())).is_empty(),
+            "issued: no money moved"
+        );
         order.metadata.deletion_timestamp = Some(
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
         );
-        assert_eq!(map(order.clone()), ["web-1"], "deletion starts");
+        assert_eq!(map(Arc::new(order.clone())), ["web-1"], "deletion starts");
         order.metadata.finalizers = None;
-        assert_eq!(map(order), ["web-1"], "deletion ends");
+        assert_eq!(map(Arc::new(order)), ["web-1"], "deletion ends");
     }
 }

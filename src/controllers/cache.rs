@@ -7,8 +7,8 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures_util::Stream;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -29,29 +29,10 @@ pub fn reflect<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    reflect_slimmed(api, config, |_: &mut K| {})
-}
-
-/// [`reflect`], keeping each object only as `slim` leaves it: a controller that reads a few
-/// fields of many objects need not hold the rest.
-pub fn reflect_slimmed<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    slim: impl Fn(&mut K) + Send + Sync + 'static,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(move |object: &mut K| {
-            object.managed_fields_mut().clear();
-            slim(object);
-        });
+        .modify(|object: &mut K| object.managed_fields_mut().clear());
     (
         reader,
         reflector::reflector(writer, stream).touched_objects(),
@@ -68,37 +49,145 @@ where
     kube::runtime::Controller::for_stream(changes, store)
 }
 
-/// An Order without its CSR and certificates (most of its size), for the controllers that
-/// read who paid what, for which Certificate and group, and how far it got.
-pub fn order_summary(order: &mut crate::api::Order) {
-    order.spec.request.clear();
-    if let Some(status) = order.status.as_mut() {
-        status.certificate = None;
-        status.ca = None;
+/// One watch of a kind whose objects several controllers read, fanned out to each of them:
+/// the objects are decoded and cached once, where a watch per controller decoded every
+/// change once per controller. A subscriber receives every object the watch touches
+/// (applied, listed or deleted), as [`reflect`]'s stream yields them; one that subscribes
+/// while the watch is listing receives the complete list once it is in.
+pub struct SharedWatch<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store: Store<K>,
+    fanout: Arc<std::sync::Mutex<Fanout<K>>>,
+}
+
+impl<K> Clone for SharedWatch<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn clone(&self) -> Self {
+        SharedWatch {
+            store: self.store.clone(),
+            fanout: self.fanout.clone(),
+        }
     }
 }
 
-/// An Order as the wallets (Account and Group controllers) read it: [`order_summary`], and
-/// without its annotations and conditions, which say nothing about money.
-pub fn wallet_summary(order: &mut crate::api::Order) {
-    order_summary(order);
-    order.metadata.annotations = None;
-    if let Some(status) = order.status.as_mut() {
-        status.conditions = Vec::new();
+/// Where a shared watch's objects go.
+struct Fanout<K> {
+    /// Subscribers receiving each change as it comes.
+    live: Vec<UnboundedSender<Arc<K>>>,
+    /// Subscribers that joined during a listing: they receive the whole list at its end.
+    joining: Vec<UnboundedSender<Arc<K>>>,
+    /// Whether the watch is (re)listing: the store then holds the previous list, or nothing.
+    listing: bool,
+}
+
+type UnboundedSender<T> = tokio::sync::mpsc::UnboundedSender<T>;
+
+impl<K> SharedWatch<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// The shared watch of `api`, keeping each object as `slim` leaves it (and without its
+    /// managed fields), and the task that runs it: nothing is watched until it is polled.
+    pub fn new(
+        api: Api<K>,
+        config: watcher::Config,
+        slim: impl Fn(&mut K) + Send + Sync + 'static,
+    ) -> (SharedWatch<K>, BoxFuture<'static, ()>) {
+        let (store, mut writer) = reflector::store();
+        let fanout = Arc::new(std::sync::Mutex::new(Fanout {
+            live: Vec::new(),
+            joining: Vec::new(),
+            listing: true,
+        }));
+        let shared = SharedWatch {
+            store: store.clone(),
+            fanout: fanout.clone(),
+        };
+        let events = watcher(api, config)
+            .default_backoff()
+            .modify(move |object: &mut K| {
+                object.managed_fields_mut().clear();
+                slim(object);
+            });
+        let task = async move {
+            let mut events = std::pin::pin!(events);
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::debug!(kind = %K::kind(&()), %error, "shared watch failed; retrying");
+                        continue;
+                    }
+                };
+                let mut fanout = fanout.lock().unwrap_or_else(|e| e.into_inner());
+                writer.apply_watcher_event(&event);
+                let touched = match event {
+                    watcher::Event::Apply(object)
+                    | watcher::Event::InitApply(object)
+                    | watcher::Event::Delete(object) => Arc::new(object),
+                    watcher::Event::Init => {
+                        fanout.listing = true;
+                        continue;
+                    }
+                    watcher::Event::InitDone => {
+                        fanout.listing = false;
+                        let joining = std::mem::take(&mut fanout.joining);
+                        let listed = store.state();
+                        for subscriber in joining {
+                            if listed.iter().all(|o| subscriber.send(o.clone()).is_ok()) {
+                                fanout.live.push(subscriber);
+                            }
+                        }
+                        continue;
+                    }
+                };
+                fanout
+                    .live
+                    .retain(|subscriber| subscriber.send(touched.clone()).is_ok());
+            }
+        };
+        (shared, task.boxed())
+    }
+
+    /// The objects the watch holds now.
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// The objects the watch touches from now on, after every object it holds now.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let mut fanout = self.fanout.lock().unwrap_or_else(|e| e.into_inner());
+        if fanout.listing {
+            fanout.joining.push(sender);
+        } else {
+            for object in self.store.state() {
+                let _ = sender.send(object);
+            }
+            fanout.live.push(sender);
+        }
+        futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
     }
 }
 
-/// An Order as the Order controller keeps it: whole while it can still be acted on, and once
-/// its life is over (Issued, Denied, Failed, …) without its CSR and certificates, which only
-/// the Certificate controller reads, afresh.
+/// An Order as the shared watch keeps it ([`SharedWatch`]): whole while it can still be
+/// acted on, and once its life is over (Issued, Denied, Failed, …) without its CSR and
+/// certificates, most of its size, which only the Certificate controller reads, afresh.
 pub fn order_view(order: &mut crate::api::Order) {
-    if order
-        .status
-        .as_ref()
-        .and_then(|s| s.state)
+    let Some(status) = order.status.as_mut() else {
+        return;
+    };
+    if status
+        .state
         .is_some_and(crate::api::order::OrderState::is_terminal)
     {
-        order_summary(order);
+        order.spec.request.clear();
+        status.certificate = None;
+        status.ca = None;
     }
 }
 

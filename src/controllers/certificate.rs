@@ -1811,14 +1811,20 @@ async fn cleanup_history(
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client, settings: super::Settings) {
+pub async fn run(client: Client, settings: super::Settings, orders: super::SharedOrders) {
     super::in_each_scope(&settings, |scope| {
-        run_in(client.clone(), settings.clone(), scope)
+        let orders = orders.of(&scope);
+        run_in(client.clone(), settings.clone(), scope, orders)
     })
     .await;
 }
 
-async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) {
+async fn run_in(
+    client: Client,
+    settings: super::Settings,
+    scope: super::Scope,
+    shared_orders: cache::SharedWatch<Order>,
+) {
     let controller = super::cache::controller(
         super::scoped::<Certificate>(&client, &scope),
         watcher::Config::default(),
@@ -1834,21 +1840,14 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
     };
     let (after_group, after_product, after_ca) = (all.clone(), all.clone(), all.clone());
     let managed = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    let labelled = watcher::Config::default().labels(CERTIFICATE_LABEL);
-    // Its Orders without their CSRs and certificates: an Issued Order's certificate is read
-    // afresh once, when it is written to the Secret.
-    let (orders, order_changes) = cache::reflect_slimmed(
-        super::scoped::<Order>(&client, &scope),
-        labelled,
-        cache::order_summary,
-    );
+    // Its Orders, from the watch the Order controller shares: an Issued Order's certificate
+    // is not cached there, and is read afresh once, when it is written to the Secret.
+    let orders = shared_orders.store();
     let orders_by_certificate = cache::LabelIndex::default();
     let index = orders_by_certificate.clone();
-    let order_changes = order_changes.inspect(move |change| {
-        if let Ok(order) = change {
-            index.note(CERTIFICATE_LABEL, order);
-        }
-    });
+    let order_changes = shared_orders
+        .subscribe()
+        .inspect(move |order| index.note(CERTIFICATE_LABEL, &**order));
     let (secrets, secret_changes) =
         cache::reflect(super::scoped::<Secret>(&client, &scope), managed);
     let (accounts, account_changes) = cache::reflect(
@@ -1889,7 +1888,7 @@ async fn run_in(client: Client, settings: super::Settings, scope: super::Scope) 
         orders_by_certificate,
     };
     controller
-        .owns_stream(order_changes)
+        .owns_shared_stream(order_changes)
         .watches_stream(secret_changes, |secret: Secret| {
             let namespace = secret.namespace();
             secret

@@ -384,9 +384,21 @@ async fn retire(group: &Group, ctx: &WalletContext, api: &Api<Group>) -> Result<
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client, settings: super::Settings, wallets: Arc<super::Wallets>) {
+pub async fn run(
+    client: Client,
+    settings: super::Settings,
+    wallets: Arc<super::Wallets>,
+    orders: super::SharedOrders,
+) {
     super::in_each_scope(&settings, |scope| {
-        run_in(client.clone(), settings.clone(), scope, wallets.clone())
+        let orders = orders.of(&scope);
+        run_in(
+            client.clone(),
+            settings.clone(),
+            scope,
+            wallets.clone(),
+            orders,
+        )
     })
     .await;
 }
@@ -396,6 +408,7 @@ async fn run_in(
     settings: super::Settings,
     scope: super::Scope,
     wallets: Arc<super::Wallets>,
+    shared_orders: super::cache::SharedWatch<Order>,
 ) {
     let groups: Api<Group> = super::scoped(&client, &scope);
     let controller = super::cache::controller(groups, watcher::Config::default());
@@ -403,7 +416,7 @@ async fn run_in(
     // A change to an account (its type, credits, namespaces) or to another group's funds
     // can change every group's standing.
     // An order that moved money or was issued changes its group's spent, balance and count.
-    let after_order = |order: Order| {
+    let after_order = |order: Arc<Order>| {
         let moved = order
             .status
             .as_ref()
@@ -419,11 +432,7 @@ async fn run_in(
         }
     };
     let bindings = watcher::Config::default().labels(GROUP_LABEL);
-    let (orders, order_changes) = super::cache::reflect_slimmed(
-        super::scoped::<Order>(&client, &scope),
-        watcher::Config::default(),
-        super::cache::wallet_summary,
-    );
+    let orders = shared_orders.store();
     let synced = super::cache::Synced::new(vec![super::cache::listed(&orders)]);
     let mut context = WalletContext::new(client.clone(), wallets);
     context.orders = vec![(scope.clone(), orders)];
@@ -440,8 +449,8 @@ async fn run_in(
             watcher::Config::default(),
             all_of(&store),
         )
-        .watches_stream(
-            order_changes,
+        .watches_shared_stream(
+            shared_orders.subscribe(),
             super::on_change_of(
                 |o: &Order| {
                     let issued =

@@ -407,23 +407,27 @@ pub fn on_spec_change<T, R>(
     mapper: impl Fn(T) -> Vec<R> + Send + Sync + 'static,
 ) -> impl Fn(T) -> Vec<R> + Send + Sync + 'static
 where
-    T: kube::Resource,
+    T: kube::Resource + Clone,
 {
-    on_change_of(|object: &T| object.meta().generation, mapper)
+    let changed = on_change_of(
+        |object: &T| object.meta().generation,
+        move |object: Arc<T>| mapper(Arc::unwrap_or_clone(object)),
+    );
+    move |object: T| changed(Arc::new(object))
 }
 
 /// Wraps a watch mapper so that it runs only when the watched object is new or `key` of it
 /// changed since the mapper last ran for it (objects are told apart by uid).
 pub fn on_change_of<T, R, K>(
     key: impl Fn(&T) -> K + Send + Sync + 'static,
-    mapper: impl Fn(T) -> Vec<R> + Send + Sync + 'static,
-) -> impl Fn(T) -> Vec<R> + Send + Sync + 'static
+    mapper: impl Fn(Arc<T>) -> Vec<R> + Send + Sync + 'static,
+) -> impl Fn(Arc<T>) -> Vec<R> + Send + Sync + 'static
 where
     T: kube::Resource,
     K: PartialEq + Send + 'static,
 {
     let seen = std::sync::Mutex::new(std::collections::HashMap::<String, K>::new());
-    move |object: T| {
+    move |object: Arc<T>| {
         let uid = object.meta().uid.clone().unwrap_or_default();
         let now = key(&object);
         let changed = {
@@ -511,15 +515,21 @@ pub fn start_except(
     let wallets = Arc::new(Wallets::default());
     let w = &wallets;
     let mut handles = Vec::new();
+    // One watch of Orders per scope, which four controllers read.
+    let orders = SharedOrders::new(client, settings, &mut handles);
+    let o = &orders;
     let mut spawn = |kind: &str, task: futures_util::future::BoxFuture<'static, ()>| {
         if !except.contains(&kind) {
             handles.push(tokio::spawn(task));
         }
     };
-    spawn("Account", Box::pin(account::run(c.clone(), s.clone())));
+    spawn(
+        "Account",
+        Box::pin(account::run(c.clone(), s.clone(), o.clone())),
+    );
     spawn(
         "Group",
-        Box::pin(group::run(c.clone(), s.clone(), w.clone())),
+        Box::pin(group::run(c.clone(), s.clone(), w.clone(), o.clone())),
     );
     spawn("Product", Box::pin(product::run(c.clone(), s.clone())));
     spawn("PriceList", Box::pin(pricelist::run(c.clone(), s.clone())));
@@ -530,13 +540,51 @@ pub fn start_except(
     spawn("PrivateCA", Box::pin(privateca::run(c.clone(), s.clone())));
     spawn(
         "Certificate",
-        Box::pin(certificate::run(c.clone(), s.clone())),
+        Box::pin(certificate::run(c.clone(), s.clone(), o.clone())),
     );
     spawn(
         "Order",
-        Box::pin(order::run(c.clone(), s.clone(), w.clone())),
+        Box::pin(order::run(c.clone(), s.clone(), w.clone(), o.clone())),
     );
     handles
+}
+
+/// The Orders of each scope, from one watch per scope that the Order, Certificate, Account
+/// and Group controllers share. An Order is cached as [`cache::order_view`] leaves it.
+#[derive(Clone)]
+pub struct SharedOrders(Arc<[(Scope, cache::SharedWatch<crate::api::Order>)]>);
+
+impl SharedOrders {
+    /// The watches of `settings`' scopes; their tasks join `handles`.
+    fn new(
+        client: &Client,
+        settings: &Settings,
+        handles: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Self {
+        let scopes = settings.scopes().into_iter().map(|scope| {
+            let (shared, task) = cache::SharedWatch::new(
+                scoped(client, &scope),
+                kube::runtime::watcher::Config::default(),
+                cache::order_view,
+            );
+            handles.push(tokio::spawn(task));
+            (scope, shared)
+        });
+        SharedOrders(scopes.collect())
+    }
+
+    /// Every scope's watch.
+    pub fn scopes(&self) -> impl Iterator<Item = &(Scope, cache::SharedWatch<crate::api::Order>)> {
+        self.0.iter()
+    }
+
+    /// The watch of `scope`, one of the settings' scopes.
+    pub fn of(&self, scope: &Scope) -> cache::SharedWatch<crate::api::Order> {
+        match self.0.iter().find(|(s, _)| s == scope) {
+            Some((_, shared)) => shared.clone(),
+            None => unreachable!("every scope of the settings has its watch of Orders"),
+        }
+    }
 }
 
 /// How every controller runs.

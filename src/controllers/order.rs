@@ -1113,7 +1113,12 @@ async fn issue(
 
 /// Runs the controller until the stream ends. The ledger is rebuilt first, from a fresh list
 /// of every Order.
-pub async fn run(client: Client, settings: super::Settings, wallets: Arc<Wallets>) {
+pub async fn run(
+    client: Client,
+    settings: super::Settings,
+    wallets: Arc<Wallets>,
+    orders: super::SharedOrders,
+) {
     let mut delay = Duration::from_millis(200);
     let books = loop {
         match Books::load(&client, &settings).await {
@@ -1128,11 +1133,13 @@ pub async fn run(client: Client, settings: super::Settings, wallets: Arc<Wallets
     let books = Arc::new(books);
     // One controller per watched namespace, sharing the books and the wallets' locks.
     super::in_each_scope(&settings, |scope| {
+        let orders = orders.of(&scope);
         run_in(
             client.clone(),
             settings.clone(),
             scope,
             (books.clone(), wallets.clone()),
+            orders,
         )
     })
     .await;
@@ -1143,6 +1150,7 @@ async fn run_in(
     settings: super::Settings,
     scope: super::Scope,
     (books, wallets): (Arc<Books>, Arc<Wallets>),
+    orders: cache::SharedWatch<Order>,
 ) {
     let all = watcher::Config::default;
     let (accounts, account_changes) = cache::reflect(Api::<Account>::all(client.clone()), all());
@@ -1181,14 +1189,9 @@ async fn run_in(
     });
     // The caches' watches run with the controller; an order waiting for one of them retries
     // on its own schedule, so none of their changes triggers a reconcile.
-    // The controller's own store of Orders holds every Order in scope: once an Order is over,
-    // it keeps only what a deletion's release reads.
-    let (orders, order_changes) = cache::reflect_slimmed(
-        super::scoped::<Order>(&client, &scope),
-        watcher::Config::default(),
-        cache::order_view,
-    );
-    Controller::for_stream(order_changes, orders)
+    // The shared store of Orders holds every Order in scope: once an Order is over, it keeps
+    // only what a deletion's release reads.
+    Controller::for_shared_stream(orders.subscribe(), orders.store())
         .watches_stream(account_changes, cache::fills_only)
         .watches_stream(product_changes, cache::fills_only)
         .watches_stream(ca_changes, cache::fills_only)
