@@ -1757,8 +1757,17 @@ fn unescape_single_quoted(s: &str) -> Option<String> {
     Some(out)
 }
 
+thread_local! {
+    /// The CEL functions Kubernetes offers, registered once per thread.
+    static BASE_CONTEXT: Rc<cel::Context<'static>> = {
+        let mut base = cel::Context::default();
+        base.register_all();
+        Rc::new(base)
+    };
+}
+
 struct RuleRun {
-    base: cel::Context<'static>,
+    base: Rc<cel::Context<'static>>,
     /// Compiled rules per schema node (by address: the schema outlives the run).
     compiled: HashMap<usize, Rc<Vec<Rule>>>,
     causes: Vec<Cause>,
@@ -1766,10 +1775,8 @@ struct RuleRun {
 
 impl RuleRun {
     fn new() -> RuleRun {
-        let mut base = cel::Context::default();
-        base.register_all();
         RuleRun {
-            base,
+            base: BASE_CONTEXT.with(Rc::clone),
             compiled: HashMap::new(),
             causes: Vec::new(),
         }
