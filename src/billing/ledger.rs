@@ -147,10 +147,49 @@ impl Archive {
 
 /// What every payer has been charged, one entry per Order, plus the archived charges of
 /// deleted Orders.
+///
+/// Each payer's total is kept as entries come and go, so asking what a payer spent costs
+/// the same with ten Orders as with a million (the Order controller asks on every charge).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ledger {
     entries: BTreeMap<String, Entry>,
-    archives: BTreeMap<String, Archive>,
+    /// By payer key; a payer with no entry and an empty archive has none.
+    payers: BTreeMap<String, Totals>,
+}
+
+/// A payer's archive and the running totals of its entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Totals {
+    archive: Archive,
+    /// The net charges, in minor units, of its entries the archive does not hold. Kept as an
+    /// exact sum: the order in which entries come and go cannot overflow it.
+    live: i128,
+    /// Its entries, archived ones included.
+    charges: usize,
+}
+
+impl Totals {
+    fn net(entry: &Entry) -> i128 {
+        i128::from(entry.charged.minor_units()) - i128::from(entry.refunded.minor_units())
+    }
+
+    fn add(&mut self, entry: &Entry) {
+        self.charges += 1;
+        if !self.archive.holds(&entry.uid) {
+            self.live += Totals::net(entry);
+        }
+    }
+
+    fn remove(&mut self, entry: &Entry) {
+        self.charges -= 1;
+        if !self.archive.holds(&entry.uid) {
+            self.live -= Totals::net(entry);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.charges == 0 && self.archive == Archive::default()
+    }
 }
 
 impl Ledger {
@@ -167,13 +206,13 @@ impl Ledger {
     /// none.
     pub fn record(&mut self, order: &Order) {
         let key = order_key(order);
-        match Entry::of_order(order) {
-            Some(entry) => {
-                self.entries.insert(key, entry);
-            }
-            None => {
-                self.entries.remove(&key);
-            }
+        self.remove(&key);
+        if let Some(entry) = Entry::of_order(order) {
+            self.payers
+                .entry(entry.payer.clone())
+                .or_default()
+                .add(&entry);
+            self.entries.insert(key, entry);
         }
     }
 
@@ -184,32 +223,62 @@ impl Ledger {
 
     /// Forgets an order: its charge now lives in its payer's archive.
     pub fn forget(&mut self, order: &Order) {
-        self.entries.remove(&order_key(order));
+        self.remove(&order_key(order));
+    }
+
+    fn remove(&mut self, key: &str) {
+        let Some(entry) = self.entries.remove(key) else {
+            return;
+        };
+        if let Some(totals) = self.payers.get_mut(&entry.payer) {
+            totals.remove(&entry);
+            if totals.is_empty() {
+                self.payers.remove(&entry.payer);
+            }
+        }
     }
 
     /// Sets a payer's archive, as its annotation holds it.
     pub fn archive(&mut self, payer: &Payer, archive: Archive) {
-        self.archives.insert(payer_key(payer), archive);
+        let key = payer_key(payer);
+        let totals = self.payers.entry(key.clone()).or_default();
+        if totals.archive == archive {
+            return;
+        }
+        // Which of its entries the archive holds changed: count them again (an archive
+        // changes when an Order or Group is deleted, not on a charge).
+        totals.archive = archive;
+        totals.live = self
+            .entries
+            .values()
+            .filter(|e| e.payer == key && !totals.archive.holds(&e.uid))
+            .map(Totals::net)
+            .sum();
+        if totals.is_empty() {
+            self.payers.remove(&key);
+        }
     }
 
     /// What `payer` has spent: its charges less its refunds, archived ones included.
     pub fn spent(&self, payer: &Payer) -> Result<Money, MoneyError> {
-        let key = payer_key(payer);
-        let archive = self.archives.get(&key);
-        let archived = archive.map_or(Money::ZERO, |a| a.spent);
-        self.entries
-            .values()
-            .filter(|e| e.payer == key)
-            .filter(|e| !archive.is_some_and(|a| a.orders.contains(&e.uid)))
-            .try_fold(archived, |total, e| {
-                total.checked_add(e.charged)?.checked_sub(e.refunded)
-            })
+        let Some(totals) = self.payers.get(&payer_key(payer)) else {
+            return Ok(Money::ZERO);
+        };
+        let live = i64::try_from(totals.live).map_err(|_| {
+            MoneyError::Overflow(format!(
+                "the charges of {} sum to {} minor units",
+                payer_key(payer),
+                totals.live
+            ))
+        })?;
+        totals.archive.spent.checked_add(Money::from_minor(live))
     }
 
     /// How many orders have been charged to `payer` (refunded ones included).
     pub fn charges(&self, payer: &Payer) -> usize {
-        let key = payer_key(payer);
-        self.entries.values().filter(|e| e.payer == key).count()
+        self.payers
+            .get(&payer_key(payer))
+            .map_or(0, |totals| totals.charges)
     }
 }
 
@@ -592,5 +661,145 @@ mod tests {
             // Rebuilding from the orders gives the same ledger.
             assert_eq!(Ledger::from_orders(&orders), ledger);
         }
+    }
+
+    /// The running totals say what a sum over every Order says, whatever the order of
+    /// charges, refunds, deletions and archive changes.
+    #[test]
+    fn running_totals_agree_with_a_sum_over_the_orders() {
+        use TransactionType::*;
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let account = Payer {
+            kind: PayerKind::Account,
+            name: "shop".into(),
+            namespace: None,
+        };
+        let payers = [group("team"), group("ops"), account];
+        for round in 0..100 {
+            let mut ledger = Ledger::default();
+            let mut live: Vec<Order> = Vec::new();
+            let mut archives: Vec<Archive> = vec![Archive::default(); payers.len()];
+            for step in 0..60 {
+                let pick = |n: usize, r: u64| usize::try_from(r).unwrap() % n.max(1);
+                match next(6) {
+                    0 | 1 => {
+                        let payer = payers[pick(payers.len(), next(64))].clone();
+                        let price = Money::from_minor(i64::try_from(next(5_000)).unwrap());
+                        let mut o = order(
+                            &format!("o{step}"),
+                            Some(payer),
+                            vec![transaction(Purchase, price)],
+                        );
+                        o.metadata.uid = Some(format!("uid-{round}-{step}"));
+                        ledger.record(&o);
+                        live.push(o);
+                    }
+                    2 if !live.is_empty() => {
+                        // A refund, or a payer changed, recorded again.
+                        let at = pick(live.len(), next(64));
+                        let o = &mut live[at];
+                        let status = o.status.get_or_insert_default();
+                        if next(2) == 0 {
+                            if let Some(amount) = charge(status).map(|t| t.amount)
+                                && refund(status).is_none()
+                            {
+                                status.transactions.push(transaction(Refund, amount));
+                            }
+                        } else {
+                            status.payer = Some(payers[pick(payers.len(), next(64))].clone());
+                        }
+                        ledger.record(o);
+                    }
+                    3 if !live.is_empty() => {
+                        // An order deleted: folded into its payer's archive, then forgotten.
+                        let at = pick(live.len(), next(64));
+                        let o = live.remove(at);
+                        if let Some(entry) = Entry::of_order(&o) {
+                            let at = payers
+                                .iter()
+                                .position(|p| payer_key(p) == entry.payer)
+                                .unwrap();
+                            archives[at].fold(&entry).unwrap();
+                            ledger.archive(&payers[at], archives[at].clone());
+                        }
+                        ledger.forget(&o);
+                    }
+                    4 if !live.is_empty() => {
+                        // Folded while the order is still there: it counts once.
+                        let at = pick(live.len(), next(64));
+                        let o = &live[at];
+                        if let Some(entry) = Entry::of_order(o) {
+                            let at = payers
+                                .iter()
+                                .position(|p| payer_key(p) == entry.payer)
+                                .unwrap();
+                            archives[at].fold(&entry).unwrap();
+                            ledger.archive(&payers[at], archives[at].clone());
+                        }
+                    }
+                    5 => {
+                        // A deleted group's spending folded into an archive.
+                        let at = pick(payers.len(), next(64));
+                        let spent = Money::from_minor(i64::try_from(next(900)).unwrap());
+                        archives[at]
+                            .fold_group(&format!("group-{round}-{step}"), spent)
+                            .unwrap();
+                        ledger.archive(&payers[at], archives[at].clone());
+                    }
+                    _ => {}
+                }
+                for (payer, archive) in payers.iter().zip(&archives) {
+                    assert_eq!(
+                        ledger.spent(payer).unwrap(),
+                        spent_by(&live, payer, archive).unwrap(),
+                        "round {round}, step {step}, {}",
+                        payer_key(payer)
+                    );
+                    let charged = live
+                        .iter()
+                        .filter_map(Entry::of_order)
+                        .filter(|e| e.payer == payer_key(payer))
+                        .count();
+                    assert_eq!(ledger.charges(payer), charged);
+                }
+            }
+            let mut rebuilt = Ledger::from_orders(&live);
+            for (payer, archive) in payers.iter().zip(&archives) {
+                rebuilt.archive(payer, archive.clone());
+            }
+            assert_eq!(rebuilt, ledger, "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_total_beyond_what_money_holds_is_an_error_not_a_wrong_figure() {
+        let team = group("team");
+        let big = Money::from_minor(i64::MAX);
+        let orders: Vec<Order> = (0..2)
+            .map(|i| {
+                order(
+                    &format!("o{i}"),
+                    Some(team.clone()),
+                    vec![transaction(TransactionType::Purchase, big)],
+                )
+            })
+            .collect();
+        let mut ledger = Ledger::from_orders(&orders);
+        assert!(matches!(ledger.spent(&team), Err(MoneyError::Overflow(_))));
+        // Back within range once one is refunded.
+        let mut refunded = orders[1].clone();
+        refunded
+            .status
+            .get_or_insert_default()
+            .transactions
+            .push(transaction(TransactionType::Refund, big));
+        ledger.record(&refunded);
+        assert_eq!(ledger.spent(&team).unwrap(), big);
     }
 }
