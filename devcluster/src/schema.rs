@@ -644,12 +644,13 @@ fn compiled<T: Clone>(
 }
 
 thread_local! {
-    static PATTERNS: Compiled<Result<Regex, String>> = RefCell::default();
+    static PATTERNS: Compiled<Result<Rc<Regex>, String>> = RefCell::default();
 }
 
-/// `pattern` compiled as Go would, from this thread's cache.
-fn compile_pattern(pattern: &str) -> Result<Regex, String> {
-    compiled(&PATTERNS, pattern, compile_go_regex)
+/// `pattern` compiled as Go would, from this thread's cache. Shared, not cloned: a cloned
+/// `Regex` starts with no search caches and builds them again on its first match.
+fn compile_pattern(pattern: &str) -> Result<Rc<Regex>, String> {
+    compiled(&PATTERNS, pattern, |pattern| compile_go_regex(pattern).map(Rc::new))
 }
 
 /// Compiles a Go (RE2) regular expression: `\d`, `\w` and `\s` are ASCII-only there.
