@@ -69,7 +69,8 @@ pub fn admit(
     apply_defaults(object, root, true, 0);
 
     let mut causes = Vec::new();
-    Checker.check(root, object, "", true, 0, &mut causes);
+    let stored = old.and_then(Value::as_object);
+    Checker { stored }.check(root, object, "", true, 0, &mut causes);
     check_embedded(root, object, "", true, 0, &mut causes);
     check_list_types(root, object, "", true, 0, &mut causes);
 
@@ -650,7 +651,9 @@ thread_local! {
 /// `pattern` compiled as Go would, from this thread's cache. Shared, not cloned: a cloned
 /// `Regex` starts with no search caches and builds them again on its first match.
 fn compile_pattern(pattern: &str) -> Result<Rc<Regex>, String> {
-    compiled(&PATTERNS, pattern, |pattern| compile_go_regex(pattern).map(Rc::new))
+    compiled(&PATTERNS, pattern, |pattern| {
+        compile_go_regex(pattern).map(Rc::new)
+    })
 }
 
 /// Compiles a Go (RE2) regular expression: `\d`, `\w` and `\s` are ASCII-only there.
@@ -688,10 +691,22 @@ fn compile_go_regex(pattern: &str) -> Result<Regex, String> {
         })
 }
 
+/// Validates a value against its schema. On an update, a top-level field (`spec`, `status`,
+/// …) the write left as it was is not validated again, as the API server ratchets unchanged
+/// values (KEP-4008, on by default since Kubernetes 1.30): a status write does not pay for
+/// the spec, nor fail on a spec a newer schema would refuse.
 #[derive(Default)]
-struct Checker;
+struct Checker<'a> {
+    stored: Option<&'a Map<String, Value>>,
+}
 
-impl Checker {
+impl Checker<'_> {
+    /// Whether the top-level field `key` holds what the stored object holds.
+    fn unchanged(&self, key: &str, value: &Value) -> bool {
+        self.stored
+            .is_some_and(|stored| stored.get(key) == Some(value))
+    }
+
     /// kube-openapi's `SchemaValidator`: type, junctors, string, format, number, list, enum,
     /// object, in that order.
     fn check(
@@ -979,7 +994,7 @@ impl Checker {
         }
         let map_values = additional_schema(s);
         for (key, child) in map {
-            if is_root_field(root, key) {
+            if is_root_field(root, key) || (root && self.unchanged(key, child)) {
                 continue;
             }
             if let Some(p) = property(s, key) {
@@ -1506,26 +1521,45 @@ fn check_list_map(s: &Schema, list: &[Value], path: &str, out: &mut Vec<Cause>) 
 // rules all sit in `allOf` branches runs none.
 
 fn has_rules(schema: &Value, depth: usize) -> bool {
-    let Some(s) = schema.as_object() else {
-        return false;
-    };
+    schema
+        .as_object()
+        .is_some_and(|s| any_rule(s, depth, &|_| true))
+}
+
+/// Whether a rule of `s` or of a schema within it compares with `oldSelf`: such a rule runs
+/// on an unchanged value too (the API server does not ratchet transition rules).
+fn uses_old_self(s: &Schema) -> bool {
+    any_rule(s, 0, &|rule| {
+        ["rule", "messageExpression"].iter().any(|k| {
+            rule.get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.contains("oldSelf"))
+        })
+    })
+}
+
+/// Whether `s` or a schema within it holds a rule that `wanted`.
+fn any_rule(s: &Schema, depth: usize, wanted: &dyn Fn(&Value) -> bool) -> bool {
     if depth > WALK_LIMIT {
         return false;
     }
     if s.get(RULES)
         .and_then(Value::as_array)
-        .is_some_and(|r| !r.is_empty())
+        .is_some_and(|r| r.iter().any(wanted))
     {
         return true;
     }
+    let within = |v: &Value| {
+        v.as_object()
+            .is_some_and(|c| any_rule(c, depth + 1, wanted))
+    };
     let in_properties = match s.get("properties") {
-        Some(Value::Object(m)) => m.values().any(|v| has_rules(v, depth + 1)),
+        Some(Value::Object(m)) => m.values().any(within),
         _ => false,
     };
     in_properties
-        || s.get("items").is_some_and(|i| has_rules(i, depth + 1))
-        || s.get("additionalProperties")
-            .is_some_and(|a| has_rules(a, depth + 1))
+        || s.get("items").is_some_and(within)
+        || s.get("additionalProperties").is_some_and(within)
 }
 
 /// One rule of a schema node, compiled.
@@ -1837,7 +1871,14 @@ impl RuleRun {
                         continue;
                     }
                     let old_child = old_map.and_then(|m| m.get(key));
+                    // An unchanged top-level field is ratcheted, as in the structural checks,
+                    // unless a rule within it compares with oldSelf.
+                    let ratcheted =
+                        |p: &Schema| root && old_child == Some(child) && !uses_old_self(p);
                     if let Some(p) = property(s, key) {
+                        if ratcheted(p) {
+                            continue;
+                        }
                         self.walk(
                             Some(p),
                             child,
@@ -3518,6 +3559,57 @@ mod tests {
         assert_eq!(
             found,
             ["spec.entries[1]: Invalid value: \"object\": values only grow"]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_top_level_field_is_ratcheted_unless_a_rule_in_it_compares_with_old_self() {
+        // A schema tightened after the object was stored: spec.name is now too long, and a
+        // rule on spec.size refuses what is stored.
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "name": {"type": "string", "pattern": "^[a-z]{1,3}$"},
+                "size": {"type": "integer",
+                    "x-kubernetes-validations": [{"rule": "self < 10", "message": "too big"}]}}},
+            "status": {"type": "object", "properties": {
+                "phase": {"type": "string", "pattern": "^[A-Z][a-z]{0,4}$"}}}}});
+        let stored = json!({"spec": {"name": "longer", "size": 12}, "status": {"phase": "New"}});
+        // A status write leaves the spec as stored: nothing in it is checked again.
+        let status_write =
+            json!({"spec": {"name": "longer", "size": 12}, "status": {"phase": "Done"}});
+        assert!(causes(&schema, status_write, Some(&stored)).is_empty());
+        // The changed field itself is still checked.
+        let bad_status =
+            json!({"spec": {"name": "longer", "size": 12}, "status": {"phase": "Finished"}});
+        assert_eq!(
+            causes(&schema, bad_status, Some(&stored))
+                .into_iter()
+                .map(|c| c.field)
+                .collect::<Vec<_>>(),
+            ["status.phase"]
+        );
+        // A changed spec is checked whole, and so is any object on create.
+        let spec_write =
+            json!({"spec": {"name": "longer", "size": 11}, "status": {"phase": "New"}});
+        let fields = |found: Vec<Cause>| found.into_iter().map(|c| c.field).collect::<Vec<_>>();
+        assert_eq!(
+            fields(causes(&schema, spec_write, Some(&stored))),
+            ["spec.name", "spec.size"]
+        );
+        assert_eq!(
+            fields(causes(&schema, stored.clone(), None)),
+            ["spec.name", "spec.size"]
+        );
+        // A rule comparing with oldSelf runs on an unchanged field too.
+        let transition = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {"size": {"type": "integer",
+                "x-kubernetes-validations": [{"rule": "self > oldSelf", "message": "must grow"}]}}},
+            "status": {"type": "object"}}});
+        let stored = json!({"spec": {"size": 1}, "status": {}});
+        let status_write = json!({"spec": {"size": 1}, "status": {"seen": true}});
+        assert_eq!(
+            fields(causes(&transition, status_write, Some(&stored))),
+            ["spec.size"]
         );
     }
 
