@@ -74,7 +74,9 @@ where
     }
 }
 
-/// Where a shared watch's objects go.
+/// Where a shared watch's objects go. Subscribers' channels are unbounded: each holds
+/// shared objects, not copies, and a controller drains its trigger stream into its queue
+/// (one pending reconcile per object) as fast as it comes, so none waits for the slowest.
 struct Fanout<K> {
     /// Subscribers receiving each change as it comes.
     live: Vec<UnboundedSender<Arc<K>>>,
