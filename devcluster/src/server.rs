@@ -28,6 +28,11 @@ pub async fn serve(
     cluster: Arc<Cluster>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Requests handled at once: one per core. Handling is CPU work under the store's lock, so
+    // more at once only queue on the lock, and a crowd of threads parked on it costs more in
+    // wake-ups than the work itself.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let handlers = Arc::new(tokio::sync::Semaphore::new(cores));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -45,14 +50,15 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let cluster = cluster.clone();
+        let handlers = handlers.clone();
         let mut connection_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(stream).await else {
                 return;
             };
             let service = service_fn(move |request| {
-                let cluster = cluster.clone();
-                async move { Ok::<_, Infallible>(respond(&cluster, request).await) }
+                let (cluster, handlers) = (cluster.clone(), handlers.clone());
+                async move { Ok::<_, Infallible>(respond(&cluster, &handlers, request).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -70,6 +76,7 @@ pub async fn serve(
 
 async fn respond(
     cluster: &Arc<Cluster>,
+    handlers: &tokio::sync::Semaphore,
     request: hyper::Request<Incoming>,
 ) -> hyper::Response<Body> {
     let (parts, body) = request.into_parts();
@@ -114,6 +121,9 @@ async fn respond(
         user_agent: header(hyper::header::USER_AGENT).unwrap_or_default(),
         authorization: header(hyper::header::AUTHORIZATION),
         body: body.to_vec(),
+    };
+    let Ok(_handling) = handlers.acquire().await else {
+        return into_http(ApiError::internal("the server is shutting down").into());
     };
     let cluster = cluster.clone();
     // Request handling takes the store's lock and may do real work (schemas, managed
