@@ -605,19 +605,24 @@ mod tests {
         );
     }
 
+    /// A small deterministic generator of numbers below a bound: the sequences differ per
+    /// seed, the tests that draw from them do not.
+    fn numbers(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed;
+        move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        }
+    }
+
     /// No sequence of charges and refunds, decided one at a time against the ledger, takes a
     /// payer below zero, and every charge that fitted was made.
     #[test]
     fn no_sequence_of_charges_drives_a_balance_negative() {
         use TransactionType::*;
-        // A small deterministic generator: the sequences differ per seed, the test does not.
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
+        let mut next = numbers(0x2545_f491_4f6c_dd1d);
         for round in 0..200 {
             let allocation = Money::from_minor(i64::try_from(next(10_000)).unwrap());
             let mut ledger = Ledger::default();
@@ -668,19 +673,24 @@ mod tests {
     #[test]
     fn running_totals_agree_with_a_sum_over_the_orders() {
         use TransactionType::*;
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move |bound: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % bound
-        };
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15);
         let account = Payer {
             kind: PayerKind::Account,
             name: "shop".into(),
             namespace: None,
         };
         let payers = [group("team"), group("ops"), account];
+        // Folds an order's charge into its payer's archive, as a deletion does.
+        let fold = |ledger: &mut Ledger, archives: &mut [Archive], o: &Order| {
+            if let Some(entry) = Entry::of_order(o) {
+                let at = payers
+                    .iter()
+                    .position(|p| payer_key(p) == entry.payer)
+                    .unwrap();
+                archives[at].fold(&entry).unwrap();
+                ledger.archive(&payers[at], archives[at].clone());
+            }
+        };
         for round in 0..100 {
             let mut ledger = Ledger::default();
             let mut live: Vec<Order> = Vec::new();
@@ -720,28 +730,14 @@ mod tests {
                         // An order deleted: folded into its payer's archive, then forgotten.
                         let at = pick(live.len(), next(64));
                         let o = live.remove(at);
-                        if let Some(entry) = Entry::of_order(&o) {
-                            let at = payers
-                                .iter()
-                                .position(|p| payer_key(p) == entry.payer)
-                                .unwrap();
-                            archives[at].fold(&entry).unwrap();
-                            ledger.archive(&payers[at], archives[at].clone());
-                        }
+                        fold(&mut ledger, &mut archives, &o);
                         ledger.forget(&o);
                     }
                     4 if !live.is_empty() => {
                         // Folded while the order is still there: it counts once.
                         let at = pick(live.len(), next(64));
                         let o = &live[at];
-                        if let Some(entry) = Entry::of_order(o) {
-                            let at = payers
-                                .iter()
-                                .position(|p| payer_key(p) == entry.payer)
-                                .unwrap();
-                            archives[at].fold(&entry).unwrap();
-                            ledger.archive(&payers[at], archives[at].clone());
-                        }
+                        fold(&mut ledger, &mut archives, o);
                     }
                     5 => {
                         // A deleted group's spending folded into an archive.
