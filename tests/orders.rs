@@ -958,6 +958,31 @@ async fn next_seen(
     seen
 }
 
+/// Four controllers wait at once for the shared watch's first list before they reconcile;
+/// every one of them is woken when it is in (a store's own wait wakes only the last waiter,
+/// which once left the Certificate controller waiting for ever after a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_waiter_for_the_shared_order_watchs_first_list_is_woken() {
+    use certinext::controllers::cache::{SharedWatch, Synced, order_view};
+    let cluster = TestCluster::with_crds().await;
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "default");
+    let (shared, task) = SharedWatch::new(orders, Default::default(), order_view);
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let synced = Synced::new(vec![shared.listed()]);
+            tokio::spawn(async move { synced.wait().await.is_ok() })
+        })
+        .collect();
+    // Every waiter is parked before the watch starts.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let task = tokio::spawn(task);
+    for waiter in waiters {
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await;
+        assert!(woken.expect("every waiter is woken").expect("joins"));
+    }
+    task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_subscriber_of_the_shared_order_watch_sees_the_orders_then_each_change() {
     use certinext::controllers::cache::{SharedWatch, order_view};

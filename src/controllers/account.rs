@@ -504,12 +504,7 @@ pub async fn run(client: Client, settings: super::Settings, shared: super::Share
                 super::on_change_of(|o: &Order| money_moved(o), by_order.clone()),
             );
     }
-    let synced = super::cache::Synced::new(
-        orders
-            .iter()
-            .map(|(_, s)| super::cache::listed(s))
-            .collect(),
-    );
+    let synced = super::cache::Synced::new(shared.scopes().map(|(_, s)| s.listed()).collect());
     let context = Arc::new(Context {
         client: client.clone(),
         recorder: recorder(&client),

@@ -60,6 +60,9 @@ where
 {
     store: Store<K>,
     fanout: Arc<std::sync::Mutex<Fanout<K>>>,
+    /// Whether the watch has listed its objects once. Several controllers wait for it at
+    /// once; a store's own wait would wake only the last of them.
+    listed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl<K> Clone for SharedWatch<K>
@@ -70,6 +73,7 @@ where
         SharedWatch {
             store: self.store.clone(),
             fanout: self.fanout.clone(),
+            listed: self.listed.clone(),
         }
     }
 }
@@ -105,9 +109,11 @@ where
             joining: Vec::new(),
             listing: true,
         }));
+        let (listed_once, listed_rx) = tokio::sync::watch::channel(false);
         let shared = SharedWatch {
             store: store.clone(),
             fanout: fanout.clone(),
+            listed: listed_rx,
         };
         let events = watcher(api, config)
             .default_backoff()
@@ -144,6 +150,7 @@ where
                                 fanout.live.push(subscriber);
                             }
                         }
+                        listed_once.send_replace(true);
                         continue;
                     }
                 };
@@ -155,9 +162,17 @@ where
         (shared, task.boxed())
     }
 
-    /// The objects the watch holds now.
+    /// The objects the watch holds now. Wait for its first list with [`SharedWatch::listed`],
+    /// not with the store's own wait, which wakes only the last of several waiters.
     pub fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// The wait for the watch's first complete list, for [`Synced::new`]: any number of
+    /// waiters may wait at once. False when the watch stopped before.
+    pub fn listed(&self) -> BoxFuture<'static, bool> {
+        let mut listed = self.listed.clone();
+        async move { listed.wait_for(|listed| *listed).await.is_ok() }.boxed()
     }
 
     /// The objects the watch touches from now on, after every object it holds now.
@@ -222,7 +237,9 @@ impl Synced {
     }
 }
 
-/// The wait for `store`'s first complete list, for [`Synced::new`].
+/// The wait for `store`'s first complete list, for [`Synced::new`]. Only for a store one
+/// task waits for: a store's wait wakes only the last of several waiters (a shared watch's
+/// store: [`SharedWatch::listed`]).
 pub fn listed<K>(store: &Store<K>) -> BoxFuture<'static, bool>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,

@@ -1872,7 +1872,7 @@ async fn run_in(
         cache::listed(&products),
         cache::listed(&cas),
         cache::listed(&secrets),
-        cache::listed(&orders),
+        shared_orders.listed(),
     ]);
     let context = Context {
         synced,

@@ -433,7 +433,7 @@ async fn run_in(
     };
     let bindings = watcher::Config::default().labels(GROUP_LABEL);
     let orders = shared_orders.store();
-    let synced = super::cache::Synced::new(vec![super::cache::listed(&orders)]);
+    let synced = super::cache::Synced::new(vec![shared_orders.listed()]);
     let mut context = WalletContext::new(client.clone(), wallets);
     context.orders = vec![(scope.clone(), orders)];
     context.synced = Some(synced);
