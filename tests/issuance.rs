@@ -452,3 +452,92 @@ spec: {secretName: e-tls, productRef: {name: tls}, dnsNames: [e.shop.example]}
         controller.abort();
     }
 }
+
+/// Deciding to order — a first issuance, then a renewal — rests on the cached Secrets and
+/// Orders once they show the controller's own last writes: no Secret is read from the API
+/// server for it, and each Order is charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_decided_from_caches_that_show_the_controllers_own_writes() {
+    use certinext::api::{Group, Product};
+    let cluster = TestCluster::with_crds().await;
+    let controllers = certinext::controllers::start(&cluster.client, &Default::default());
+    certinext::manifests::apply(&cluster.client, &shop(&[("team", "50.00")]), "test")
+        .await
+        .expect("setup");
+    let products: Api<Product> = Api::namespaced(cluster.client.clone(), "shop");
+    wait_until(&products, "tls", is_ready).await;
+    cluster.cluster.reset_requests();
+
+    certinext::manifests::apply(
+        &cluster.client,
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: web, namespace: shop}
+spec: {secretName: web-tls, productRef: {name: tls}, groupRef: {name: team}, dnsNames: [web.shop.example], duration: 2160h}
+",
+        "test",
+    )
+    .await
+    .expect("certificate");
+    let certificates: Api<Certificate> = Api::namespaced(cluster.client.clone(), "shop");
+    let at_revision = |revision: i64| {
+        move |c: &Certificate| {
+            is_ready(c) && c.status.as_ref().and_then(|s| s.revision) == Some(revision)
+        }
+    };
+    wait_until(&certificates, "web", at_revision(1)).await;
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), "shop");
+    let first = secrets.get("web-tls").await.expect("the Secret");
+    cluster.cluster.reset_requests();
+    certificates
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"duration": "2159h"}})),
+        )
+        .await
+        .expect("a new duration");
+    wait_until(&certificates, "web", at_revision(2)).await;
+    let secret_reads: u64 = cluster
+        .cluster
+        .requests()
+        .into_iter()
+        .filter(|(kind, _)| kind.verb == "get" && kind.resource == "secrets")
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(secret_reads, 0, "{:#?}", cluster.cluster.requests());
+
+    let renewed = secrets.get("web-tls").await.expect("the Secret");
+    assert_ne!(text(&renewed, "tls.crt"), text(&first, "tls.crt"));
+    let key = certinext::pki::load_key_pem(&text(&renewed, "tls.key")).expect("the key");
+    let info = certinext::pki::inspect_pem(&text(&renewed, "tls.crt")).expect("the certificate");
+    assert!(key.matches_public_key_der(&info.public_key_der));
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "shop");
+    for name in ["web-1", "web-2"] {
+        wait_until(&orders, name, |o| {
+            o.status.as_ref().and_then(|s| s.state) == Some(OrderState::Issued)
+        })
+        .await;
+    }
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "shop");
+    wait_until(&groups, "team", |g| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.spent)
+            .map(|m| m.to_string())
+            == Some("20.00".into())
+    })
+    .await;
+    assert_eq!(
+        orders
+            .list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        2
+    );
+    for controller in controllers {
+        controller.abort();
+    }
+}

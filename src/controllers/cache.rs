@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::{Stream, StreamExt};
-use kube::api::Api;
+use kube::api::{Api, ObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -360,6 +360,144 @@ impl LabelIndex {
     }
 }
 
+/// A controller's own write, as its caches will show it once their watches deliver it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    kind: String,
+    name: String,
+    uid: String,
+    left: Left,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Left {
+    /// The object at this resourceVersion or a later one.
+    Version(u64),
+    /// A resourceVersion that is not a number: no cached copy can be told to be as new.
+    Unknown,
+    /// No object.
+    Gone,
+}
+
+impl Written {
+    /// `object` as the write that returned it left it.
+    pub fn applied<K: Resource<DynamicType = ()>>(object: &K) -> Written {
+        Written {
+            kind: K::kind(&()).into_owned(),
+            name: object.name_any(),
+            uid: object.meta().uid.clone().unwrap_or_default(),
+            left: object
+                .meta()
+                .resource_version
+                .as_deref()
+                .and_then(comparable_version)
+                .map_or(Left::Unknown, Left::Version),
+        }
+    }
+
+    /// `object`, deleted.
+    pub fn deleted<K: Resource<DynamicType = ()>>(object: &K) -> Written {
+        Written {
+            left: Left::Gone,
+            ..Written::applied(object)
+        }
+    }
+
+    /// Whether a cache holding `cached` of this object has seen this write. Resource
+    /// versions of one resource are compared as numbers (comparable since Kubernetes 1.35,
+    /// KEP-5504); an object of another uid may be an older one, so it does not count.
+    fn shown_by(&self, cached: Option<&ObjectMeta>) -> bool {
+        match (&self.left, cached) {
+            (Left::Gone, None) => true,
+            (Left::Version(written), Some(cached)) => {
+                cached.uid.as_deref() == Some(self.uid.as_str())
+                    && cached
+                        .resource_version
+                        .as_deref()
+                        .and_then(comparable_version)
+                        .is_some_and(|version| version >= *written)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A resourceVersion as a number: a positive integer without leading zeros, else none.
+fn comparable_version(version: &str) -> Option<u64> {
+    if version.starts_with('0') {
+        return None;
+    }
+    version.parse().ok()
+}
+
+/// The writes a controller made for each of its objects (a Certificate's Secrets and Orders)
+/// that a cached view of that object must show before a decision that costs money rests on
+/// it. A view that shows them all is at least as new as the controller's own writes; what
+/// other writers did before the controller started is in its caches' first lists (it runs
+/// only while it leads, and those lists read the latest state). A view that does not is
+/// read afresh from the API server instead.
+#[derive(Default)]
+pub struct OwnWrites {
+    /// The writes not yet seen in a view, by the (namespace, name) they were made for.
+    pending: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<Written>>>,
+    /// How many objects may have writes noted before the next sweep.
+    sweep_at: std::sync::atomic::AtomicUsize,
+}
+
+impl OwnWrites {
+    /// Notes `written`, made for `owner` in `namespace`; it replaces an earlier write of the
+    /// same object, which a watch delivers before this one.
+    pub fn record(&self, namespace: &str, owner: &str, written: Written) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let writes = pending
+            .entry((namespace.to_owned(), owner.to_owned()))
+            .or_default();
+        writes.retain(|w| w.kind != written.kind || w.name != written.name);
+        writes.push(written);
+    }
+
+    /// Whether a view of `owner` shows every write made for it, `cached` giving what the view
+    /// holds of an object of a kind, by name (`None`: not part of the view, so not asked
+    /// about). The writes it shows are forgotten: a view taken later shows them too.
+    pub fn shown<'a>(
+        &self,
+        namespace: &str,
+        owner: &str,
+        cached: impl Fn(&str, &str) -> Option<Option<&'a ObjectMeta>>,
+    ) -> bool {
+        let key = (namespace.to_owned(), owner.to_owned());
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(writes) = pending.get_mut(&key) else {
+            return true;
+        };
+        let mut all = true;
+        writes.retain(|w| match cached(&w.kind, &w.name) {
+            Some(held) if w.shown_by(held) => false,
+            Some(_) => {
+                all = false;
+                true
+            }
+            None => true,
+        });
+        if writes.is_empty() {
+            pending.remove(&key);
+        }
+        all
+    }
+
+    /// Forgets the writes made for objects that are gone (`alive` says which are not), each
+    /// time the objects with writes noted have doubled since the last time (at least 1,024).
+    pub fn sweep(&self, alive: impl Fn(&str, &str) -> bool) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let at = self.sweep_at.load(std::sync::atomic::Ordering::Relaxed);
+        if pending.len() > at.max(1024) {
+            pending.retain(|(namespace, name), _| alive(namespace, name));
+            self.sweep_at
+                .store(2 * pending.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +527,92 @@ mod tests {
             let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
             assert!(woken.expect("every waiter is woken").expect("joins"));
         }
+    }
+
+    fn secret(uid: &str, version: &str) -> k8s_openapi::api::core::v1::Secret {
+        let mut secret = k8s_openapi::api::core::v1::Secret::default();
+        secret.metadata.name = Some("web-tls".into());
+        secret.metadata.namespace = Some("shop".into());
+        secret.metadata.uid = Some(uid.into());
+        secret.metadata.resource_version = Some(version.into());
+        secret
+    }
+
+    /// Whether a view holding `held` as Secret `web-tls` of Certificate `web` shows the writes.
+    fn shown(writes: &OwnWrites, held: Option<&k8s_openapi::api::core::v1::Secret>) -> bool {
+        writes.shown("shop", "web", |kind, name| {
+            (kind == "Secret" && name == "web-tls").then(|| held.map(|s| &s.metadata))
+        })
+    }
+
+    #[test]
+    fn a_view_shows_a_write_once_it_holds_that_object_at_that_version_or_later() {
+        let writes = OwnWrites::default();
+        assert!(shown(&writes, None), "nothing written, nothing to show");
+        writes.record("shop", "web", Written::applied(&secret("u1", "20")));
+        assert!(!shown(&writes, None));
+        assert!(!shown(&writes, Some(&secret("u1", "19"))));
+        assert!(!shown(&writes, Some(&secret("u0", "25"))), "another object");
+        assert!(
+            shown(&writes, Some(&secret("u1", "100"))),
+            "compared as numbers"
+        );
+        // Shown once, forgotten: an older view no longer holds anything back.
+        assert!(shown(&writes, Some(&secret("u1", "19"))));
+
+        writes.record("shop", "web", Written::deleted(&secret("u1", "30")));
+        assert!(!shown(&writes, Some(&secret("u1", "30"))));
+        assert!(
+            !shown(&writes, Some(&secret("u2", "40"))),
+            "maybe an older one"
+        );
+        assert!(shown(&writes, None));
+    }
+
+    #[test]
+    fn a_later_write_replaces_an_earlier_one_and_other_objects_are_not_asked_about() {
+        let writes = OwnWrites::default();
+        writes.record("shop", "web", Written::deleted(&secret("u1", "30")));
+        writes.record("shop", "web", Written::applied(&secret("u2", "31")));
+        assert!(shown(&writes, Some(&secret("u2", "31"))));
+        // A write of an object the view does not hold is kept, and does not hold it back.
+        let mut other = secret("u3", "40");
+        other.metadata.name = Some("old-tls".into());
+        writes.record("shop", "web", Written::applied(&other));
+        assert!(shown(&writes, None), "the view's Secret was not written");
+        writes.record("shop", "web", Written::applied(&secret("u2", "41")));
+        assert!(!shown(&writes, Some(&secret("u2", "31"))));
+    }
+
+    #[test]
+    fn a_version_that_is_not_a_positive_number_is_never_shown() {
+        for version in ["", "0", "012", "x17", "-5"] {
+            let writes = OwnWrites::default();
+            writes.record("shop", "web", Written::applied(&secret("u1", version)));
+            assert!(!shown(&writes, Some(&secret("u1", "99"))), "{version:?}");
+            let writes = OwnWrites::default();
+            writes.record("shop", "web", Written::applied(&secret("u1", "5")));
+            assert!(!shown(&writes, Some(&secret("u1", version))), "{version:?}");
+        }
+    }
+
+    #[test]
+    fn the_writes_of_objects_gone_are_swept_once_many_are_noted() {
+        let writes = OwnWrites::default();
+        for n in 0..1025 {
+            writes.record(
+                "shop",
+                &format!("c{n}"),
+                Written::applied(&secret("u1", "5")),
+            );
+        }
+        let pending = |w: &OwnWrites| w.pending.lock().map(|p| p.len()).unwrap_or_default();
+        writes.sweep(|_, name| name == "c7");
+        assert_eq!(pending(&writes), 1);
+        // The next sweep waits until the noted objects have doubled again (at least 1,024).
+        writes.record("shop", "c8", Written::applied(&secret("u1", "5")));
+        writes.sweep(|_, _| false);
+        assert_eq!(pending(&writes), 2);
     }
 
     #[test]

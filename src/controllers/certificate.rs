@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -99,6 +99,11 @@ pub struct Context {
     pub orders_by_certificate: cache::LabelIndex,
     /// Every cache above has listed its objects once.
     pub synced: cache::Synced,
+    /// The Secrets and Orders this controller wrote for each Certificate, until a cached
+    /// view of the Certificate shows them.
+    pub own_writes: cache::OwnWrites,
+    /// The controller's own Certificates.
+    pub certificates: Store<Certificate>,
 }
 
 impl Context {
@@ -235,6 +240,9 @@ struct View {
     next_key_secret: Option<Secret>,
     orders: Vec<Order>,
     fresh: bool,
+    /// Whether the view shows every Secret and Order this controller wrote for the
+    /// Certificate ([`cache::OwnWrites`]); a fresh view does.
+    caught_up: bool,
 }
 
 impl View {
@@ -246,13 +254,47 @@ impl View {
                 .map(|s| (*s).clone())
         };
         let name = certificate.name_any();
-        View {
+        let mut view = View {
             secret: get(&certificate.spec.secret_name),
             next_key_secret: get(&next_key_secret_name(&name)),
             orders: ctx
                 .orders_by_certificate
                 .objects(&ctx.orders, &namespace, &name),
             fresh: false,
+            caught_up: false,
+        };
+        view.caught_up = ctx.own_writes.shown(&namespace, &name, |kind, object| {
+            view.holds(certificate, kind, object)
+        });
+        view
+    }
+
+    /// What the view holds of the object `kind`/`name` (`None` inside: no such object), or
+    /// `None` when that object is not part of it.
+    fn holds(
+        &self,
+        certificate: &Certificate,
+        kind: &str,
+        name: &str,
+    ) -> Option<Option<&ObjectMeta>> {
+        if kind == Secret::kind(&()) {
+            let secret = if name == certificate.spec.secret_name {
+                &self.secret
+            } else if name == next_key_secret_name(&certificate.name_any()) {
+                &self.next_key_secret
+            } else {
+                return None;
+            };
+            Some(secret.as_ref().map(|s| &s.metadata))
+        } else if kind == Order::kind(&()) {
+            Some(
+                self.orders
+                    .iter()
+                    .find(|o| o.metadata.name.as_deref() == Some(name))
+                    .map(|o| &o.metadata),
+            )
+        } else {
+            None
         }
     }
 
@@ -272,6 +314,7 @@ impl View {
                 .await?
                 .items,
             fresh: true,
+            caught_up: true,
         })
     }
 
@@ -1245,6 +1288,11 @@ impl Progress {
 
 pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.synced.wait().await?;
+    ctx.own_writes.sweep(|namespace, name| {
+        ctx.certificates
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some()
+    });
     let mut view = View::cached(&ctx, &certificate);
     loop {
         match reconcile_with(&certificate, &ctx, view).await? {
@@ -1294,7 +1342,6 @@ async fn reconcile_with(
     // Dereference.
     let tenancy = ctx.tenancy();
     let found = dereference(ctx, certificate, &tenancy).await?;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let orders_api: Api<Order> = Api::namespaced(client.clone(), &namespace);
     let current = read_secret(view.secret.as_ref());
     let (next_key_secret, orders) = (&view.next_key_secret, &view.orders);
@@ -1461,9 +1508,9 @@ async fn reconcile_with(
         Decision::Issue(trigger) => trigger,
     };
 
-    // An Order costs money: decide on what the API server holds, not on a cache that may
-    // not have seen this controller's last writes yet.
-    if !view.fresh {
+    // An Order costs money: decide on caches that show this controller's own last writes
+    // for the Certificate, else on what the API server holds.
+    if !view.caught_up {
         let revision = next_revision(orders, status_revision.max(Some(issued_revision)));
         if !view.confirmed(ctx, certificate, revision).await? {
             let fresh = View::read(ctx, certificate).await?;
@@ -1472,7 +1519,7 @@ async fn reconcile_with(
     }
 
     // Next private key, stored before the Order exists.
-    let key = next_private_key(certificate, &current, next_key_secret.as_ref(), &secrets).await?;
+    let key = next_private_key(ctx, certificate, &current, next_key_secret.as_ref()).await?;
 
     // Order.
     let revision = next_revision(orders, status_revision.max(Some(issued_revision)));
@@ -1488,15 +1535,21 @@ async fn reconcile_with(
         OrderType::Purchase
     };
     let order = build_order(certificate, &plan, revision, order_type, request)?;
-    orders_api
-        .create(
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &order,
-        )
-        .await?;
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let created = match orders_api.create(&params, &order).await {
+        Ok(created) => created,
+        // The cached Orders did not show one at this revision: decide again on what the API
+        // server holds (a fresh view computed this revision from the Orders it listed).
+        Err(kube::Error::Api(response)) if response.code == 409 && !view.fresh => {
+            return Ok(Next::Again(Box::new(View::read(ctx, certificate).await?)));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    ctx.own_writes
+        .record(&namespace, &name, cache::Written::applied(&created));
     let new_order = order.name_any();
     tracing::info!(certificate = %name, namespace = %namespace, order = %new_order, reason = trigger.reason(), "ordered a certificate");
     superseded.extend(
@@ -1568,12 +1621,14 @@ fn readiness(
 /// The key for the next Order: the pending one when it still fits, the Secret's own key under
 /// `rotationPolicy: Never`, else a new one. Written to `<cert>-next-key` before use.
 async fn next_private_key(
+    ctx: &Context,
     certificate: &Certificate,
     current: &Current,
     next_key_secret: Option<&Secret>,
-    secrets: &Api<Secret>,
 ) -> Result<KeyPair, Error> {
     let name = certificate.name_any();
+    let namespace = certificate.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let spec: PrivateKey = certificate.spec.private_key.clone().unwrap_or_default();
     let pending = next_key_secret
         .and_then(|s| secret_text(s, "tls.key"))
@@ -1584,7 +1639,7 @@ async fn next_private_key(
     }
     let kept = match (spec.rotation_policy.unwrap_or_default(), current) {
         (RotationPolicy::Never, Current::Held(held)) if held.key.matches_spec(&spec) => {
-            secret_text_key(secrets, &certificate.spec.secret_name).await?
+            secret_text_key(&secrets, &certificate.spec.secret_name).await?
         }
         _ => None,
     };
@@ -1595,13 +1650,15 @@ async fn next_private_key(
             .map_err(|e| Error::Internal(format!("Certificate {name:?}: privateKey: {e}")))?,
     };
     let secret = build_next_key_secret(certificate, &key)?;
-    secrets
+    let written = secrets
         .patch(
             &next_key_secret_name(&name),
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&secret),
         )
         .await?;
+    ctx.own_writes
+        .record(&namespace, &name, cache::Written::applied(&written));
     Ok(key)
 }
 
@@ -1672,18 +1729,24 @@ async fn write_issued(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let revision = order.spec.revision;
     let secret = build_secret(certificate, &plan.ca.1, revision, tls_crt, &key, ca_crt)?;
-    secrets
+    let written = secrets
         .patch(
             &spec.secret_name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&secret),
         )
         .await?;
+    ctx.own_writes
+        .record(&namespace, &name, cache::Written::applied(&written));
     secrets
         .delete(&next_key_secret_name(&name), &DeleteParams::default())
         .await
         .map(|_| ())
         .or_else(ignore_not_found)?;
+    if let Some(pending) = next_key_secret {
+        ctx.own_writes
+            .record(&namespace, &name, cache::Written::deleted(pending));
+    }
     let event = Event {
         type_: EventType::Normal,
         reason: "Issued".into(),
@@ -1761,17 +1824,20 @@ async fn refresh_secret_metadata(
         &held.key,
         &held.ca_crt,
     )?;
-    let secrets: Api<Secret> = Api::namespaced(
-        ctx.client.clone(),
-        &certificate.namespace().unwrap_or_default(),
-    );
-    secrets
+    let namespace = certificate.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let written = secrets
         .patch(
             &certificate.spec.secret_name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&secret),
         )
         .await?;
+    ctx.own_writes.record(
+        &namespace,
+        &certificate.name_any(),
+        cache::Written::applied(&written),
+    );
     Ok(())
 }
 
@@ -1886,6 +1952,8 @@ async fn run_in(
         secrets,
         orders,
         orders_by_certificate,
+        own_writes: cache::OwnWrites::default(),
+        certificates: controller.store(),
     };
     controller
         .owns_shared_stream(order_changes)
