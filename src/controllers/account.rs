@@ -159,6 +159,26 @@ pub fn claims(accounts: &[Arc<Account>]) -> Claims {
     tenancy::resolve(&claims)
 }
 
+/// The groups a read of an account's funds listed, with whether each is being deleted (or
+/// its spending already folded into the account's archive).
+#[derive(Debug, Default)]
+pub struct ListedGroups {
+    namespaces: std::collections::BTreeSet<String>,
+    groups: std::collections::BTreeMap<(String, String), bool>,
+}
+
+impl ListedGroups {
+    /// Whether group `name` in `namespace` exists and is not being deleted, as listed; `None`
+    /// when that namespace's groups were not listed.
+    pub fn live(&self, namespace: &str, name: &str) -> Option<bool> {
+        if !self.namespaces.contains(namespace) {
+            return None;
+        }
+        let key = (namespace.to_owned(), name.to_owned());
+        Some(self.groups.get(&key).is_some_and(|deleting| !deleting))
+    }
+}
+
 /// What an account's wallet is computed from: its funding, its funds requests, and what it
 /// spent, from its Orders (read before this call: an Order deleted since is in the archive
 /// this reads) and its ledger archive.
@@ -168,7 +188,7 @@ pub async fn wallet_inputs<'a>(
     namespaces: &[String],
     orders: impl IntoIterator<Item = &'a Order>,
 ) -> Result<WalletInputs, Error> {
-    let (mut inputs, archive) = funds_inputs(client, account, namespaces).await?;
+    let (mut inputs, archive, _) = funds_inputs(client, account, namespaces).await?;
     let payer = Payer {
         kind: PayerKind::Account,
         name: account.name_any(),
@@ -188,7 +208,7 @@ pub async fn funds_inputs(
     client: &Client,
     account: &Account,
     namespaces: &[String],
-) -> Result<(WalletInputs, Archive), Error> {
+) -> Result<(WalletInputs, Archive, ListedGroups), Error> {
     let funding = match &account.spec.parent {
         Some(parent) => Api::<SubAccount>::namespaced(client.clone(), &parent.namespace)
             .get_opt(&parent.sub_account)
@@ -205,6 +225,7 @@ pub async fn funds_inputs(
         .await?;
     let archive = super::order::archive_of(&account.name_any(), fresh.annotations())?;
     let mut requests = Vec::new();
+    let mut listed = ListedGroups::default();
     let group_funding = capabilities::check(
         &account.name_any(),
         account.spec.account_type,
@@ -214,8 +235,14 @@ pub async fn funds_inputs(
     for namespace in namespaces {
         if group_funding {
             let groups: Api<Group> = Api::namespaced(client.clone(), namespace);
+            listed.namespaces.insert(namespace.clone());
             for group in groups.list(&ListParams::default()).await? {
-                if archive.holds(&group.uid().unwrap_or_default()) {
+                let folded = archive.holds(&group.uid().unwrap_or_default());
+                listed.groups.insert(
+                    (namespace.clone(), group.name_any()),
+                    folded || group.metadata.deletion_timestamp.is_some(),
+                );
+                if folded {
                     continue;
                 }
                 if let Some(amount) = group.spec.funds {
@@ -257,7 +284,7 @@ pub async fn funds_inputs(
         requests,
         spent: Money::ZERO,
     };
-    Ok((inputs, archive))
+    Ok((inputs, archive, listed))
 }
 
 /// Every Order in `namespaces`: from the caches when they cover them all, else listed fresh.
@@ -526,6 +553,18 @@ mod tests {
     use crate::api::AccountSpec;
     use crate::api::account::Credit;
     use crate::capabilities::AccountType;
+
+    #[test]
+    fn a_listed_group_is_live_unless_it_is_being_deleted_and_an_unlisted_namespace_is_unknown() {
+        let mut listed = ListedGroups::default();
+        listed.namespaces.insert("shop".into());
+        listed.groups.insert(("shop".into(), "team".into()), false);
+        listed.groups.insert(("shop".into(), "ops".into()), true);
+        assert_eq!(listed.live("shop", "team"), Some(true));
+        assert_eq!(listed.live("shop", "ops"), Some(false), "being deleted");
+        assert_eq!(listed.live("shop", "gone"), Some(false), "not there");
+        assert_eq!(listed.live("other", "team"), None, "not listed");
+    }
 
     fn account(name: &str, account_type: AccountType, credits: &[&str]) -> Account {
         let mut account = Account::new(

@@ -939,40 +939,27 @@ async fn charge(
     let books = &step.ctx.books;
     let _serialised = step.ctx.wallets.lock(&inputs.account.name_any()).await;
 
-    // Under the lock, the order as the API server holds it now, not as the cache saw it.
-    let Some(fresh) = step.api.get_opt(&name).await? else {
-        return Ok(Charge::Done(Action::await_change()));
-    };
-    if fresh.uid() != order.uid() || fresh.resource_version() != order.resource_version() {
-        // Changed since this reconcile read it (charged, decided, superseded): start over.
-        if let Some(status) = &fresh.status
-            && ledger::charge(status).is_some()
-        {
-            books.record(&fresh);
-        }
-        return Ok(Charge::Done(retry()));
-    }
-    if let Some(status) = &fresh.status
-        && ledger::charge(status).is_some()
-    {
-        books.record(&fresh);
-        return Ok(Charge::Charged(Box::new(fresh)));
-    }
+    // The cached order is charged at its resourceVersion only: if the API server holds a
+    // newer one (charged, decided or superseded since), the write fails and the reconcile
+    // starts over from the cache.
+    let (available, groups) = available(&step.ctx.client, books, inputs, &plan.payer).await?;
 
-    // Under the lock, a paying group as it is now: one being deleted pays for nothing new
-    // (its spending is about to move to its account).
+    // Under the lock, a paying group as it is now (listed with the funds, else read): one
+    // being deleted pays for nothing new (its spending is about to move to its account).
     if plan.payer.kind == PayerKind::Group {
-        let group = Api::<Group>::namespaced(
-            step.ctx.client.clone(),
-            plan.payer.namespace.as_deref().unwrap_or_default(),
-        )
-        .get_metadata_opt(&plan.payer.name)
-        .await?;
-        if group.is_none_or(|g| g.metadata.deletion_timestamp.is_some()) {
+        let namespace = plan.payer.namespace.as_deref().unwrap_or_default();
+        let live = match groups.live(namespace, &plan.payer.name) {
+            Some(live) => live,
+            None => Api::<Group>::namespaced(step.ctx.client.clone(), namespace)
+                .get_metadata_opt(&plan.payer.name)
+                .await?
+                .is_some_and(|g| g.metadata.deletion_timestamp.is_none()),
+        };
+        if !live {
             let message = group_deleting(&name, &plan.payer.name);
             let action = step
                 .end(
-                    &fresh,
+                    order,
                     Some(plan),
                     OrderState::Rejected,
                     "GroupDeleting",
@@ -982,7 +969,6 @@ async fn charge(
             return Ok(Charge::Done(action));
         }
     }
-    let available = available(&step.ctx.client, books, inputs, &plan.payer).await?;
     let payer = describe(&plan.payer);
     if let Err(shortfall) = ledger::may_charge(plan.price, available) {
         let message = format!(
@@ -991,7 +977,7 @@ async fn charge(
         );
         let action = step
             .end(
-                &fresh,
+                order,
                 Some(plan),
                 OrderState::Rejected,
                 "InsufficientFunds",
@@ -1004,10 +990,10 @@ async fn charge(
         "Order {name:?} was charged {} {} to {payer}; issuing",
         plan.price, plan.currency
     );
-    let mut status = next_status(&fresh, OrderState::Approved, &message);
+    let mut status = next_status(order, OrderState::Approved, &message);
     priced(&mut status, plan);
     status.transactions = vec![Transaction {
-        transaction_type: match fresh.spec.order_type {
+        transaction_type: match order.spec.order_type {
             OrderType::Purchase => TransactionType::Purchase,
             OrderType::Renewal => TransactionType::Renewal,
         },
@@ -1015,7 +1001,7 @@ async fn charge(
         at: now(),
         reason: None,
     }];
-    let Some(written) = write(&step.api, &fresh, status).await? else {
+    let Some(written) = write(&step.api, order, status).await? else {
         return Ok(Charge::Done(retry()));
     };
     // Only a charge the API server holds enters the ledger.
@@ -1036,19 +1022,20 @@ fn describe(payer: &Payer) -> String {
 }
 
 /// What `payer` can still spend: a group's allocation in force, or an account wallet's
-/// balance, less the ledger's charges. The funds requests are read fresh; what was spent
-/// comes from the books alone (with the account's archive as it is now), never from a list
-/// of every Order.
+/// balance, less the ledger's charges; and the groups listed on the way. The funds requests
+/// are read fresh; what was spent comes from the books alone (with the account's archive as
+/// it is now), never from a list of every Order.
 async fn available(
     client: &Client,
     books: &Books,
     inputs: &Inputs,
     payer: &Payer,
-) -> Result<Money, Error> {
+) -> Result<(Money, account::ListedGroups), Error> {
     let account = &inputs.account;
     let name = account.name_any();
     let money = |e| Error::Money(name.clone(), e);
-    let (mut funds, archive) = account::funds_inputs(client, account, &inputs.namespaces).await?;
+    let (mut funds, archive, groups) =
+        account::funds_inputs(client, account, &inputs.namespaces).await?;
     let account_payer = Payer {
         kind: PayerKind::Account,
         name: name.clone(),
@@ -1057,8 +1044,8 @@ async fn available(
     books.set_archive(&account_payer, archive);
     funds.spent = books.spent(&account_payer).map_err(money)?;
     let allocation = account::allocation(account, &funds).map_err(money)?;
-    match payer.kind {
-        PayerKind::Account => Ok(allocation.balance),
+    let available = match payer.kind {
+        PayerKind::Account => allocation.balance,
         PayerKind::Group => {
             let id = format!(
                 "group/{}/{}",
@@ -1066,9 +1053,10 @@ async fn available(
                 payer.name
             );
             let in_force = allocation.decision(&id).map_or(Money::ZERO, |d| d.in_force);
-            ledger::available(in_force, books.spent(payer).map_err(money)?).map_err(money)
+            ledger::available(in_force, books.spent(payer).map_err(money)?).map_err(money)?
         }
-    }
+    };
+    Ok((available, groups))
 }
 
 /// Signs a charged order's certificate and records it; a signing failure refunds the charge.
