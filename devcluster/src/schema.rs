@@ -68,9 +68,14 @@ pub fn admit(
     drop_nulls(object, root, true, 0);
     apply_defaults(object, root, true, 0);
 
+    // Top-level fields the write left as stored are ratcheted (KEP-4008): neither the
+    // structural checks nor the rules within them run again.
+    let unchanged = unchanged_fields(object, old);
     let mut causes = Vec::new();
-    let stored = old.and_then(Value::as_object);
-    Checker { stored }.check(root, object, "", true, 0, &mut causes);
+    Checker {
+        unchanged: &unchanged,
+    }
+    .check(root, object, "", true, 0, &mut causes);
     check_embedded(root, object, "", true, 0, &mut causes);
     check_list_types(root, object, "", true, 0, &mut causes);
 
@@ -92,7 +97,7 @@ pub fn admit(
                     apply_defaults(&mut o, root, true, 0);
                     o
                 });
-            let mut rules = RuleRun::new();
+            let mut rules = RuleRun::new(unchanged);
             rules.walk(root, object, old.as_ref(), "", true, 0);
             causes.extend(rules.causes);
         }
@@ -691,22 +696,27 @@ fn compile_go_regex(pattern: &str) -> Result<Regex, String> {
         })
 }
 
+/// The top-level fields of `object` that hold what the stored object `old` holds.
+fn unchanged_fields(object: &Value, old: Option<&Value>) -> HashSet<String> {
+    let (Some(object), Some(stored)) = (object.as_object(), old.and_then(Value::as_object)) else {
+        return HashSet::new();
+    };
+    object
+        .iter()
+        .filter(|(key, value)| stored.get(*key) == Some(*value))
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
 /// Validates a value against its schema. On an update, a top-level field (`spec`, `status`,
 /// …) the write left as it was is not validated again, as the API server ratchets unchanged
 /// values (KEP-4008, on by default since Kubernetes 1.30): a status write does not pay for
 /// the spec, nor fail on a spec a newer schema would refuse.
-#[derive(Default)]
 struct Checker<'a> {
-    stored: Option<&'a Map<String, Value>>,
+    unchanged: &'a HashSet<String>,
 }
 
 impl Checker<'_> {
-    /// Whether the top-level field `key` holds what the stored object holds.
-    fn unchanged(&self, key: &str, value: &Value) -> bool {
-        self.stored
-            .is_some_and(|stored| stored.get(key) == Some(value))
-    }
-
     /// kube-openapi's `SchemaValidator`: type, junctors, string, format, number, list, enum,
     /// object, in that order.
     fn check(
@@ -994,7 +1004,7 @@ impl Checker<'_> {
         }
         let map_values = additional_schema(s);
         for (key, child) in map {
-            if is_root_field(root, key) || (root && self.unchanged(key, child)) {
+            if is_root_field(root, key) || (root && self.unchanged.contains(key)) {
                 continue;
             }
             if let Some(p) = property(s, key) {
@@ -1803,15 +1813,18 @@ thread_local! {
 
 struct RuleRun {
     base: Rc<cel::Context<'static>>,
+    /// The top-level fields the write left as stored.
+    unchanged: HashSet<String>,
     /// Compiled rules per schema node (by address: the schema outlives the run).
     compiled: HashMap<usize, Rc<Vec<Rule>>>,
     causes: Vec<Cause>,
 }
 
 impl RuleRun {
-    fn new() -> RuleRun {
+    fn new(unchanged: HashSet<String>) -> RuleRun {
         RuleRun {
             base: BASE_CONTEXT.with(Rc::clone),
+            unchanged,
             compiled: HashMap::new(),
             causes: Vec::new(),
         }
@@ -1874,7 +1887,7 @@ impl RuleRun {
                     // An unchanged top-level field is ratcheted, as in the structural checks,
                     // unless a rule within it compares with oldSelf.
                     let ratcheted =
-                        |p: &Schema| root && old_child == Some(child) && !uses_old_self(p);
+                        |p: &Schema| root && self.unchanged.contains(key) && !uses_old_self(p);
                     if let Some(p) = property(s, key) {
                         if ratcheted(p) {
                             continue;
