@@ -395,6 +395,14 @@ impl Written {
         }
     }
 
+    /// `object`, left at `version` by a write that returned only that (a status write).
+    pub fn at_version<K: Resource<DynamicType = ()>>(object: &K, version: &str) -> Written {
+        Written {
+            left: comparable_version(version).map_or(Left::Unknown, Left::Version),
+            ..Written::applied(object)
+        }
+    }
+
     /// `object`, deleted.
     pub fn deleted<K: Resource<DynamicType = ()>>(object: &K) -> Written {
         Written {
@@ -430,12 +438,13 @@ fn comparable_version(version: &str) -> Option<u64> {
     version.parse().ok()
 }
 
-/// The writes a controller made for each of its objects (a Certificate's Secrets and Orders)
-/// that a cached view of that object must show before a decision that costs money rests on
-/// it. A view that shows them all is at least as new as the controller's own writes; what
-/// other writers did before the controller started is in its caches' first lists (it runs
-/// only while it leads, and those lists read the latest state). A view that does not is
-/// read afresh from the API server instead.
+/// The writes a controller made for each of its objects (a Certificate's Secrets, Orders and
+/// own status) that a cached view of that object must show before a decision rests on it.
+/// A view that shows them all is at least as new as the controller's own writes; what other
+/// writers did before the controller started is in its caches' first lists (it runs only
+/// while it leads, and those lists read the latest state). A view that does not is read
+/// afresh from the API server instead, or (an object older than its own last status write)
+/// left for the newer copy on its way.
 #[derive(Default)]
 pub struct OwnWrites {
     /// The writes not yet seen in a view, by the (namespace, name) they were made for.
@@ -559,6 +568,14 @@ mod tests {
         );
         // Shown once, forgotten: an older view no longer holds anything back.
         assert!(shown(&writes, Some(&secret("u1", "19"))));
+
+        writes.record(
+            "shop",
+            "web",
+            Written::at_version(&secret("u1", "20"), "25"),
+        );
+        assert!(!shown(&writes, Some(&secret("u1", "24"))));
+        assert!(shown(&writes, Some(&secret("u1", "25"))));
 
         writes.record("shop", "web", Written::deleted(&secret("u1", "30")));
         assert!(!shown(&writes, Some(&secret("u1", "30"))));

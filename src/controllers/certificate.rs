@@ -99,8 +99,8 @@ pub struct Context {
     pub orders_by_certificate: cache::LabelIndex,
     /// Every cache above has listed its objects once.
     pub synced: cache::Synced,
-    /// The Secrets and Orders this controller wrote for each Certificate, until a cached
-    /// view of the Certificate shows them.
+    /// The Secrets, Orders and statuses this controller wrote for each Certificate, until a
+    /// cached view of the Certificate shows them.
     pub own_writes: cache::OwnWrites,
     /// The controller's own Certificates.
     pub certificates: Store<Certificate>,
@@ -1293,6 +1293,16 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
             .get(&ObjectRef::new(name).within(namespace))
             .is_some()
     });
+    // A copy older than this controller's last status write: the newer one is on its way and
+    // reconciles the Certificate again; deciding now would only write that status again.
+    let namespace = certificate.namespace().unwrap_or_default();
+    let name = certificate.name_any();
+    let this = |kind: &str, object: &str| {
+        (kind == Certificate::kind(&()) && object == name).then_some(Some(&certificate.metadata))
+    };
+    if !ctx.own_writes.shown(&namespace, &name, this) {
+        return Ok(Action::await_change());
+    }
     let mut view = View::cached(&ctx, &certificate);
     loop {
         match reconcile_with(&certificate, &ctx, view).await? {
@@ -1324,7 +1334,7 @@ async fn reconcile_with(
     let secret_name = &spec.secret_name;
     let status_revision = certificate.status.as_ref().and_then(|s| s.revision);
     let refuse = async |standing: Standing, fields: Value| {
-        report(
+        let written = report(
             &api,
             &ctx.recorder,
             certificate,
@@ -1333,10 +1343,14 @@ async fn reconcile_with(
             &standing,
             fields,
         )
-        .await
+        .await?;
+        status_written(ctx, certificate, written);
+        Ok::<(), Error>(())
     };
     let progress_only = async |ready: (bool, &str, &str), fields: Value| {
-        apply_status(&api, certificate, MANAGER, previous, ready, fields).await
+        let written = apply_status(&api, certificate, MANAGER, previous, ready, fields).await?;
+        status_written(ctx, certificate, written);
+        Ok::<(), Error>(())
     };
 
     // Dereference.
@@ -1778,7 +1792,7 @@ async fn write_issued(
         timestamp(info.not_after),
         timestamp(renewal)
     );
-    apply_status(
+    let written = apply_status(
         &api,
         certificate,
         MANAGER,
@@ -1787,10 +1801,22 @@ async fn write_issued(
         progress.fields(certificate),
     )
     .await?;
+    status_written(ctx, certificate, written);
     let wait = Duration::try_from(renewal.duration_since(jiff::Timestamp::now()))
         .unwrap_or_default()
         .max(Duration::from_secs(1));
     Ok(Some(Action::requeue(wait)))
+}
+
+/// Notes the Certificate's resourceVersion after a status write (`None`: nothing written).
+fn status_written(ctx: &Context, certificate: &Certificate, version: Option<String>) {
+    if let Some(version) = version {
+        ctx.own_writes.record(
+            &certificate.namespace().unwrap_or_default(),
+            &certificate.name_any(),
+            cache::Written::at_version(certificate, &version),
+        );
+    }
 }
 
 fn ignore_not_found(error: kube::Error) -> Result<(), kube::Error> {

@@ -81,7 +81,8 @@ pub type Standing = Result<String, Refusal>;
 
 /// Writes an object's status by server-side apply as `manager`: `fields` plus
 /// `observedGeneration` and the `Ready` condition of `standing`. A refusal is also published
-/// as a Warning Event, once per change.
+/// as a Warning Event, once per change. Returns the object's resourceVersion after the write,
+/// if it wrote.
 pub async fn report<K>(
     api: &Api<K>,
     recorder: &Recorder,
@@ -90,7 +91,7 @@ pub async fn report<K>(
     previous: Option<&[Condition]>,
     standing: &Standing,
     fields: Value,
-) -> Result<(), Error>
+) -> Result<Option<String>, Error>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -102,7 +103,7 @@ where
         Ok(message) => (true, "Ready", message.as_str()),
         Err(refusal) => (false, refusal.reason, refusal.message.as_str()),
     };
-    apply_status(
+    let written = apply_status(
         api,
         object,
         manager,
@@ -114,13 +115,14 @@ where
     if !ready {
         warn_refusal(recorder, object, previous, reason, message).await?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Writes an object's status by server-side apply as `manager`: `fields` plus
 /// `observedGeneration` and the `Ready` condition `(status, reason, message)`, after any
 /// other conditions `fields` carries. No Event: for a Ready=False that is progress, not a
-/// refusal (a certificate waiting for its first issuance).
+/// refusal (a certificate waiting for its first issuance). Returns the object's
+/// resourceVersion after the write, if it wrote.
 pub async fn apply_status<K>(
     api: &Api<K>,
     object: &K,
@@ -128,7 +130,7 @@ pub async fn apply_status<K>(
     previous: Option<&[Condition]>,
     (ready, reason, message): (bool, &str, &str),
     mut fields: Value,
-) -> Result<(), Error>
+) -> Result<Option<String>, Error>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -153,20 +155,21 @@ where
     // nothing, and each write would wake every watcher of the kind.
     let current = serde_json::to_value(object).unwrap_or(Value::Null);
     if status_holds(current.get("status"), &fields) {
-        return Ok(());
+        return Ok(None);
     }
     let patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": fields,
     });
-    api.patch_status(
-        &object.name_any(),
-        &kube::api::PatchParams::apply(manager).force(),
-        &kube::api::Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &object.name_any(),
+            &kube::api::PatchParams::apply(manager).force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written.resource_version())
 }
 
 /// Whether `status` already holds every field of `fields` (a null field: absent), so that
