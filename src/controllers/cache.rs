@@ -375,8 +375,8 @@ enum Left {
     Version(u64),
     /// A resourceVersion that is not a number: no cached copy can be told to be as new.
     Unknown,
-    /// No object.
-    Gone,
+    /// No object: the one deleted was at this resourceVersion, if it was a number.
+    Gone(Option<u64>),
 }
 
 impl Written {
@@ -403,27 +403,34 @@ impl Written {
         }
     }
 
-    /// `object`, deleted.
+    /// `object` (as last seen), deleted.
     pub fn deleted<K: Resource<DynamicType = ()>>(object: &K) -> Written {
+        let applied = Written::applied(object);
+        let last = match applied.left {
+            Left::Version(version) => Some(version),
+            _ => None,
+        };
         Written {
-            left: Left::Gone,
-            ..Written::applied(object)
+            left: Left::Gone(last),
+            ..applied
         }
     }
 
-    /// Whether a cache holding `cached` of this object has seen this write. Resource
-    /// versions of one resource are compared as numbers (comparable since Kubernetes 1.35,
-    /// KEP-5504); an object of another uid may be an older one, so it does not count.
+    /// Whether a cache holding `cached` under this object's name has seen this write. A
+    /// cache is filled by one watch, in the order of the writes, and resource versions of one
+    /// resource compare as numbers (Kubernetes 1.35, KEP-5504): a copy at the written version
+    /// or later, of this object or of a later one of the same name, comes after the write.
+    /// After a deletion the name is free, or held by an object created since; another object
+    /// there at an older version than the deleted one is from before it.
     fn shown_by(&self, cached: Option<&ObjectMeta>) -> bool {
+        let version =
+            cached.and_then(|c| c.resource_version.as_deref().and_then(comparable_version));
         match (&self.left, cached) {
-            (Left::Gone, None) => true,
-            (Left::Version(written), Some(cached)) => {
-                cached.uid.as_deref() == Some(self.uid.as_str())
-                    && cached
-                        .resource_version
-                        .as_deref()
-                        .and_then(comparable_version)
-                        .is_some_and(|version| version >= *written)
+            (Left::Version(written), Some(_)) => version.is_some_and(|v| v >= *written),
+            (Left::Gone(_), None) => true,
+            (Left::Gone(last), Some(cached)) => {
+                cached.uid.as_deref() != Some(self.uid.as_str())
+                    && last.zip(version).is_some_and(|(last, v)| v > last)
             }
             _ => false,
         }
@@ -561,28 +568,31 @@ mod tests {
         writes.record("shop", "web", Written::applied(&secret("u1", "20")));
         assert!(!shown(&writes, None));
         assert!(!shown(&writes, Some(&secret("u1", "19"))));
-        assert!(!shown(&writes, Some(&secret("u0", "25"))), "another object");
         assert!(
-            shown(&writes, Some(&secret("u1", "100"))),
-            "compared as numbers"
+            !shown(&writes, Some(&secret("u0", "15"))),
+            "an older object"
         );
+        assert!(shown(&writes, Some(&secret("u1", "100"))), "as numbers");
         // Shown once, forgotten: an older view no longer holds anything back.
         assert!(shown(&writes, Some(&secret("u1", "19"))));
 
-        writes.record(
-            "shop",
-            "web",
-            Written::at_version(&secret("u1", "20"), "25"),
-        );
+        writes.record("shop", "web", Written::applied(&secret("u1", "20")));
+        assert!(shown(&writes, Some(&secret("u2", "21"))), "a later object");
+
+        let status = Written::at_version(&secret("u1", "20"), "25");
+        writes.record("shop", "web", status);
         assert!(!shown(&writes, Some(&secret("u1", "24"))));
         assert!(shown(&writes, Some(&secret("u1", "25"))));
 
         writes.record("shop", "web", Written::deleted(&secret("u1", "30")));
         assert!(!shown(&writes, Some(&secret("u1", "30"))));
         assert!(
-            !shown(&writes, Some(&secret("u2", "40"))),
-            "maybe an older one"
+            !shown(&writes, Some(&secret("u1", "31"))),
+            "not yet deleted"
         );
+        assert!(!shown(&writes, Some(&secret("u0", "12"))), "from before");
+        assert!(shown(&writes, Some(&secret("u2", "40"))), "created since");
+        writes.record("shop", "web", Written::deleted(&secret("u1", "30")));
         assert!(shown(&writes, None));
     }
 
