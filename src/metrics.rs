@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::runtime::reflector::{self, Store};
+
+use crate::controllers::Caches;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prometheus_client::collector::Collector;
@@ -136,8 +138,9 @@ pub struct ClusterState {
     accounts: Store<Account>,
     /// One store per watched namespace (or one for the cluster).
     groups: Vec<Store<Group>>,
-    certificates: Vec<Store<Certificate>>,
-    orders: Vec<Store<Order>>,
+    /// Certificates and Orders: while this replica leads, the controllers' own caches (each
+    /// change is watched once); else the metrics' own watches, slimmed.
+    objects: Arc<std::sync::RwLock<Caches>>,
 }
 
 impl std::fmt::Debug for ClusterState {
@@ -147,25 +150,49 @@ impl std::fmt::Debug for ClusterState {
 }
 
 impl ClusterState {
-    /// Starts watching accounts, groups, certificates and orders; the watches run until the
-    /// returned tasks are aborted.
+    /// Starts watching accounts and groups; the watches run until the returned tasks are
+    /// aborted. Certificates and Orders come from [`ClusterState::follow`] or
+    /// [`ClusterState::lead`].
     pub fn watch(
         client: &Client,
         settings: &crate::controllers::Settings,
     ) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let (accounts, a) = reflect(Api::<Account>::all(client.clone()), |_| {});
         let (groups, g) = reflect_each(settings.apis::<Group>(client), |_| {});
-        let (certificates, c) =
-            reflect_each(settings.apis::<Certificate>(client), gauged_certificate);
-        let (orders, o) = reflect_each(settings.apis::<Order>(client), gauged_order);
         let state = ClusterState {
             accounts,
             groups,
+            objects: Arc::default(),
+        };
+        let tasks = std::iter::once(a).chain(g).collect();
+        (state, tasks)
+    }
+
+    /// Reads Certificates and Orders from watches of its own, which run until the returned
+    /// tasks are aborted: for a replica that does not lead.
+    pub fn follow(
+        &self,
+        client: &Client,
+        settings: &crate::controllers::Settings,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let (certificates, c) =
+            reflect_each(settings.apis::<Certificate>(client), gauged_certificate);
+        let (orders, o) = reflect_each(settings.apis::<Order>(client), gauged_order);
+        let certificates = Arc::new(std::sync::Mutex::new(certificates));
+        self.set(Caches {
             certificates,
             orders,
-        };
-        let tasks = std::iter::once(a).chain(g).chain(c).chain(o).collect();
-        (state, tasks)
+        });
+        c.into_iter().chain(o).collect()
+    }
+
+    /// Reads Certificates and Orders from the running controllers' caches.
+    pub fn lead(&self, caches: Caches) {
+        self.set(caches);
+    }
+
+    fn set(&self, caches: Caches) {
+        *self.objects.write().unwrap_or_else(|e| e.into_inner()) = caches;
     }
 
     /// The gauges' values as the watched objects are now.
@@ -173,11 +200,16 @@ impl ClusterState {
         fn all<K: Resource<DynamicType = ()> + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>> {
             stores.iter().flat_map(Store::state).collect()
         }
+        let objects = self
+            .objects
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Gauges::of(
             &self.accounts.state(),
             &all(&self.groups),
-            &all(&self.certificates),
-            &all(&self.orders),
+            &all(&objects.certificates()),
+            &all(&objects.orders),
         )
     }
 }

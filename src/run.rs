@@ -158,8 +158,10 @@ async fn connect(client: &Client) {
 struct Controllers(Vec<JoinHandle<()>>);
 
 impl Controllers {
-    fn start(client: &Client, settings: &Settings, leader: &Gauge) -> Self {
-        let handles = controllers::start(client, settings);
+    /// Starts the controllers; the metrics read their caches of Certificates and Orders.
+    fn start(client: &Client, settings: &Settings, leader: &Gauge, cluster: &ClusterState) -> Self {
+        let (handles, caches) = controllers::start_sharing(client, settings);
+        cluster.lead(caches);
         leader.set(1);
         Controllers(handles)
     }
@@ -188,7 +190,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespaces: args.watch_namespaces.clone(),
     };
     let (cluster, watches) = ClusterState::watch(&client, &settings);
-    let registry = Arc::new(metrics::registry(cluster, leader.clone()));
+    let registry = Arc::new(metrics::registry(cluster.clone(), leader.clone()));
     let listener = tokio::net::TcpListener::bind(args.metrics_address)
         .await
         .with_context(|| format!("listening on {} (--metrics-address)", args.metrics_address))?;
@@ -208,9 +210,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             () = connect(&client) => {}
         }
         if args.leader_elect {
-            return lead_when_elected(&client, &args, &settings, &leader, &health, shutdown).await;
+            return lead_when_elected(
+                &client,
+                &args,
+                &settings,
+                (&leader, &cluster),
+                &health,
+                shutdown,
+            )
+            .await;
         }
-        let controllers = Controllers::start(&client, &settings, &leader);
+        let controllers = Controllers::start(&client, &settings, &leader, &cluster);
         health.set_ready(true);
         tracing::info!("running the controllers (no leader election)");
         let signal = shutdown.await;
@@ -227,12 +237,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Joins the leader election and runs the controllers exactly while this replica leads,
-/// until `shutdown`; then stops them and releases the Lease.
+/// until `shutdown`; then stops them and releases the Lease. While it does not lead, the
+/// metrics watch Certificates and Orders themselves.
 async fn lead_when_elected(
     client: &Client,
     args: &RunArgs,
     settings: &Settings,
-    leader: &Gauge,
+    (leader, cluster): (&Gauge, &ClusterState),
     health: &Health,
     shutdown: impl Future<Output = &'static str>,
 ) -> anyhow::Result<()> {
@@ -249,6 +260,7 @@ async fn lead_when_elected(
 
     let mut shutdown = std::pin::pin!(shutdown);
     let mut controllers: Option<Controllers> = None;
+    let mut following = cluster.follow(client, settings);
     let outcome = loop {
         let holding = election.holding();
         let interval = election.confirm_interval();
@@ -275,10 +287,15 @@ async fn lead_when_elected(
         controllers = match (leading, controllers.take()) {
             (true, None) => {
                 tracing::info!(%lease, "leading: starting the controllers");
-                Some(Controllers::start(client, settings, leader))
+                let running = Controllers::start(client, settings, leader, cluster);
+                for watch in following.drain(..) {
+                    watch.abort();
+                }
+                Some(running)
             }
             (false, Some(running)) => {
                 tracing::warn!(%lease, "no longer leading: stopping the controllers");
+                following = cluster.follow(client, settings);
                 running.stop(leader).await;
                 None
             }
@@ -287,6 +304,9 @@ async fn lead_when_elected(
     };
     if let Some(running) = controllers {
         running.stop(leader).await;
+    }
+    for watch in following {
+        watch.abort();
     }
     match election.release().await {
         Ok(true) => tracing::info!(%lease, "released the lease"),

@@ -322,6 +322,27 @@ async fn run_reconciles_the_enterprise_example_and_serves_its_metrics() {
         );
     }
     assert_eq!(metrics.value("certinext_leader", &[]), Some(1.0));
+    // The leader's metrics read the controllers' cache: Certificates are listed and watched
+    // once, not once more for the metrics.
+    let by_operator = |verb: &str| -> u64 {
+        cluster
+            .cluster
+            .requests()
+            .into_iter()
+            .filter(|(kind, _)| {
+                kind.user_agent == "certinext-operator"
+                    && kind.verb == verb
+                    && kind.resource == "certificates"
+            })
+            .map(|(_, count)| count)
+            .sum()
+    };
+    assert_eq!(
+        (by_operator("list"), by_operator("watch")),
+        (1, 1),
+        "{:#?}",
+        cluster.cluster.requests()
+    );
     // No Secret is ever described.
     assert!(
         !metrics
@@ -374,6 +395,11 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
     let idle = follower.scrape().await.expect("a scrape");
     assert_eq!(idle.value("certinext_leader", &[]), Some(0.0));
     assert_eq!(idle.all_reconciles(), 0.0, "{}", follower.logs());
+    // It still describes the Certificates, from watches of its own.
+    scrape_until(&follower, "the follower's certificate gauges", |m| {
+        (m.sum("certinext_certificates", &[]) == 2.0).then_some(())
+    })
+    .await;
     let before = leader
         .scrape()
         .await
@@ -451,6 +477,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_dies() {
     .await;
     scrape_until(&follower, "the new leader's metrics", |m| {
         (m.reconciles("Account") > 0.0
+            && m.sum("certinext_certificates", &[]) == 2.0
             && m.value(
                 "certinext_account_balance",
                 &[("account", "globex"), ("currency", "USD")],

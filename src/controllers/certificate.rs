@@ -1903,10 +1903,24 @@ async fn cleanup_history(
 }
 
 /// Runs the controller until the stream ends.
-pub async fn run(client: Client, settings: super::Settings, orders: super::SharedOrders) {
+/// Runs the controller in each scope; each scope's store of Certificates joins `stores`.
+pub async fn run(
+    client: Client,
+    settings: super::Settings,
+    orders: super::SharedOrders,
+    stores: Arc<std::sync::Mutex<Vec<Store<Certificate>>>>,
+) {
     super::in_each_scope(&settings, |scope| {
         let orders = orders.of(&scope);
-        run_in(client.clone(), settings.clone(), scope, orders)
+        let controller = super::cache::controller(
+            super::scoped::<Certificate>(&client, &scope),
+            watcher::Config::default(),
+        );
+        stores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(controller.store());
+        run_in(client.clone(), settings.clone(), scope, orders, controller)
     })
     .await;
 }
@@ -1916,11 +1930,8 @@ async fn run_in(
     settings: super::Settings,
     scope: super::Scope,
     shared_orders: cache::SharedWatch<Order>,
+    controller: kube::runtime::Controller<Certificate>,
 ) {
-    let controller = super::cache::controller(
-        super::scoped::<Certificate>(&client, &scope),
-        watcher::Config::default(),
-    );
     let store = controller.store();
     // Accounts, groups, products and CAs decide every certificate's standing; few change.
     let all = move || {

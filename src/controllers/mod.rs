@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Event, EventType, Reporter};
+use kube::runtime::reflector::Store;
 
 use events::Recorder;
 use kube::{Client, ResourceExt};
@@ -506,6 +507,34 @@ pub fn start(client: &kube::Client, settings: &Settings) -> Vec<tokio::task::Joi
     start_except(client, settings, &[])
 }
 
+/// The same, with the caches of Certificates and Orders the controllers keep, for others to
+/// read while the controllers run (the metrics).
+pub fn start_sharing(
+    client: &kube::Client,
+    settings: &Settings,
+) -> (Vec<tokio::task::JoinHandle<()>>, Caches) {
+    spawn(client, settings, &[])
+}
+
+/// The caches of Certificates and Orders of running controllers, one per scope.
+#[derive(Clone, Default)]
+pub struct Caches {
+    /// The Certificate controller's own stores, each added as its controller starts.
+    pub certificates: Arc<std::sync::Mutex<Vec<Store<crate::api::Certificate>>>>,
+    /// The shared Order watch's stores.
+    pub orders: Vec<Store<crate::api::Order>>,
+}
+
+impl Caches {
+    /// The Certificates cached now, of every scope.
+    pub fn certificates(&self) -> Vec<Store<crate::api::Certificate>> {
+        self.certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 /// Starts the controllers of every kind but those named in `except` (by kind, such as
 /// `"Order"`): a test that plays one controller's part itself starts the others.
 pub fn start_except(
@@ -513,6 +542,14 @@ pub fn start_except(
     settings: &Settings,
     except: &[&str],
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    spawn(client, settings, except).0
+}
+
+fn spawn(
+    client: &kube::Client,
+    settings: &Settings,
+    except: &[&str],
+) -> (Vec<tokio::task::JoinHandle<()>>, Caches) {
     let (c, s) = (client, settings);
     // One writer per account wallet, shared by every controller that moves its money.
     let wallets = Arc::new(Wallets::default());
@@ -521,6 +558,10 @@ pub fn start_except(
     // One watch of Orders per scope, which four controllers read.
     let orders = SharedOrders::new(client, settings, &mut handles);
     let o = &orders;
+    let caches = Caches {
+        certificates: Arc::default(),
+        orders: orders.scopes().map(|(_, shared)| shared.store()).collect(),
+    };
     let mut spawn = |kind: &str, task: futures_util::future::BoxFuture<'static, ()>| {
         if !except.contains(&kind) {
             handles.push(tokio::spawn(task));
@@ -543,13 +584,18 @@ pub fn start_except(
     spawn("PrivateCA", Box::pin(privateca::run(c.clone(), s.clone())));
     spawn(
         "Certificate",
-        Box::pin(certificate::run(c.clone(), s.clone(), o.clone())),
+        Box::pin(certificate::run(
+            c.clone(),
+            s.clone(),
+            o.clone(),
+            caches.certificates.clone(),
+        )),
     );
     spawn(
         "Order",
         Box::pin(order::run(c.clone(), s.clone(), w.clone(), o.clone())),
     );
-    handles
+    (handles, caches)
 }
 
 /// The Orders of each scope, from one watch per scope that the Order, Certificate, Account
