@@ -395,12 +395,14 @@ impl Written {
         }
     }
 
-    /// `object`, left at `version` by a write that returned only that (a status write).
-    pub fn at_version<K: Resource<DynamicType = ()>>(object: &K, version: &str) -> Written {
-        Written {
-            left: comparable_version(version).map_or(Left::Unknown, Left::Version),
+    /// `object`, left at `version` by a write that returned only that (a status write);
+    /// none when `version` is not a number, which no cached copy could be told to reach.
+    pub fn at_version<K: Resource<DynamicType = ()>>(object: &K, version: &str) -> Option<Written> {
+        let version = comparable_version(version)?;
+        Some(Written {
+            left: Left::Version(version),
             ..Written::applied(object)
-        }
+        })
     }
 
     /// `object` (as last seen), deleted.
@@ -579,8 +581,9 @@ mod tests {
         writes.record("shop", "web", Written::applied(&secret("u1", "20")));
         assert!(shown(&writes, Some(&secret("u2", "21"))), "a later object");
 
-        let status = Written::at_version(&secret("u1", "20"), "25");
+        let status = Written::at_version(&secret("u1", "20"), "25").expect("a number");
         writes.record("shop", "web", status);
+        assert!(Written::at_version(&secret("u1", "20"), "x25").is_none());
         assert!(!shown(&writes, Some(&secret("u1", "24"))));
         assert!(shown(&writes, Some(&secret("u1", "25"))));
 

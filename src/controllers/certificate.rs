@@ -1809,12 +1809,15 @@ async fn write_issued(
 }
 
 /// Notes the Certificate's resourceVersion after a status write (`None`: nothing written).
+/// A version that is not a number is not noted: no copy could be told to have reached it, and
+/// every reconcile would wait for one.
 fn status_written(ctx: &Context, certificate: &Certificate, version: Option<String>) {
-    if let Some(version) = version {
+    let written = version.and_then(|v| cache::Written::at_version(certificate, &v));
+    if let Some(written) = written {
         ctx.own_writes.record(
             &certificate.namespace().unwrap_or_default(),
             &certificate.name_any(),
-            cache::Written::at_version(certificate, &version),
+            written,
         );
     }
 }
