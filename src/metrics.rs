@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kube::runtime::reflector::{self, Store};
-
-use crate::controllers::Caches;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prometheus_client::collector::Collector;
@@ -28,6 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::api::common::Condition;
 use crate::api::{Account, Certificate, CertificateStatus, Group, Order, OrderStatus};
 use crate::billing::Money;
+use crate::controllers::Caches;
 
 /// The label of the per-kind reconcile metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
