@@ -177,7 +177,6 @@ impl ClusterState {
         let (certificates, c) =
             reflect_each(settings.apis::<Certificate>(client), gauged_certificate);
         let (orders, o) = reflect_each(settings.apis::<Order>(client), gauged_order);
-        let certificates = Arc::new(std::sync::Mutex::new(certificates));
         self.set(Caches {
             certificates,
             orders,
@@ -207,7 +206,7 @@ impl ClusterState {
         Gauges::of(
             &self.accounts.state(),
             &all(&self.groups),
-            &all(&objects.certificates()),
+            &all(&objects.certificates),
             &all(&objects.orders),
         )
     }

@@ -1562,8 +1562,7 @@ async fn reconcile_with(
         }
         Err(error) => return Err(error.into()),
     };
-    ctx.own_writes
-        .record(&namespace, &name, cache::Written::applied(&created));
+    noted(ctx, certificate, cache::Written::applied(&created));
     let new_order = order.name_any();
     tracing::info!(certificate = %name, namespace = %namespace, order = %new_order, reason = trigger.reason(), "ordered a certificate");
     superseded.extend(
@@ -1671,8 +1670,7 @@ async fn next_private_key(
             &Patch::Apply(&secret),
         )
         .await?;
-    ctx.own_writes
-        .record(&namespace, &name, cache::Written::applied(&written));
+    noted(ctx, certificate, cache::Written::applied(&written));
     Ok(key)
 }
 
@@ -1750,16 +1748,14 @@ async fn write_issued(
             &Patch::Apply(&secret),
         )
         .await?;
-    ctx.own_writes
-        .record(&namespace, &name, cache::Written::applied(&written));
+    noted(ctx, certificate, cache::Written::applied(&written));
     secrets
         .delete(&next_key_secret_name(&name), &DeleteParams::default())
         .await
         .map(|_| ())
         .or_else(ignore_not_found)?;
     if let Some(pending) = next_key_secret {
-        ctx.own_writes
-            .record(&namespace, &name, cache::Written::deleted(pending));
+        noted(ctx, certificate, cache::Written::deleted(pending));
     }
     let event = Event {
         type_: EventType::Normal,
@@ -1808,17 +1804,19 @@ async fn write_issued(
     Ok(Some(Action::requeue(wait)))
 }
 
+/// Notes a write made for `certificate` ([`cache::OwnWrites`]).
+fn noted(ctx: &Context, certificate: &Certificate, written: cache::Written) {
+    let namespace = certificate.namespace().unwrap_or_default();
+    ctx.own_writes
+        .record(&namespace, &certificate.name_any(), written);
+}
+
 /// Notes the Certificate's resourceVersion after a status write (`None`: nothing written).
 /// A version that is not a number is not noted: no copy could be told to have reached it, and
 /// every reconcile would wait for one.
 fn status_written(ctx: &Context, certificate: &Certificate, version: Option<String>) {
-    let written = version.and_then(|v| cache::Written::at_version(certificate, &v));
-    if let Some(written) = written {
-        ctx.own_writes.record(
-            &certificate.namespace().unwrap_or_default(),
-            &certificate.name_any(),
-            written,
-        );
+    if let Some(written) = version.and_then(|v| cache::Written::at_version(certificate, &v)) {
+        noted(ctx, certificate, written);
     }
 }
 
@@ -1862,11 +1860,7 @@ async fn refresh_secret_metadata(
             &Patch::Apply(&secret),
         )
         .await?;
-    ctx.own_writes.record(
-        &namespace,
-        &certificate.name_any(),
-        cache::Written::applied(&written),
-    );
+    noted(ctx, certificate, cache::Written::applied(&written));
     Ok(())
 }
 
@@ -1905,27 +1899,34 @@ async fn cleanup_history(
     Ok(())
 }
 
-/// Runs the controller until the stream ends.
-/// Runs the controller in each scope; each scope's store of Certificates joins `stores`.
+/// The controller of each of `settings`' scopes, not yet running: its store is the cache of
+/// that scope's Certificates.
+pub fn controllers(
+    client: &Client,
+    settings: &super::Settings,
+) -> Vec<(super::Scope, kube::runtime::Controller<Certificate>)> {
+    settings
+        .scopes()
+        .into_iter()
+        .map(|scope| {
+            let api = super::scoped::<Certificate>(client, &scope);
+            (scope, cache::controller(api, watcher::Config::default()))
+        })
+        .collect()
+}
+
+/// Runs `controllers` until their streams end.
 pub async fn run(
     client: Client,
     settings: super::Settings,
     orders: super::SharedOrders,
-    stores: Arc<std::sync::Mutex<Vec<Store<Certificate>>>>,
+    controllers: Vec<(super::Scope, kube::runtime::Controller<Certificate>)>,
 ) {
-    super::in_each_scope(&settings, |scope| {
+    let runs = controllers.into_iter().map(|(scope, controller)| {
         let orders = orders.of(&scope);
-        let controller = super::cache::controller(
-            super::scoped::<Certificate>(&client, &scope),
-            watcher::Config::default(),
-        );
-        stores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(controller.store());
         run_in(client.clone(), settings.clone(), scope, orders, controller)
-    })
-    .await;
+    });
+    futures_util::future::join_all(runs).await;
 }
 
 async fn run_in(

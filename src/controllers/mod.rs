@@ -513,26 +513,16 @@ pub fn start_sharing(
     client: &kube::Client,
     settings: &Settings,
 ) -> (Vec<tokio::task::JoinHandle<()>>, Caches) {
-    spawn(client, settings, &[])
+    start_controllers(client, settings, &[])
 }
 
 /// The caches of Certificates and Orders of running controllers, one per scope.
 #[derive(Clone, Default)]
 pub struct Caches {
-    /// The Certificate controller's own stores, each added as its controller starts.
-    pub certificates: Arc<std::sync::Mutex<Vec<Store<crate::api::Certificate>>>>,
+    /// The Certificate controllers' own stores.
+    pub certificates: Vec<Store<crate::api::Certificate>>,
     /// The shared Order watch's stores.
     pub orders: Vec<Store<crate::api::Order>>,
-}
-
-impl Caches {
-    /// The Certificates cached now, of every scope.
-    pub fn certificates(&self) -> Vec<Store<crate::api::Certificate>> {
-        self.certificates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
 }
 
 /// Starts the controllers of every kind but those named in `except` (by kind, such as
@@ -542,10 +532,10 @@ pub fn start_except(
     settings: &Settings,
     except: &[&str],
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    spawn(client, settings, except).0
+    start_controllers(client, settings, except).0
 }
 
-fn spawn(
+fn start_controllers(
     client: &kube::Client,
     settings: &Settings,
     except: &[&str],
@@ -558,8 +548,10 @@ fn spawn(
     // One watch of Orders per scope, which four controllers read.
     let orders = SharedOrders::new(client, settings, &mut handles);
     let o = &orders;
+    // The Certificate controllers, built here so that their stores can be shared.
+    let certificates = certificate::controllers(client, settings);
     let caches = Caches {
-        certificates: Arc::default(),
+        certificates: certificates.iter().map(|(_, c)| c.store()).collect(),
         orders: orders.scopes().map(|(_, shared)| shared.store()).collect(),
     };
     let mut spawn = |kind: &str, task: futures_util::future::BoxFuture<'static, ()>| {
@@ -588,7 +580,7 @@ fn spawn(
             c.clone(),
             s.clone(),
             o.clone(),
-            caches.certificates.clone(),
+            certificates,
         )),
     );
     spawn(
