@@ -616,6 +616,31 @@ async fn get_prints_the_printer_columns() {
         .split_whitespace()
         .collect();
     assert_eq!(&row[..3], ["www", "www-tls", "web"], "{table}");
+    // An expiry in the future reads as its date: a `date` column would print `<invalid>`
+    // for any time still to come.
+    cluster
+        .kubectl(&[
+            "patch",
+            "certificates.certinext.io",
+            "www",
+            "-n",
+            "shop",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"notAfter":"2031-01-01T00:00:00Z"}}"#,
+        ])
+        .await;
+    let table = cluster
+        .kubectl(&["get", "certificates.certinext.io", "www", "-n", "shop"])
+        .await;
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.get(3), Some(&"2031-01-01T00:00:00Z"), "{table}");
     let wide = cluster
         .kubectl(&[
             "get",

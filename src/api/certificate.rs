@@ -44,7 +44,7 @@ use super::common::*;
         json_path = ".spec.groupRef.name",
         priority = 1
     ),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
     printcolumn(
         name = "Age",
         type_ = "date",
