@@ -553,6 +553,13 @@ spec: {secretName: web-tls, productRef: {name: tls}, groupRef: {name: team}, dns
         "{:#?}",
         cluster.cluster.requests()
     );
+    // The renewal's Order was charged and issued in one status write.
+    assert_eq!(
+        count("patch", "orders/status"),
+        1,
+        "{:#?}",
+        cluster.cluster.requests()
+    );
     for controller in controllers {
         controller.abort();
     }

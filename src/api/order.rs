@@ -132,7 +132,8 @@ pub struct Approval {
 pub enum OrderState {
     /// Waiting for an authorised user to approve or deny it.
     PendingApproval,
-    /// Approved (or auto-approved) and charged; issuance in progress.
+    /// Approved (or auto-approved) and charged; issuance in progress. An order whose CA
+    /// signs at once is charged and issued in one write, from its approval straight to Issued.
     Approved,
     /// The certificate was issued.
     Issued,
@@ -140,7 +141,7 @@ pub enum OrderState {
     Denied,
     /// Refused by policy: capability, domain, product or funds; never charged.
     Rejected,
-    /// Issuance failed after the charge; the charge was refunded.
+    /// Issuance failed; a charge made before was refunded.
     Failed,
     /// Superseded before issuance; any charge was refunded.
     Cancelled,

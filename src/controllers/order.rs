@@ -2,17 +2,19 @@
 //!
 //! dereference (the account holding the namespace, the product, its PrivateCA and CA Secret,
 //! the group, and for a sub-account its SubAccount and price list) → validate (pure: the CSR,
-//! the product, the names, the key) → approval → charge (serialised per account wallet,
-//! against the in-process ledger) → sign → status.
+//! the product, the names, the key) → approval → charge and sign (serialised per account
+//! wallet, against the in-process ledger) → one status write: Issued, with the charge and the
+//! certificate.
 //!
 //! Charging exactly once rests on three things. The charge is written into the Order's own
 //! status, so the Order is the idempotency key. Charges to an account's wallet and to its
 //! groups are serialised by the account's lock (shared with the controllers that allocate its
-//! funds), and under it the Order is read fresh from the API server: one already charged
-//! is not charged again. The write is guarded by that read's resourceVersion, so a stale
-//! attempt fails with a conflict instead of writing a second charge; only a write that
-//! succeeded enters the in-memory ledger, which is rebuilt from a fresh list of every Order
-//! when the controller starts.
+//! funds). The write is guarded by the resourceVersion of the Order the decision was made
+//! on, so an attempt on a stale copy (one charged, decided or superseded since) fails with a
+//! conflict instead of writing a second charge; only a write that succeeded enters the
+//! in-memory ledger, which is rebuilt from a fresh list of every Order when the controller
+//! starts. The charge and the certificate travel in the same write, so no Order is charged
+//! without its certificate, nor issued without its charge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -875,10 +877,7 @@ pub async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, E
                 None => retry(),
             });
         }
-        match charge(&step, &order, &inputs, &plan).await? {
-            Charge::Charged(order) => *order,
-            Charge::Done(action) => return Ok(action),
-        }
+        return charge_and_issue(&step, &order, inputs, &plan, csr).await;
     };
     issue(&step, &charged, inputs.issuer, csr, plan.leaf).await
 }
@@ -921,20 +920,18 @@ async fn on_hold(
     }
 }
 
-enum Charge {
-    /// The order is charged (now or before): issue it.
-    Charged(Box<Order>),
-    /// The reconcile is over (refused for funds, or retry after a conflict).
-    Done(Action),
-}
-
-/// Charges an order exactly once, serialised with every other charge to its payer.
-async fn charge(
+/// Charges an order exactly once, serialised with every other charge to its payer, and
+/// signs its certificate: the charge and the certificate are written in one status write, so
+/// an order is never charged without its certificate nor issued without its charge. Signing
+/// happens under the lock, once the funds are known; a certificate whose write fails (a newer
+/// order, a restart) was never handed out, and the next reconcile signs again.
+async fn charge_and_issue(
     step: &Step<'_>,
     order: &Order,
-    inputs: &Inputs,
+    inputs: Inputs,
     plan: &Plan,
-) -> Result<Charge, Error> {
+    csr: ParsedCsr,
+) -> Result<Action, Error> {
     let name = order.name_any();
     let books = &step.ctx.books;
     let _serialised = step.ctx.wallets.lock(&inputs.account.name_any()).await;
@@ -942,7 +939,7 @@ async fn charge(
     // The cached order is charged at its resourceVersion only: if the API server holds a
     // newer one (charged, decided or superseded since), the write fails and the reconcile
     // starts over from the cache.
-    let (available, groups) = available(&step.ctx.client, books, inputs, &plan.payer).await?;
+    let (available, groups) = available(&step.ctx.client, books, &inputs, &plan.payer).await?;
 
     // Under the lock, a paying group as it is now (listed with the funds, else read): one
     // being deleted pays for nothing new (its spending is about to move to its account).
@@ -957,7 +954,7 @@ async fn charge(
         };
         if !live {
             let message = group_deleting(&name, &plan.payer.name);
-            let action = step
+            return step
                 .end(
                     order,
                     Some(plan),
@@ -965,8 +962,7 @@ async fn charge(
                     "GroupDeleting",
                     &message,
                 )
-                .await?;
-            return Ok(Charge::Done(action));
+                .await;
         }
     }
     let payer = describe(&plan.payer);
@@ -975,7 +971,7 @@ async fn charge(
             "Order {name:?}: {payer} cannot pay {} {}: it has {} {} available",
             shortfall.price, plan.currency, shortfall.available, plan.currency
         );
-        let action = step
+        return step
             .end(
                 order,
                 Some(plan),
@@ -983,14 +979,28 @@ async fn charge(
                 "InsufficientFunds",
                 &message,
             )
-            .await?;
-        return Ok(Charge::Done(action));
+            .await;
     }
+    let issued = match sign(&name, inputs.issuer, csr, plan.leaf.clone()).await? {
+        Ok(issued) => issued,
+        Err(e) => {
+            let message = format!("Order {name:?}: signing failed: {e}; nothing was charged");
+            return step
+                .end(
+                    order,
+                    Some(plan),
+                    OrderState::Failed,
+                    "SigningFailed",
+                    &message,
+                )
+                .await;
+        }
+    };
     let message = format!(
-        "Order {name:?} was charged {} {} to {payer}; issuing",
-        plan.price, plan.currency
+        "Order {name:?} was charged {} {} to {payer} and issued certificate {} valid until {}",
+        plan.price, plan.currency, issued.serial_hex, issued.not_after
     );
-    let mut status = next_status(order, OrderState::Approved, &message);
+    let mut status = next_status(order, OrderState::Issued, &message);
     priced(&mut status, plan);
     status.transactions = vec![Transaction {
         transaction_type: match order.spec.order_type {
@@ -1001,13 +1011,14 @@ async fn charge(
         at: now(),
         reason: None,
     }];
+    with_certificate(&mut status, issued);
     let Some(written) = write(&step.api, order, status).await? else {
-        return Ok(Charge::Done(retry()));
+        return Ok(retry());
     };
     // Only a charge the API server holds enters the ledger.
     books.record(&written);
-    tracing::info!(order = %name, namespace = ?written.namespace(), price = %plan.price, %payer, "order charged");
-    Ok(Charge::Charged(Box::new(written)))
+    tracing::info!(order = %name, namespace = ?written.namespace(), price = %plan.price, %payer, "order charged and issued");
+    Ok(Action::await_change())
 }
 
 fn describe(payer: &Payer) -> String {
@@ -1059,7 +1070,8 @@ async fn available(
     Ok((available, groups))
 }
 
-/// Signs a charged order's certificate and records it; a signing failure refunds the charge.
+/// Signs the certificate of an order charged before (by a version of this controller that
+/// wrote the charge first) and records it; a signing failure refunds the charge.
 async fn issue(
     step: &Step<'_>,
     order: &Order,
@@ -1068,10 +1080,7 @@ async fn issue(
     leaf: LeafProfile,
 ) -> Result<Action, Error> {
     let name = order.name_any();
-    let signed = tokio::task::spawn_blocking(move || pki::sign_leaf(&csr, &issuer, &leaf))
-        .await
-        .map_err(|e| Error::Internal(format!("Order {name:?}: signing stopped: {e}")))?;
-    let issued = match signed {
+    let issued = match sign(&name, issuer, csr, leaf).await? {
         Ok(issued) => issued,
         Err(e) => {
             let message = format!("Order {name:?}: signing failed: {e}; the charge was refunded");
@@ -1085,11 +1094,7 @@ async fn issue(
         issued.serial_hex, issued.not_after
     );
     let mut status = next_status(order, OrderState::Issued, &message);
-    status.certificate = Some(issued.chain_pem);
-    status.ca = Some(issued.root_pem);
-    status.serial_number = Some(issued.serial_hex);
-    status.not_before = Some(Time(issued.not_before));
-    status.not_after = Some(Time(issued.not_after));
+    with_certificate(&mut status, issued);
     match write(&step.api, order, status).await? {
         Some(written) => {
             step.ctx.books.record(&written);
@@ -1097,6 +1102,28 @@ async fn issue(
         }
         None => Ok(retry()),
     }
+}
+
+/// Signs an order's certificate off the runtime's threads: the certificate, or why the CA
+/// could not sign it.
+async fn sign(
+    name: &str,
+    issuer: Issuer,
+    csr: ParsedCsr,
+    leaf: LeafProfile,
+) -> Result<Result<pki::IssuedCertificate, pki::PkiError>, Error> {
+    tokio::task::spawn_blocking(move || pki::sign_leaf(&csr, &issuer, &leaf))
+        .await
+        .map_err(|e| Error::Internal(format!("Order {name:?}: signing stopped: {e}")))
+}
+
+/// Records an issued certificate on an order's status.
+fn with_certificate(status: &mut OrderStatus, issued: pki::IssuedCertificate) {
+    status.certificate = Some(issued.chain_pem);
+    status.ca = Some(issued.root_pem);
+    status.serial_number = Some(issued.serial_hex);
+    status.not_before = Some(Time(issued.not_before));
+    status.not_after = Some(Time(issued.not_after));
 }
 
 /// Runs the controller until the stream ends. The ledger is rebuilt first, from a fresh list
