@@ -761,6 +761,60 @@ async fn a_superseded_order_is_cancelled_and_its_charge_refunded() {
     stop(controllers);
 }
 
+/// An Order charged before it was signed (`Approved` with its charge, as a build that wrote
+/// the charge first left it) is signed and issued without a second charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_charged_before_it_was_signed_is_issued_without_a_second_charge() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
+    enterprise(&cluster, "100.00", "10.00").await;
+    stop(controllers);
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
+    orders
+        .create(
+            &PostParams::default(),
+            &order(
+                "www-1",
+                "acme",
+                ("web", "acme"),
+                Some("team"),
+                &["www.acme.example"],
+            ),
+        )
+        .await
+        .expect("Order created");
+    let charged = json!({"status": {
+        "state": "Approved", "price": "10.00", "currency": "USD",
+        "payer": {"kind": "Group", "name": "team", "namespace": "acme"},
+        "transactions": [{"type": "PURCHASE", "amount": "10.00", "at": "2025-01-01T00:00:00Z"}]
+    }});
+    orders
+        .patch_status("www-1", &PatchParams::default(), &Patch::Merge(&charged))
+        .await
+        .expect("status");
+
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
+    let issued = wait_state(&orders, "www-1", OrderState::Issued).await;
+    assert_eq!(
+        transactions(&issued),
+        [(TransactionType::Purchase, "10.00".into())]
+    );
+    let status = issued.status.clone().expect("status");
+    let chain = status.certificate.expect("certificate");
+    let root = status.ca.expect("ca");
+    pki::verify_chain(&chain, &root, jiff::Timestamp::now()).expect("the chain verifies");
+    let groups: Api<Group> = Api::namespaced(cluster.client.clone(), "acme");
+    wait_for(&groups, "team", "Group team charged once", |g| {
+        g.status
+            .as_ref()
+            .is_some_and(|s| s.spent == Some(m("10")) && s.balance == Some(m("90")))
+    })
+    .await;
+    stop(controllers);
+}
+
 /// An account's wallet as its status shows it: allocated, spent, balance and whether it is
 /// Overdrawn.
 fn account_wallet(account: &Account) -> Option<(Money, Money, Money, bool)> {
