@@ -519,7 +519,7 @@ impl Cluster {
     fn create(&self, target: &Target, request: &Request) -> Result<Response, ApiError> {
         let object = parse_body(request)?;
         check_type(&target.def, &object)?;
-        let mut object = crate::convert::to_storage(&target.def, &object);
+        let mut object = crate::convert::to_storage(&target.def, object);
         let namespace = target.namespace.clone().unwrap_or_default();
         let metadata = metadata_mut(&mut object);
         if target.def.namespaced {
@@ -566,18 +566,19 @@ impl Cluster {
         let key = target.key(&name);
         let def = target.store_def.clone();
         let mut preview = None;
+        // Admitted before the store is locked: only whether the name is free is decided there.
+        let mut created = prepare_create(&def, object)?;
+        ssa::record_update(
+            None,
+            &mut created,
+            &manager.as_ssa(),
+            def.merge_schema.as_deref(),
+            &now(),
+        );
         let outcome = self.store.mutate(&key, |current, _| {
             if current.is_some() {
                 return Err(ApiError::already_exists(&def.group, &def.plural, &name));
             }
-            let mut created = prepare_create(&def, object)?;
-            ssa::record_update(
-                None,
-                &mut created,
-                &manager.as_ssa(),
-                def.merge_schema.as_deref(),
-                &now(),
-            );
             if dry_run {
                 preview = Some(created);
                 return Ok(Change::Keep);
@@ -598,7 +599,7 @@ impl Cluster {
     fn update(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
         let object = parse_body(request)?;
         check_type(&target.def, &object)?;
-        let object = crate::convert::to_storage(&target.def, &object);
+        let object = crate::convert::to_storage(&target.def, object);
         match object.pointer("/metadata/name").and_then(Value::as_str) {
             Some(body_name) if body_name != name => {
                 return Err(ApiError::bad_request(format!(
@@ -618,7 +619,7 @@ impl Cluster {
             {
                 return Err(target.conflict(name));
             }
-            Ok(Computed::Update(object))
+            Ok(Computed::Update(object.clone()))
         })
     }
 
@@ -707,7 +708,7 @@ impl Cluster {
             }
             Ok(Computed::Update(crate::convert::to_storage(
                 &target.def,
-                &patched,
+                patched,
             )))
         })
     }
@@ -720,7 +721,7 @@ impl Cluster {
         name: &str,
         request: &Request,
         manager: &Manager,
-        compute: impl FnOnce(Option<&Arc<Value>>) -> Result<Computed, ApiError>,
+        mut compute: impl FnMut(Option<&Arc<Value>>) -> Result<Computed, ApiError>,
     ) -> Result<Response, ApiError> {
         let def = target.store_def.clone();
         let key = target.key(name);
@@ -728,7 +729,9 @@ impl Cluster {
         let namespace = target.namespace.clone().unwrap_or_default();
         let mut preview = None;
         let mut created = false;
-        let outcome = self.store.mutate(&key, |current, _| {
+        let outcome = self.store.update(&key, |current| {
+            created = false;
+            preview = None;
             let next = match (compute(current)?, current) {
                 (Computed::Update(object), Some(current)) => {
                     let mut next =
@@ -861,7 +864,8 @@ impl Cluster {
         dry_run: bool,
     ) -> Result<Deleted, ApiError> {
         let mut preview = None;
-        let outcome = self.store.mutate(key, |current, _| {
+        let outcome = self.store.update(key, |current| {
+            preview = None;
             let current = current.ok_or_else(|| ApiError::not_found(&def.group, &def.plural, &key.name))?;
             if let Some(expected) = &options.uid
                 && Some(expected.as_str()) != uid(current)
@@ -1296,8 +1300,13 @@ fn finish_update(
     if def.status_subresource {
         match subresource {
             Some("status") => {
-                let status = next.get("status").cloned();
-                let managed = next.pointer("/metadata/managedFields").cloned();
+                let status = next
+                    .as_object_mut()
+                    .and_then(|fields| fields.remove("status"));
+                let managed = next
+                    .get_mut("metadata")
+                    .and_then(Value::as_object_mut)
+                    .and_then(|metadata| metadata.remove("managedFields"));
                 next = current.clone();
                 match status {
                     Some(status) => next["status"] = status,
@@ -1333,11 +1342,11 @@ fn finish_update(
         "deletionGracePeriodSeconds",
         "generation",
     ];
+    let no_metadata = Map::new();
     let current_metadata = current
         .get("metadata")
         .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+        .unwrap_or(&no_metadata);
     let metadata = metadata_mut(&mut next);
     for field in kept {
         match current_metadata.get(field) {
@@ -1391,21 +1400,21 @@ fn finish_update(
     Ok(next)
 }
 
-/// Whether anything but metadata (and status, where it is a subresource) changed.
+/// Whether anything but metadata (and status, where it is a subresource) changed. Compared
+/// in place, without a copy of either.
 fn spec_changed(def: &ResourceDef, current: &Value, next: &Value) -> bool {
-    let strip = |object: &Value| {
-        let mut object = object.clone();
-        if let Some(fields) = object.as_object_mut() {
-            fields.remove("metadata");
-            fields.remove("apiVersion");
-            fields.remove("kind");
-            if def.status_subresource {
-                fields.remove("status");
-            }
-        }
-        object
+    let (Value::Object(current), Value::Object(next)) = (current, next) else {
+        return current != next;
     };
-    strip(current) != strip(next)
+    let counted = |field: &&String| {
+        !(matches!(field.as_str(), "metadata" | "apiVersion" | "kind")
+            || def.status_subresource && field.as_str() == "status")
+    };
+    current.keys().filter(counted).count() != next.keys().filter(counted).count()
+        || current
+            .iter()
+            .filter(|(field, _)| counted(field))
+            .any(|(field, value)| next.get(field) != Some(value))
 }
 
 /// Admits a custom resource as the API server does: unknown fields pruned, defaults applied,

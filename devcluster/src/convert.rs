@@ -38,15 +38,15 @@ pub fn from_storage(def: &ResourceDef, object: &Value) -> Value {
 }
 
 /// The stored form of an object written in `def`'s form.
-pub fn to_storage(def: &ResourceDef, object: &Value) -> Value {
+pub fn to_storage(def: &ResourceDef, object: Value) -> Value {
     if converts(def) {
-        let mut stored = rename(object, |new| lookup(new, false));
+        let mut stored = rename(&object, |new| lookup(new, false));
         if let Some(fields) = stored.as_object_mut() {
             fields.insert("apiVersion".into(), Value::String("v1".into()));
         }
         stored
     } else {
-        object.clone()
+        object
     }
 }
 
@@ -99,7 +99,7 @@ mod tests {
             "regarding": {"kind": "Pod", "name": "p"}, "note": "pulled", "reason": "Pulled",
             "reportingController": "kubelet", "reportingInstance": "node-1", "type": "Normal",
             "eventTime": "2026-11-27T10:00:00.000000Z", "action": "Pull"});
-        let stored = to_storage(&new_def, &new);
+        let stored = to_storage(&new_def, new.clone());
         assert_eq!(stored["apiVersion"], "v1");
         assert_eq!(stored["involvedObject"]["name"], "p");
         assert_eq!(stored["message"], "pulled");

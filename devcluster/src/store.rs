@@ -321,7 +321,8 @@ impl Store {
             .collect()
     }
 
-    /// Reads the object at `key`, lets `decide` choose a change, and applies it atomically.
+    /// Reads the object at `key`, lets `decide` choose a change, and applies it atomically,
+    /// with the store locked throughout: for decisions that cost little.
     /// A `Put` that changes nothing but bookkeeping is not a write: the version stays.
     pub fn mutate<E: From<PersistError>>(
         &self,
@@ -331,14 +332,66 @@ impl Store {
         let mut inner = self.lock();
         let current = inner.objects.get(key).cloned();
         let next_rv = inner.rv + 1;
-        match decide(current.as_ref(), next_rv)? {
+        let change = decide(current.as_ref(), next_rv)?;
+        let change = match change {
+            Change::Put(object)
+                if current
+                    .as_ref()
+                    .is_some_and(|current| same_content(current, &object)) =>
+            {
+                Change::Keep
+            }
+            change => change,
+        };
+        self.commit(&mut inner, key, current, change)
+    }
+
+    /// As [`Store::mutate`], with `decide` run on the object as read, the store unlocked (as
+    /// the API server decides an update on a copy read from etcd): the change is applied only
+    /// if the object is still the one decided on, else `decide` runs again on the newer one.
+    /// Writes to different objects then decide at once, and the lock is held only to store.
+    pub fn update<E: From<PersistError>>(
+        &self,
+        key: &ObjectKey,
+        mut decide: impl FnMut(Option<&Arc<Value>>) -> Result<Change, E>,
+    ) -> Result<Outcome, E> {
+        loop {
+            let current = self.get(key);
+            let change = match decide(current.as_ref())? {
+                Change::Put(object)
+                    if current
+                        .as_ref()
+                        .is_some_and(|current| same_content(current, &object)) =>
+                {
+                    Change::Keep
+                }
+                change => change,
+            };
+            let mut inner = self.lock();
+            let still = match (inner.objects.get(key), &current) {
+                // `current` keeps its allocation alive, so an equal address is the same object.
+                (Some(now), Some(read)) => Arc::ptr_eq(now, read),
+                (None, None) => true,
+                _ => false,
+            };
+            if still {
+                return self.commit(&mut inner, key, current, change);
+            }
+        }
+    }
+
+    /// Applies `change` to the object at `key`, which is `current`.
+    fn commit<E: From<PersistError>>(
+        &self,
+        inner: &mut Inner,
+        key: &ObjectKey,
+        current: Option<Arc<Value>>,
+        change: Change,
+    ) -> Result<Outcome, E> {
+        let next_rv = inner.rv + 1;
+        match change {
             Change::Keep => Ok(Outcome::Unchanged(current)),
             Change::Put(mut object) => {
-                if let Some(current) = &current
-                    && same_content(current, &object)
-                {
-                    return Ok(Outcome::Unchanged(Some(current.clone())));
-                }
                 if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
                     metadata.insert("resourceVersion".into(), Value::String(next_rv.to_string()));
                 }
@@ -354,7 +407,7 @@ impl Store {
                 } else {
                     EventType::Added
                 };
-                self.record(&mut inner, kind, key, object.clone(), current);
+                self.record(inner, kind, key, object.clone(), current);
                 Ok(Outcome::Written(object))
             }
             Change::Remove => {
@@ -373,13 +426,7 @@ impl Store {
                     metadata.insert("resourceVersion".into(), Value::String(next_rv.to_string()));
                 }
                 let last = Arc::new(last);
-                self.record(
-                    &mut inner,
-                    EventType::Deleted,
-                    key,
-                    last.clone(),
-                    Some(current),
-                );
+                self.record(inner, EventType::Deleted, key, last.clone(), Some(current));
                 Ok(Outcome::Removed(last))
             }
         }
@@ -531,21 +578,60 @@ fn scan<'a>(
 }
 
 /// Whether two versions of an object differ only in their resourceVersion and the times of
-/// their managedFields entries: such a write changes nothing.
+/// their managedFields entries: such a write changes nothing. Compared in place, without a
+/// copy of either.
 fn same_content(current: &Value, next: &Value) -> bool {
-    fn normalized(object: &Value) -> Value {
-        let mut object = object.clone();
-        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-            metadata.remove("resourceVersion");
-            if let Some(Value::Array(entries)) = metadata.get_mut("managedFields") {
-                for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
-                    entry.remove("time");
-                }
-            }
+    let (Value::Object(current), Value::Object(next)) = (current, next) else {
+        return current == next;
+    };
+    current.len() == next.len()
+        && current.iter().all(|(field, value)| {
+            next.get(field).is_some_and(|other| match field.as_str() {
+                "metadata" => same_metadata(value, other),
+                _ => value == other,
+            })
+        })
+}
+
+/// [`same_content`] for metadata: the resourceVersion aside, and managedFields entries
+/// compared without their times.
+fn same_metadata(current: &Value, next: &Value) -> bool {
+    let (Value::Object(current), Value::Object(next)) = (current, next) else {
+        return current == next;
+    };
+    let counted = |map: &serde_json::Map<String, Value>| {
+        map.keys().filter(|k| *k != "resourceVersion").count()
+    };
+    counted(current) == counted(next)
+        && current
+            .iter()
+            .filter(|(field, _)| *field != "resourceVersion")
+            .all(|(field, value)| {
+                next.get(field).is_some_and(|other| match field.as_str() {
+                    "managedFields" => same_entries(value, other),
+                    _ => value == other,
+                })
+            })
+}
+
+/// Whether two managedFields lists differ only in their entries' times.
+fn same_entries(current: &Value, next: &Value) -> bool {
+    let (Value::Array(current), Value::Array(next)) = (current, next) else {
+        return current == next;
+    };
+    let untimed = |entry: &Value, other: &Value| match (entry, other) {
+        (Value::Object(entry), Value::Object(other)) => {
+            let counted =
+                |map: &serde_json::Map<String, Value>| map.keys().filter(|k| *k != "time").count();
+            counted(entry) == counted(other)
+                && entry
+                    .iter()
+                    .filter(|(field, _)| *field != "time")
+                    .all(|(field, value)| other.get(field) == Some(value))
         }
-        object
-    }
-    normalized(current) == normalized(next)
+        _ => entry == other,
+    };
+    current.len() == next.len() && current.iter().zip(next).all(|(a, b)| untimed(a, b))
 }
 
 #[cfg(test)]
@@ -580,6 +666,76 @@ mod tests {
             Outcome::Unchanged(Some(_))
         ));
         assert_eq!(store.current_rv(), 3);
+    }
+
+    #[test]
+    fn a_write_that_changes_only_versions_and_times_is_the_same_content() {
+        let stored = json!({
+            "metadata": {"name": "a", "resourceVersion": "7", "managedFields": [
+                {"manager": "m", "operation": "Apply", "time": "2026-01-01T00:00:00Z",
+                 "fieldsV1": {"f:data": {}}}
+            ]},
+            "data": {"x": "1"}
+        });
+        let mut next = stored.clone();
+        next["metadata"]["managedFields"][0]["time"] = json!("2026-01-02T00:00:00Z");
+        next["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        assert!(same_content(&stored, &next));
+
+        let changed = |edit: &dyn Fn(&mut Value)| {
+            let mut next = stored.clone();
+            edit(&mut next);
+            same_content(&stored, &next)
+        };
+        assert!(!changed(&|o| o["data"]["x"] = json!("2")));
+        assert!(!changed(&|o| o["spec"] = json!({})));
+        assert!(!changed(&|o| o["metadata"]["labels"] = json!({"a": "b"})));
+        assert!(!changed(
+            &|o| o["metadata"]["managedFields"][0]["manager"] = json!("n")
+        ));
+        assert!(changed(&|o| {
+            o["metadata"]["managedFields"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("time");
+        }));
+        assert!(!changed(&|o| o["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"manager": "n"}))));
+        assert!(!changed(&|o| {
+            o.as_object_mut().unwrap().remove("data");
+        }));
+    }
+
+    #[test]
+    fn an_update_decided_on_an_object_changed_meanwhile_is_decided_again() {
+        let store = Store::new(10);
+        put(&store, "a", json!({"n": 1}));
+        let key = ObjectKey::new("/configmaps", "default", "a");
+        let mut seen = Vec::new();
+        let outcome = store
+            .update::<PersistError>(&key, |current| {
+                let current = current.expect("the object");
+                seen.push(current["data"]["n"].clone());
+                if seen.len() == 1 {
+                    // Another write lands between the read and the store.
+                    put(&store, "a", json!({"n": 2}));
+                }
+                let mut next = (**current).clone();
+                next["data"]["n"] = json!(current["data"]["n"].as_i64().unwrap() + 10);
+                Ok(Change::Put(next))
+            })
+            .unwrap();
+        assert_eq!(seen, [json!(1), json!(2)]);
+        let Outcome::Written(written) = outcome else {
+            panic!("written")
+        };
+        assert_eq!(written["data"]["n"], 12);
+        assert_eq!(written["metadata"]["resourceVersion"], "4");
     }
 
     #[test]
