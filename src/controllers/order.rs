@@ -920,11 +920,12 @@ async fn on_hold(
     }
 }
 
-/// Charges an order exactly once, serialised with every other charge to its payer, and
-/// signs its certificate: the charge and the certificate are written in one status write, so
-/// an order is never charged without its certificate nor issued without its charge. Signing
-/// happens under the lock, once the funds are known; a certificate whose write fails (a newer
-/// order, a restart) was never handed out, and the next reconcile signs again.
+/// Signs an order's certificate and charges the order exactly once, serialised with every
+/// other charge to its payer: the charge and the certificate are written in one status write,
+/// so an order is never charged without its certificate nor issued without its charge. The
+/// certificate is signed before the wallet's lock is taken, which is held only to read the
+/// funds and write; a certificate whose order is refused, or whose write fails (a newer
+/// order, a restart), is never handed out, and the next reconcile signs again.
 async fn charge_and_issue(
     step: &Step<'_>,
     order: &Order,
@@ -934,12 +935,20 @@ async fn charge_and_issue(
 ) -> Result<Action, Error> {
     let name = order.name_any();
     let books = &step.ctx.books;
+    let signed = sign(&name, inputs.issuer, csr, plan.leaf.clone()).await?;
     let _serialised = step.ctx.wallets.lock(&inputs.account.name_any()).await;
 
     // The cached order is charged at its resourceVersion only: if the API server holds a
     // newer one (charged, decided or superseded since), the write fails and the reconcile
     // starts over from the cache.
-    let (available, groups) = available(&step.ctx.client, books, &inputs, &plan.payer).await?;
+    let (available, groups) = available(
+        &step.ctx.client,
+        books,
+        &inputs.account,
+        &inputs.namespaces,
+        &plan.payer,
+    )
+    .await?;
 
     // Under the lock, a paying group as it is now (listed with the funds, else read): one
     // being deleted pays for nothing new (its spending is about to move to its account).
@@ -981,7 +990,7 @@ async fn charge_and_issue(
             )
             .await;
     }
-    let issued = match sign(&name, inputs.issuer, csr, plan.leaf.clone()).await? {
+    let issued = match signed {
         Ok(issued) => issued,
         Err(e) => {
             let message = format!("Order {name:?}: signing failed: {e}; nothing was charged");
@@ -1039,14 +1048,13 @@ fn describe(payer: &Payer) -> String {
 async fn available(
     client: &Client,
     books: &Books,
-    inputs: &Inputs,
+    account: &Account,
+    namespaces: &[String],
     payer: &Payer,
 ) -> Result<(Money, account::ListedGroups), Error> {
-    let account = &inputs.account;
     let name = account.name_any();
     let money = |e| Error::Money(name.clone(), e);
-    let (mut funds, archive, groups) =
-        account::funds_inputs(client, account, &inputs.namespaces).await?;
+    let (mut funds, archive, groups) = account::funds_inputs(client, account, namespaces).await?;
     let account_payer = Payer {
         kind: PayerKind::Account,
         name: name.clone(),
