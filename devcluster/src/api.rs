@@ -273,6 +273,12 @@ impl Cluster {
             .or_default() += 1;
     }
 
+    /// Whether handling a request may wait: on injected latency, or on the disk with a data
+    /// directory. Otherwise it is CPU work of well under a millisecond.
+    pub fn may_wait(&self) -> bool {
+        self.store.persistent() || !self.faults().latency.is_zero()
+    }
+
     /// The faults to inject now.
     pub fn faults(&self) -> std::sync::RwLockReadGuard<'_, crate::Faults> {
         self.faults.read().unwrap_or_else(|e| e.into_inner())
@@ -1718,5 +1724,28 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     match start.as_slice() {
         [Value::String(namespace), Value::String(name)] => Ok((namespace.clone(), name.clone())),
         _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests are handled on the I/O threads unless handling may wait: on injected latency,
+    /// or on the disk with a data directory.
+    #[test]
+    fn handling_may_wait_only_on_injected_latency_or_the_disk() {
+        let address: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let cluster = Cluster::new(Store::new(10), "token".into(), address);
+        assert!(!cluster.may_wait());
+        *cluster.faults.write().unwrap() = crate::Faults {
+            latency: std::time::Duration::from_millis(5),
+            ..crate::Faults::default()
+        };
+        assert!(cluster.may_wait());
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(10, dir.path(), false).unwrap();
+        assert!(Cluster::new(store, "token".into(), address).may_wait());
     }
 }

@@ -124,6 +124,8 @@ pub struct Expired {
 pub struct Store {
     inner: Mutex<Inner>,
     sender: broadcast::Sender<Arc<Event>>,
+    /// Whether every change is written to disk (`--data-dir`).
+    persistent: bool,
 }
 
 struct Inner {
@@ -206,6 +208,7 @@ impl Store {
                 persistence: None,
             }),
             sender,
+            persistent: false,
         }
     }
 
@@ -213,7 +216,8 @@ impl Store {
     /// fill the change window, and every change from now on is written there first.
     pub fn open(window: usize, dir: &std::path::Path, sync: bool) -> Result<Self, PersistError> {
         let (persistence, recovered) = Persistence::open(dir, sync)?;
-        let store = Store::new(window);
+        let mut store = Store::new(window);
+        store.persistent = true;
         {
             let mut inner = store.lock();
             inner.rv = inner.rv.max(recovered.snapshot_rv);
@@ -278,6 +282,11 @@ impl Store {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether writes go to disk: a write may then wait for it.
+    pub fn persistent(&self) -> bool {
+        self.persistent
     }
 
     pub fn current_rv(&self) -> u64 {
