@@ -31,8 +31,9 @@ pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
                     Err(broadcast::error::RecvError::Lagged(_)) => None,
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
+                let may_wait = cluster.may_wait();
                 let cluster = cluster.clone();
-                let _ = tokio::task::spawn_blocking(move || {
+                let work = move || {
                     match &event {
                         Some(event) => {
                             collect_garbage(&cluster, event);
@@ -49,8 +50,14 @@ pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
                             sweep(&cluster);
                         }
                     }
-                })
-                .await;
+                };
+                // As with requests: a change is CPU work, handed to another thread only when
+                // its writes may wait for the disk.
+                if may_wait {
+                    let _ = tokio::task::spawn_blocking(work).await;
+                } else {
+                    work();
+                }
             }
             _ = shutdown.changed() => return,
         }
