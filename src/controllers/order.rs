@@ -247,6 +247,69 @@ pub struct Caches {
     pub price_lists: Store<PriceList>,
     /// Every cache above has listed its objects once.
     pub synced: cache::Synced,
+    /// The signers of the CAs' Secrets.
+    pub issuers: Issuers,
+}
+
+/// The signer of each CA Secret (by namespace and name), with the version of the Secret it
+/// was rebuilt from: a key and its certificates are parsed once per version of the Secret,
+/// not once per Order.
+#[derive(Default)]
+pub struct Issuers {
+    rebuilt: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<Issuer>)>>,
+}
+
+impl Issuers {
+    /// The signer held by CA Secret `namespace/name` (`secret`, if it exists): rebuilt when
+    /// the Secret is new or changed, else the one rebuilt before. Otherwise what the Secret
+    /// lacks, as the end of a sentence naming it.
+    pub fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+        secret: Option<&Secret>,
+    ) -> Result<Arc<Issuer>, String> {
+        let key = format!("{namespace}/{name}");
+        let version = secret.and_then(|s| {
+            Some(format!(
+                "{}/{}",
+                s.metadata.uid.as_deref()?,
+                s.metadata.resource_version.as_deref()?
+            ))
+        });
+        let mut issuers = self.rebuilt.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(version), Some((held, issuer))) = (&version, issuers.get(&key))
+            && held == version
+        {
+            return Ok(issuer.clone());
+        }
+        let field = |key: &str| {
+            secret
+                .and_then(|s| s.data.as_ref())
+                .and_then(|d| d.get(key))
+                .map(|b| String::from_utf8_lossy(&b.0))
+        };
+        let (Some(tls_crt), Some(tls_key), Some(ca_crt)) =
+            (field("tls.crt"), field("tls.key"), field("ca.crt"))
+        else {
+            issuers.remove(&key);
+            return Err("does not hold tls.crt, tls.key and ca.crt yet".into());
+        };
+        match Issuer::from_pem(&tls_crt, &tls_key, &ca_crt) {
+            Ok(issuer) => {
+                let issuer = Arc::new(issuer);
+                match version {
+                    Some(version) => issuers.insert(key, (version, issuer.clone())),
+                    None => issuers.remove(&key),
+                };
+                Ok(issuer)
+            }
+            Err(e) => {
+                issuers.remove(&key);
+                Err(format!("does not hold a usable CA: {e}"))
+            }
+        }
+    }
 }
 
 impl Caches {
@@ -284,7 +347,7 @@ pub struct Inputs {
     pub issuer_name: String,
     pub issuer_account: Option<Arc<Account>>,
     /// The signer rebuilt from the CA Secret.
-    pub issuer: Issuer,
+    pub issuer: Arc<Issuer>,
     pub group: Option<Group>,
     /// For a sub-account: its SubAccount and the price list it names.
     pub sub_account: Option<SubAccount>,
@@ -573,30 +636,16 @@ pub async fn dereference(ctx: &Context, order: &Order) -> Result<Result<Inputs, 
     let secret = caches
         .get(&caches.ca_secrets, client, &issuer_namespace, &secret_name)
         .await?;
-    let field = |key: &str| {
-        secret
-            .as_ref()
-            .and_then(|s| s.data.as_ref())
-            .and_then(|d| d.get(key))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-    };
-    let (Some(tls_crt), Some(tls_key), Some(ca_crt)) =
-        (field("tls.crt"), field("tls.key"), field("ca.crt"))
-    else {
-        return Ok(Err(Hold::Wait(
-            "IssuerNotReady",
-            format!(
-                "Order {name:?}: the Secret {issuer_namespace}/{secret_name} of PrivateCA {issuer_name} does not hold tls.crt, tls.key and ca.crt yet"
-            ),
-        )));
-    };
-    let issuer = match Issuer::from_pem(&tls_crt, &tls_key, &ca_crt) {
+    let issuer = match caches
+        .issuers
+        .get(&issuer_namespace, &secret_name, secret.as_ref())
+    {
         Ok(issuer) => issuer,
-        Err(e) => {
+        Err(problem) => {
             return Ok(Err(Hold::Wait(
                 "IssuerNotReady",
                 format!(
-                    "Order {name:?}: the Secret {issuer_namespace}/{secret_name} of PrivateCA {issuer_name} does not hold a usable CA: {e}"
+                    "Order {name:?}: the Secret {issuer_namespace}/{secret_name} of PrivateCA {issuer_name} {problem}"
                 ),
             )));
         }
@@ -1083,7 +1132,7 @@ async fn available(
 async fn issue(
     step: &Step<'_>,
     order: &Order,
-    issuer: Issuer,
+    issuer: Arc<Issuer>,
     csr: ParsedCsr,
     leaf: LeafProfile,
 ) -> Result<Action, Error> {
@@ -1116,7 +1165,7 @@ async fn issue(
 /// could not sign it.
 async fn sign(
     name: &str,
-    issuer: Issuer,
+    issuer: Arc<Issuer>,
     csr: ParsedCsr,
     leaf: LeafProfile,
 ) -> Result<Result<pki::IssuedCertificate, pki::PkiError>, Error> {
@@ -1200,6 +1249,7 @@ async fn run_in(
                 cache::listed(&price_lists),
             ]),
             scope: scope.clone(),
+            issuers: Issuers::default(),
             accounts,
             products,
             cas,
@@ -1264,6 +1314,61 @@ mod tests {
         .unwrap()
     }
 
+    /// A CA Secret holding a fresh root, at version `rv`.
+    fn ca_secret(rv: &str) -> Secret {
+        let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let spec: crate::api::PrivateCASpec =
+            serde_json::from_value(json!({"subject": {"commonName": "Test Root"}})).unwrap();
+        let profile = pki::CaProfile::from_spec(&spec, jiff::Timestamp::now()).unwrap();
+        let root = pki::issue_root_ca(&profile, &key).unwrap();
+        let key_pem = key
+            .to_pem(crate::api::common::PrivateKeyEncoding::Pkcs8)
+            .unwrap();
+        let data = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
+        Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("ca".into()),
+                namespace: Some("acme".into()),
+                uid: Some("u1".into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            data: Some(
+                [
+                    ("tls.crt".to_owned(), data(&root.chain_pem)),
+                    ("tls.key".to_owned(), data(&key_pem)),
+                    ("ca.crt".to_owned(), data(&root.root_pem)),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_ca_secret_is_parsed_once_per_version() {
+        let issuers = Issuers::default();
+        let first = ca_secret("1");
+        let a = issuers.get("acme", "ca", Some(&first)).unwrap();
+        let again = issuers.get("acme", "ca", Some(&first)).unwrap();
+        assert!(
+            Arc::ptr_eq(&a, &again),
+            "the same version reuses its signer"
+        );
+
+        let rotated = ca_secret("2");
+        let b = issuers.get("acme", "ca", Some(&rotated)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b), "a new version is parsed again");
+        assert_ne!(a.info().serial_hex, b.info().serial_hex);
+
+        let mut emptied = rotated.clone();
+        emptied.metadata.resource_version = Some("3".into());
+        emptied.data.as_mut().unwrap().remove("tls.key");
+        let problem = issuers.get("acme", "ca", Some(&emptied)).unwrap_err();
+        assert_eq!(problem, "does not hold tls.crt, tls.key and ca.crt yet");
+        assert!(issuers.get("acme", "ca", None).is_err());
+    }
+
     fn issuer() -> Issuer {
         let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
         let spec: crate::api::PrivateCASpec =
@@ -1302,7 +1407,7 @@ mod tests {
             product: Some((product, Some(holder))),
             issuer_name: "acme/ca".into(),
             issuer_account: None,
-            issuer: issuer(),
+            issuer: Arc::new(issuer()),
             group: None,
             sub_account: None,
             price_list: None,
