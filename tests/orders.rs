@@ -696,6 +696,20 @@ async fn a_restart_in_the_middle_charges_no_order_twice() {
     stop(controllers);
 }
 
+/// Leaves Order `name` as a build that wrote the charge before signing did when it stopped in
+/// between: `Approved`, charged 10.00 to Group team.
+async fn charged_unsigned(orders: &Api<Order>, name: &str) {
+    let charged = json!({"status": {
+        "state": "Approved", "price": "10.00", "currency": "USD",
+        "payer": {"kind": "Group", "name": "team", "namespace": "acme"},
+        "transactions": [{"type": "PURCHASE", "amount": "10.00", "at": "2025-01-01T00:00:00Z"}]
+    }});
+    orders
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&charged))
+        .await
+        .expect("status");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superseded_order_is_cancelled_and_its_charge_refunded() {
     let cluster = TestCluster::with_crds().await;
@@ -722,15 +736,7 @@ async fn a_superseded_order_is_cancelled_and_its_charge_refunded() {
             .await
             .expect("Order created");
     }
-    let charged = json!({"status": {
-        "state": "Approved", "price": "10.00", "currency": "USD",
-        "payer": {"kind": "Group", "name": "team", "namespace": "acme"},
-        "transactions": [{"type": "PURCHASE", "amount": "10.00", "at": "2025-01-01T00:00:00Z"}]
-    }});
-    orders
-        .patch_status("old-1", &PatchParams::default(), &Patch::Merge(&charged))
-        .await
-        .expect("status");
+    charged_unsigned(&orders, "old-1").await;
 
     let controllers =
         certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
@@ -784,15 +790,7 @@ async fn an_order_charged_before_it_was_signed_is_issued_without_a_second_charge
         )
         .await
         .expect("Order created");
-    let charged = json!({"status": {
-        "state": "Approved", "price": "10.00", "currency": "USD",
-        "payer": {"kind": "Group", "name": "team", "namespace": "acme"},
-        "transactions": [{"type": "PURCHASE", "amount": "10.00", "at": "2025-01-01T00:00:00Z"}]
-    }});
-    orders
-        .patch_status("www-1", &PatchParams::default(), &Patch::Merge(&charged))
-        .await
-        .expect("status");
+    charged_unsigned(&orders, "www-1").await;
 
     let controllers =
         certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);

@@ -342,16 +342,7 @@ impl Store {
         let current = inner.objects.get(key).cloned();
         let next_rv = inner.rv + 1;
         let change = decide(current.as_ref(), next_rv)?;
-        let change = match change {
-            Change::Put(object)
-                if current
-                    .as_ref()
-                    .is_some_and(|current| same_content(current, &object)) =>
-            {
-                Change::Keep
-            }
-            change => change,
-        };
+        let change = keep_if_unchanged(current.as_ref(), change);
         self.commit(&mut inner, key, current, change)
     }
 
@@ -366,16 +357,7 @@ impl Store {
     ) -> Result<Outcome, E> {
         loop {
             let current = self.get(key);
-            let change = match decide(current.as_ref())? {
-                Change::Put(object)
-                    if current
-                        .as_ref()
-                        .is_some_and(|current| same_content(current, &object)) =>
-                {
-                    Change::Keep
-                }
-                change => change,
-            };
+            let change = keep_if_unchanged(current.as_ref(), decide(current.as_ref())?);
             let mut inner = self.lock();
             let still = match (inner.objects.get(key), &current) {
                 // `current` keeps its allocation alive, so an equal address is the same object.
@@ -586,61 +568,59 @@ fn scan<'a>(
         .map(|(_, v)| v)
 }
 
+/// `Keep` for a `Put` of what `current` already holds (bookkeeping aside), else `change`.
+fn keep_if_unchanged(current: Option<&Arc<Value>>, change: Change) -> Change {
+    match change {
+        Change::Put(object) if current.is_some_and(|current| same_content(current, &object)) => {
+            Change::Keep
+        }
+        change => change,
+    }
+}
+
 /// Whether two versions of an object differ only in their resourceVersion and the times of
 /// their managedFields entries: such a write changes nothing. Compared in place, without a
 /// copy of either.
 fn same_content(current: &Value, next: &Value) -> bool {
-    let (Value::Object(current), Value::Object(next)) = (current, next) else {
-        return current == next;
-    };
-    current.len() == next.len()
-        && current.iter().all(|(field, value)| {
-            next.get(field).is_some_and(|other| match field.as_str() {
-                "metadata" => same_metadata(value, other),
-                _ => value == other,
-            })
-        })
+    same_fields(current, next, None, &|field, current, next| match field {
+        "metadata" => same_fields(
+            current,
+            next,
+            Some("resourceVersion"),
+            &|field, a, b| match (field, a, b) {
+                ("managedFields", Value::Array(a), Value::Array(b)) => {
+                    a.len() == b.len()
+                        && a.iter()
+                            .zip(b)
+                            .all(|(a, b)| same_fields(a, b, Some("time"), &|_, a, b| a == b))
+                }
+                _ => a == b,
+            },
+        ),
+        _ => current == next,
+    })
 }
 
-/// [`same_content`] for metadata: the resourceVersion aside, and managedFields entries
-/// compared without their times.
-fn same_metadata(current: &Value, next: &Value) -> bool {
+/// Whether two objects have the same fields, `ignored` aside, and `same` holds for the two
+/// values of each (given the field's name); other values must be equal.
+fn same_fields(
+    current: &Value,
+    next: &Value,
+    ignored: Option<&str>,
+    same: &dyn Fn(&str, &Value, &Value) -> bool,
+) -> bool {
     let (Value::Object(current), Value::Object(next)) = (current, next) else {
         return current == next;
     };
-    let counted = |map: &serde_json::Map<String, Value>| {
-        map.keys().filter(|k| *k != "resourceVersion").count()
-    };
-    counted(current) == counted(next)
+    let kept = |field: &String| Some(field.as_str()) != ignored;
+    current.keys().filter(|f| kept(f)).count() == next.keys().filter(|f| kept(f)).count()
         && current
             .iter()
-            .filter(|(field, _)| *field != "resourceVersion")
+            .filter(|(field, _)| kept(field))
             .all(|(field, value)| {
-                next.get(field).is_some_and(|other| match field.as_str() {
-                    "managedFields" => same_entries(value, other),
-                    _ => value == other,
-                })
+                next.get(field)
+                    .is_some_and(|other| same(field, value, other))
             })
-}
-
-/// Whether two managedFields lists differ only in their entries' times.
-fn same_entries(current: &Value, next: &Value) -> bool {
-    let (Value::Array(current), Value::Array(next)) = (current, next) else {
-        return current == next;
-    };
-    let untimed = |entry: &Value, other: &Value| match (entry, other) {
-        (Value::Object(entry), Value::Object(other)) => {
-            let counted =
-                |map: &serde_json::Map<String, Value>| map.keys().filter(|k| *k != "time").count();
-            counted(entry) == counted(other)
-                && entry
-                    .iter()
-                    .filter(|(field, _)| *field != "time")
-                    .all(|(field, value)| other.get(field) == Some(value))
-        }
-        _ => entry == other,
-    };
-    current.len() == next.len() && current.iter().zip(next).all(|(a, b)| untimed(a, b))
 }
 
 #[cfg(test)]

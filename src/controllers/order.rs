@@ -1314,8 +1314,8 @@ mod tests {
         .unwrap()
     }
 
-    /// A CA Secret holding a fresh root, at version `rv`.
-    fn ca_secret(rv: &str) -> Secret {
+    /// A fresh root CA: its chain, key and root, as PEM.
+    fn root_pems() -> (String, String, String) {
         let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
         let spec: crate::api::PrivateCASpec =
             serde_json::from_value(json!({"subject": {"commonName": "Test Root"}})).unwrap();
@@ -1324,6 +1324,12 @@ mod tests {
         let key_pem = key
             .to_pem(crate::api::common::PrivateKeyEncoding::Pkcs8)
             .unwrap();
+        (root.chain_pem, key_pem, root.root_pem)
+    }
+
+    /// A CA Secret holding a fresh root, at version `rv`.
+    fn ca_secret(rv: &str) -> Secret {
+        let (chain, key, root) = root_pems();
         let data = |text: &str| k8s_openapi::ByteString(text.as_bytes().to_vec());
         Secret {
             metadata: kube::api::ObjectMeta {
@@ -1335,9 +1341,9 @@ mod tests {
             },
             data: Some(
                 [
-                    ("tls.crt".to_owned(), data(&root.chain_pem)),
-                    ("tls.key".to_owned(), data(&key_pem)),
-                    ("ca.crt".to_owned(), data(&root.root_pem)),
+                    ("tls.crt".to_owned(), data(&chain)),
+                    ("tls.key".to_owned(), data(&key)),
+                    ("ca.crt".to_owned(), data(&root)),
                 ]
                 .into(),
             ),
@@ -1370,15 +1376,8 @@ mod tests {
     }
 
     fn issuer() -> Issuer {
-        let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
-        let spec: crate::api::PrivateCASpec =
-            serde_json::from_value(json!({"subject": {"commonName": "Test Root"}})).unwrap();
-        let profile = pki::CaProfile::from_spec(&spec, jiff::Timestamp::now()).unwrap();
-        let root = pki::issue_root_ca(&profile, &key).unwrap();
-        let key_pem = key
-            .to_pem(crate::api::common::PrivateKeyEncoding::Pkcs8)
-            .unwrap();
-        Issuer::from_pem(&root.chain_pem, &key_pem, &root.root_pem).unwrap()
+        let (chain, key, root) = root_pems();
+        Issuer::from_pem(&chain, &key, &root).unwrap()
     }
 
     fn csr(dns: &str, algorithm: KeyAlgorithm) -> ParsedCsr {
