@@ -240,21 +240,7 @@ pub async fn funds_inputs(
         let groups = group_funding.then(|| Api::<Group>::namespaced(client.clone(), namespace));
         let subaccounts =
             sub_accounts_allowed.then(|| Api::<SubAccount>::namespaced(client.clone(), namespace));
-        async move {
-            let groups = async {
-                match groups {
-                    Some(api) => Ok::<_, Error>(Some(api.list(&ListParams::default()).await?)),
-                    None => Ok(None),
-                }
-            };
-            let subaccounts = async {
-                match subaccounts {
-                    Some(api) => Ok::<_, Error>(Some(api.list(&ListParams::default()).await?)),
-                    None => Ok(None),
-                }
-            };
-            futures_util::try_join!(groups, subaccounts)
-        }
+        async move { futures_util::try_join!(list_if(groups), list_if(subaccounts)) }
     };
     let (funding, fresh, listed_by_namespace) = futures_util::try_join!(
         funding,
@@ -307,6 +293,17 @@ pub async fn funds_inputs(
         spent: Money::ZERO,
     };
     Ok((inputs, archive, listed))
+}
+
+/// Every object `api` lists, when there is one to ask.
+async fn list_if<K>(api: Option<Api<K>>) -> Result<Option<kube::api::ObjectList<K>>, Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api {
+        Some(api) => Ok(Some(api.list(&ListParams::default()).await?)),
+        None => Ok(None),
+    }
 }
 
 /// Every Order in `namespaces`: from the caches when they cover them all, else listed fresh.

@@ -2,8 +2,8 @@
 //!
 //! dereference (the account holding the namespace, the product, its PrivateCA and CA Secret,
 //! the group, and for a sub-account its SubAccount and price list) → validate (pure: the CSR,
-//! the product, the names, the key) → approval → charge and sign (serialised per account
-//! wallet, against the in-process ledger) → one status write: Issued, with the charge and the
+//! the product, the names, the key) → approval → sign → charge (serialised per account wallet,
+//! against the in-process ledger) → one status write: Issued, with the charge and the
 //! certificate.
 //!
 //! Charging exactly once rests on three things. The charge is written into the Order's own
