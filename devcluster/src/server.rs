@@ -28,9 +28,9 @@ pub async fn serve(
     cluster: Arc<Cluster>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // Requests handled at once: one per core. Handling is CPU work, so more at once only
-    // queue for the cores, and a crowd of threads parked on the store's lock costs more in
-    // wake-ups than the work itself.
+    // Requests handled at once on the blocking pool (when handling may wait): one per core.
+    // More at once only queue for the cores, and a crowd of threads parked on the store's
+    // lock costs more in wake-ups than the work itself.
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let handlers = Arc::new(tokio::sync::Semaphore::new(cores));
     loop {
@@ -122,16 +122,16 @@ async fn respond(
         authorization: header(hyper::header::AUTHORIZATION),
         body: body.to_vec(),
     };
+    if !cluster.may_wait() {
+        // Handed to another thread, a request costs more in wake-ups and context switches
+        // than its handling takes; the runtime's threads, one per core, bound how many run.
+        return into_http(cluster.handle(request));
+    }
+    // Injected latency sleeps, and a data directory writes to disk: off the I/O threads.
     let Ok(_handling) = handlers.acquire().await else {
         return into_http(ApiError::internal("the server is shutting down").into());
     };
     let cluster = cluster.clone();
-    if !cluster.may_wait() {
-        // Handed to another thread, a request costs more in wake-ups and context switches
-        // than its handling takes.
-        return into_http(cluster.handle(request));
-    }
-    // Injected latency sleeps, and a data directory writes to disk: off the I/O threads.
     match tokio::task::spawn_blocking(move || cluster.handle(request)).await {
         Ok(response) => into_http(response),
         Err(_) => into_http(ApiError::internal("the request handler failed").into()),
