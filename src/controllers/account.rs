@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::TryFutureExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -57,6 +58,25 @@ pub struct FundsRequest {
     pub amount: Money,
     pub requested_at: i64,
     pub granted: Option<Money>,
+}
+
+impl FundsRequest {
+    /// The request of `object` (a Group or SubAccount, named `kind/namespace/name`) for
+    /// `amount`, in the order of its creation, with what it was granted before.
+    fn of<K: ResourceExt>(kind: &str, object: &K, amount: Money, granted: Option<Money>) -> Self {
+        FundsRequest {
+            id: format!(
+                "{kind}/{}/{}",
+                object.namespace().unwrap_or_default(),
+                object.name_any()
+            ),
+            amount,
+            requested_at: object
+                .creation_timestamp()
+                .map_or(i64::MAX, |t| t.0.as_second()),
+            granted,
+        }
+    }
 }
 
 /// What a wallet's figures are computed from besides the account's own credits.
@@ -229,13 +249,8 @@ pub async fn funds_inputs(
                 .unwrap_or(Money::ZERO),
         )
     };
-    let fresh = async {
-        Ok::<_, Error>(
-            Api::<Account>::all(client.clone())
-                .get_metadata(&name)
-                .await?,
-        )
-    };
+    let accounts = Api::<Account>::all(client.clone());
+    let fresh = accounts.get_metadata(&name).map_err(Error::from);
     let listed_in = |namespace: &String| {
         let groups = group_funding.then(|| Api::<Group>::namespaced(client.clone(), namespace));
         let subaccounts =
@@ -263,27 +278,15 @@ pub async fn funds_inputs(
                     continue;
                 }
                 if let Some(amount) = group.spec.funds {
-                    requests.push(FundsRequest {
-                        id: format!("group/{namespace}/{}", group.name_any()),
-                        amount,
-                        requested_at: group
-                            .creation_timestamp()
-                            .map_or(i64::MAX, |t| t.0.as_second()),
-                        granted: group.status.as_ref().and_then(|s| s.allocated),
-                    });
+                    let granted = group.status.as_ref().and_then(|s| s.allocated);
+                    requests.push(FundsRequest::of("group", &group, amount, granted));
                 }
             }
         }
         for sub in subaccounts.into_iter().flatten() {
             if let Some(amount) = sub.spec.funds {
-                requests.push(FundsRequest {
-                    id: format!("subaccount/{namespace}/{}", sub.name_any()),
-                    amount,
-                    requested_at: sub
-                        .creation_timestamp()
-                        .map_or(i64::MAX, |t| t.0.as_second()),
-                    granted: sub.status.as_ref().and_then(|s| s.allocated),
-                });
+                let granted = sub.status.as_ref().and_then(|s| s.allocated);
+                requests.push(FundsRequest::of("subaccount", &sub, amount, granted));
             }
         }
     }
