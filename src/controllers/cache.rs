@@ -439,6 +439,65 @@ impl Written {
     }
 }
 
+/// What was made of each object (by namespace and name), with the version of the object it
+/// was made from: made once per version (uid and resourceVersion), not once per reconcile.
+/// A version that changes replaces what the last one made.
+pub struct PerVersion<T> {
+    made: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<T>)>>,
+}
+
+impl<T> Default for PerVersion<T> {
+    fn default() -> Self {
+        PerVersion {
+            made: Default::default(),
+        }
+    }
+}
+
+impl<T> PerVersion<T> {
+    /// What `make` made of `object`'s version, or makes of it now. A failure is not kept.
+    pub fn get<K: Resource, E>(
+        &self,
+        object: &K,
+        make: impl FnOnce(&K) -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        let meta = object.meta();
+        let key = format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        );
+        let version = meta
+            .uid
+            .as_deref()
+            .zip(meta.resource_version.as_deref())
+            .map(|(uid, rv)| format!("{uid}/{rv}"));
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(version), Some((held, it))) = (&version, made.get(&key))
+            && held == version
+        {
+            return Ok(it.clone());
+        }
+        match (make(object), version) {
+            (Ok(it), Some(version)) => {
+                let it = Arc::new(it);
+                made.insert(key, (version, it.clone()));
+                Ok(it)
+            }
+            (result, _) => {
+                made.remove(&key);
+                result.map(Arc::new)
+            }
+        }
+    }
+
+    /// Forgets what was made of the object `namespace/name` (it is gone).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.remove(&format!("{namespace}/{name}"));
+    }
+}
+
 /// A resourceVersion as a number: a positive integer without leading zeros, else none.
 fn comparable_version(version: &str) -> Option<u64> {
     if version.starts_with('0') {

@@ -104,6 +104,8 @@ pub struct Context {
     pub own_writes: cache::OwnWrites,
     /// The controller's own Certificates.
     pub certificates: Store<Certificate>,
+    /// The CA certificates, each parsed once per version of its Secret.
+    pub ca_certificates: cache::PerVersion<CertificateInfo>,
 }
 
 impl Context {
@@ -218,7 +220,10 @@ async fn dereference(
 
 /// The CA's certificate, from its Secret (contract: `spec.secretName` or `<ca>-ca`), when it
 /// can be read: the issuer-changed check compares issued certificates with it.
-async fn ca_certificate(ctx: &Context, ca: &PrivateCA) -> Result<Option<CertificateInfo>, Error> {
+async fn ca_certificate(
+    ctx: &Context,
+    ca: &PrivateCA,
+) -> Result<Option<Arc<CertificateInfo>>, Error> {
     let name = ca
         .status
         .as_ref()
@@ -228,10 +233,13 @@ async fn ca_certificate(ctx: &Context, ca: &PrivateCA) -> Result<Option<Certific
     let namespace = ca.namespace().unwrap_or_default();
     let secret =
         cache::namespaced(&ctx.secrets, &ctx.client, &ctx.scope, &namespace, &name).await?;
-    Ok(secret
-        .as_ref()
-        .and_then(|s| secret_text(s, "tls.crt"))
-        .and_then(|crt| pki::inspect_pem(&crt).ok()))
+    Ok(secret.and_then(|secret| {
+        let inspect = |s: &Secret| {
+            let crt = secret_text(s, "tls.crt").ok_or(())?;
+            pki::inspect_pem(&crt).map_err(drop)
+        };
+        ctx.ca_certificates.get(&*secret, inspect).ok()
+    }))
 }
 
 /// The Secrets and Orders of one Certificate, from the caches or read afresh.
@@ -1387,7 +1395,7 @@ async fn reconcile_with(
     let ca = CaIdentity {
         name: plan.ca.1.clone(),
         subject: ca_info.as_ref().map(|i| i.subject.clone()),
-        key_id: ca_info.and_then(|i| i.subject_key_id),
+        key_id: ca_info.and_then(|i| i.subject_key_id.clone()),
     };
     let now = jiff::Timestamp::now();
     let issued_order = orders.iter().find(|o| o.spec.revision == issued_revision);
@@ -1995,6 +2003,7 @@ async fn run_in(
         orders_by_certificate,
         own_writes: cache::OwnWrites::default(),
         certificates: controller.store(),
+        ca_certificates: Default::default(),
     };
     controller
         .owns_shared_stream(order_changes)

@@ -251,66 +251,44 @@ pub struct Caches {
     pub issuers: Issuers,
 }
 
-/// The signer of each CA Secret (by namespace and name), with the version of the Secret it
-/// was rebuilt from: a key and its certificates are parsed once per version of the Secret,
-/// not once per Order.
+/// The signer of each CA Secret, rebuilt once per version of the Secret ([`cache::PerVersion`]):
+/// a key and its certificates are parsed once per version, not once per Order.
 #[derive(Default)]
-pub struct Issuers {
-    rebuilt: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<Issuer>)>>,
-}
+pub struct Issuers(cache::PerVersion<Issuer>);
 
 impl Issuers {
-    /// The signer held by CA Secret `namespace/name` (`secret`, if it exists): rebuilt when
-    /// the Secret is new or changed, else the one rebuilt before. Otherwise what the Secret
-    /// lacks, as the end of a sentence naming it.
+    /// The signer held by CA Secret `namespace/name` (`secret`, if it exists). Otherwise what
+    /// the Secret lacks, as the end of a sentence naming it.
     pub fn get(
         &self,
         namespace: &str,
         name: &str,
         secret: Option<&Secret>,
     ) -> Result<Arc<Issuer>, String> {
-        let key = format!("{namespace}/{name}");
-        let version = secret.and_then(|s| {
-            Some(format!(
-                "{}/{}",
-                s.metadata.uid.as_deref()?,
-                s.metadata.resource_version.as_deref()?
-            ))
-        });
-        let mut issuers = self.rebuilt.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Some(version), Some((held, issuer))) = (&version, issuers.get(&key))
-            && held == version
-        {
-            return Ok(issuer.clone());
-        }
-        let field = |key: &str| {
-            secret
-                .and_then(|s| s.data.as_ref())
-                .and_then(|d| d.get(key))
-                .map(|b| String::from_utf8_lossy(&b.0))
+        let Some(secret) = secret else {
+            self.0.forget(namespace, name);
+            return Err(LACKS_CA.into());
         };
-        let (Some(tls_crt), Some(tls_key), Some(ca_crt)) =
-            (field("tls.crt"), field("tls.key"), field("ca.crt"))
-        else {
-            issuers.remove(&key);
-            return Err("does not hold tls.crt, tls.key and ca.crt yet".into());
-        };
-        match Issuer::from_pem(&tls_crt, &tls_key, &ca_crt) {
-            Ok(issuer) => {
-                let issuer = Arc::new(issuer);
-                match version {
-                    Some(version) => issuers.insert(key, (version, issuer.clone())),
-                    None => issuers.remove(&key),
-                };
-                Ok(issuer)
-            }
-            Err(e) => {
-                issuers.remove(&key);
-                Err(format!("does not hold a usable CA: {e}"))
-            }
-        }
+        self.0.get(secret, |secret| {
+            let field = |key: &str| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|b| String::from_utf8_lossy(&b.0))
+            };
+            let (Some(tls_crt), Some(tls_key), Some(ca_crt)) =
+                (field("tls.crt"), field("tls.key"), field("ca.crt"))
+            else {
+                return Err(LACKS_CA.to_owned());
+            };
+            Issuer::from_pem(&tls_crt, &tls_key, &ca_crt)
+                .map_err(|e| format!("does not hold a usable CA: {e}"))
+        })
     }
 }
+
+const LACKS_CA: &str = "does not hold tls.crt, tls.key and ca.crt yet";
 
 impl Caches {
     /// A namespaced object, from its cache when the namespace is in scope.
