@@ -586,6 +586,12 @@ const GRANTED_BUT_NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[
     (
         "certinext.io",
         "orders",
+        "get",
+        "an Issued Order whose certificate did not come from this process's Order controller (it issued before a restart)",
+    ),
+    (
+        "certinext.io",
+        "orders",
         "patch",
         "marking an in-flight Order superseded after a spec change",
     ),

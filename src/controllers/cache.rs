@@ -49,6 +49,24 @@ where
     kube::runtime::Controller::for_stream(changes, store)
 }
 
+/// The same, where the events of the controller's own writes of `K` (noted in `echoes`) do
+/// not reconcile again.
+pub fn controller_hearing_others<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    echoes: Arc<Echoes>,
+) -> kube::runtime::Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, changes) = reflect(api, config);
+    let changes = changes.filter(move |change| {
+        let echo = change.as_ref().is_ok_and(|object| echoes.echoed(object));
+        std::future::ready(!echo)
+    });
+    kube::runtime::Controller::for_stream(changes, store)
+}
+
 /// One watch of a kind whose objects several controllers read, fanned out to each of them:
 /// the objects are decoded and cached once, where a watch per controller decoded every
 /// change once per controller. A subscriber receives every object the watch touches
@@ -439,6 +457,65 @@ impl Written {
     }
 }
 
+/// The status of each Order the Order controller is issuing, certificate included, until the
+/// Certificate controller takes it for the Secret. The shared watch keeps an Issued Order
+/// without its certificate ([`order_view`]), so without this the Certificate controller would
+/// read the Order again. A status is held from just before its write; it is taken only when
+/// the cached Order shows that very status, so one whose write failed is never used. Taking a
+/// status that is not held is always safe (the Order is read instead), so at most
+/// [`IssuedOrders::LIMIT`] are held: past it, the record starts again.
+#[derive(Default)]
+pub struct IssuedOrders {
+    /// By (namespace, name): the Order's uid and the status written.
+    held: std::sync::Mutex<IssuedByName>,
+}
+
+type IssuedByName =
+    std::collections::HashMap<(String, String), (String, crate::api::order::OrderStatus)>;
+
+impl IssuedOrders {
+    const LIMIT: usize = 4_096;
+
+    /// Holds `status`, about to be written to `order`.
+    pub fn put(&self, order: &crate::api::Order, status: &crate::api::order::OrderStatus) {
+        let meta = &order.metadata;
+        let (Some(namespace), Some(name), Some(uid)) = (
+            meta.namespace.as_ref(),
+            meta.name.as_ref(),
+            meta.uid.as_ref(),
+        ) else {
+            return;
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() >= Self::LIMIT {
+            held.clear();
+        }
+        held.insert(
+            (namespace.clone(), name.clone()),
+            (uid.clone(), status.clone()),
+        );
+    }
+
+    /// `order` (a cached copy) with the whole status held for it, when the copy shows that
+    /// status as the cache keeps it; the held status is let go either way.
+    pub fn take(&self, order: &crate::api::Order) -> Option<crate::api::Order> {
+        let meta = &order.metadata;
+        let key = (meta.namespace.clone()?, meta.name.clone()?);
+        let (uid, status) = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key)?;
+        let whole = crate::api::Order {
+            status: Some(status),
+            ..order.clone()
+        };
+        let mut shown = whole.clone();
+        order_view(&mut shown);
+        (meta.uid.as_ref() == Some(&uid) && shown.status == order.status).then_some(whole)
+    }
+}
+
 /// What was made of each object (by namespace and name), with the version of the object it
 /// was made from: made once per version (uid and resourceVersion), not once per reconcile.
 /// A version that changes replaces what the last one made.
@@ -495,6 +572,75 @@ impl<T> PerVersion<T> {
     pub fn forget(&self, namespace: &str, name: &str) {
         let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
         made.remove(&format!("{namespace}/{name}"));
+    }
+}
+
+/// The watch events of a controller's own writes: the copy a write returned, coming back.
+/// Such an event shows the controller nothing it did not know when it wrote, so it need not
+/// reconcile again; every other event (another writer's change, a later version, a relist)
+/// still does. Forgetting a write is always safe: its event then reconciles, as any event
+/// would. So the record is bounded by clearing it when it grows past [`Echoes::LIMIT`].
+#[derive(Default)]
+pub struct Echoes {
+    /// The last write of each object, by (kind, namespace, name).
+    written: std::sync::Mutex<std::collections::HashMap<(String, String, String), Written>>,
+}
+
+impl Echoes {
+    /// Objects whose writes are held at most; past it, the record starts again.
+    const LIMIT: usize = 65_536;
+
+    /// Notes `written`, an object in `namespace` this controller wrote or deleted.
+    pub fn note(&self, namespace: &str, written: &Written) {
+        let mut noted = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if noted.len() >= Self::LIMIT {
+            noted.clear();
+        }
+        let key = (
+            written.kind.clone(),
+            namespace.to_owned(),
+            written.name.clone(),
+        );
+        noted.insert(key, written.clone());
+    }
+
+    /// Forgets the writes of the object `kind`/`name` in `namespace`: its next event
+    /// reconciles.
+    pub fn forget(&self, kind: &str, namespace: &str, name: &str) {
+        let mut noted = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        noted.remove(&(kind.to_owned(), namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Whether `object`, as a watch delivered it, is this controller's own last write of it
+    /// coming back (after a deletion: the deleted object). Heard once, the write is
+    /// forgotten, and so it is on a later copy, another object of the same name or a version
+    /// that is not a number.
+    pub fn echoed<K: Resource<DynamicType = ()>>(&self, object: &K) -> bool {
+        let meta = object.meta();
+        let (Some(namespace), Some(name)) = (meta.namespace.as_ref(), meta.name.as_ref()) else {
+            return false;
+        };
+        let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
+        let mut noted = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(written) = noted.get(&key) else {
+            return false;
+        };
+        let same_object = meta.uid.as_deref() == Some(written.uid.as_str());
+        let version = meta
+            .resource_version
+            .as_deref()
+            .and_then(comparable_version);
+        let (echo, keep) = match (&written.left, version) {
+            (Left::Gone(_), _) if same_object => (true, false),
+            (Left::Version(v), Some(version)) if same_object && version == *v => (true, false),
+            // An earlier change, by this controller or another writer: the write comes later.
+            (Left::Version(v), Some(version)) if same_object && version < *v => (false, true),
+            _ => (false, false),
+        };
+        if !keep {
+            noted.remove(&key);
+        }
+        echo
     }
 }
 
@@ -702,6 +848,134 @@ mod tests {
         writes.record("shop", "c8", Written::applied(&secret("u1", "5")));
         writes.sweep(|_, _| false);
         assert_eq!(pending(&writes), 2);
+    }
+
+    #[test]
+    fn an_echo_is_the_controllers_own_write_coming_back_and_only_that() {
+        let echoes = Echoes::default();
+        assert!(!echoes.echoed(&secret("u1", "20")), "nothing written");
+
+        echoes.note("shop", &Written::applied(&secret("u1", "20")));
+        assert!(
+            !echoes.echoed(&secret("u1", "19")),
+            "an earlier change, by anyone"
+        );
+        assert!(echoes.echoed(&secret("u1", "20")), "the write itself");
+        assert!(!echoes.echoed(&secret("u1", "20")), "heard once, forgotten");
+
+        echoes.note("shop", &Written::applied(&secret("u1", "20")));
+        assert!(
+            !echoes.echoed(&secret("u1", "21")),
+            "another writer's, later"
+        );
+        assert!(
+            !echoes.echoed(&secret("u1", "20")),
+            "forgotten by the later one"
+        );
+
+        echoes.note("shop", &Written::applied(&secret("u1", "20")));
+        assert!(!echoes.echoed(&secret("u2", "20")), "another object");
+
+        let status = Written::at_version(&secret("u1", "20"), "25").expect("a number");
+        echoes.note("shop", &status);
+        assert!(echoes.echoed(&secret("u1", "25")), "a status write");
+
+        echoes.note("shop", &Written::applied(&secret("u1", "26")));
+        echoes.forget("Secret", "shop", "web-tls");
+        assert!(!echoes.echoed(&secret("u1", "26")), "forgotten on purpose");
+
+        echoes.note("shop", &Written::applied(&secret("u1", "x27")));
+        assert!(
+            !echoes.echoed(&secret("u1", "x27")),
+            "a version that is not a number is never told to be the write"
+        );
+
+        echoes.note("shop", &Written::deleted(&secret("u1", "30")));
+        assert!(echoes.echoed(&secret("u1", "31")), "its deletion");
+        assert!(!echoes.echoed(&secret("u1", "31")), "heard once, forgotten");
+        echoes.note("shop", &Written::deleted(&secret("u1", "30")));
+        assert!(!echoes.echoed(&secret("u2", "40")), "created since");
+        assert!(
+            !echoes.echoed(&secret("u1", "31")),
+            "forgotten by the new one"
+        );
+    }
+
+    #[test]
+    fn the_echoes_start_again_past_their_limit() {
+        let echoes = Echoes::default();
+        for n in 0..Echoes::LIMIT {
+            let mut other = secret("u1", "5");
+            other.metadata.name = Some(format!("s{n}"));
+            echoes.note("shop", &Written::applied(&other));
+        }
+        echoes.note("shop", &Written::applied(&secret("u1", "20")));
+        let noted = echoes.written.lock().map(|w| w.len()).unwrap_or_default();
+        assert_eq!(noted, 1);
+        assert!(echoes.echoed(&secret("u1", "20")));
+    }
+
+    fn issued_order() -> (crate::api::Order, crate::api::order::OrderStatus) {
+        let order: crate::api::Order = serde_json::from_value(serde_json::json!({
+            "apiVersion": "certinext.io/v1alpha1", "kind": "Order",
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "o1", "resourceVersion": "7"},
+            "spec": {"certificateRef": {"name": "web"}, "revision": 1, "type": "Purchase",
+                "duration": "2160h", "request": "-----BEGIN CERTIFICATE REQUEST-----"},
+        }))
+        .expect("an Order");
+        let status: crate::api::order::OrderStatus = serde_json::from_value(serde_json::json!({
+            "state": "Issued", "serialNumber": "0a",
+            "certificate": "-----BEGIN CERTIFICATE-----", "ca": "-----BEGIN CERTIFICATE-----",
+        }))
+        .expect("a status");
+        (order, status)
+    }
+
+    /// `order` with `status`, as the shared watch caches it once written.
+    fn cached(
+        order: &crate::api::Order,
+        status: &crate::api::order::OrderStatus,
+    ) -> crate::api::Order {
+        let mut cached = crate::api::Order {
+            status: Some(status.clone()),
+            ..order.clone()
+        };
+        order_view(&mut cached);
+        assert!(
+            cached
+                .status
+                .as_ref()
+                .is_some_and(|s| s.certificate.is_none())
+        );
+        cached
+    }
+
+    #[test]
+    fn an_issued_status_is_taken_only_by_the_copy_that_shows_it() {
+        let issued = IssuedOrders::default();
+        let (order, status) = issued_order();
+        assert!(issued.take(&cached(&order, &status)).is_none(), "none held");
+
+        issued.put(&order, &status);
+        let whole = issued
+            .take(&cached(&order, &status))
+            .expect("the status held");
+        assert_eq!(whole.status.as_ref(), Some(&status));
+        assert!(
+            issued.take(&cached(&order, &status)).is_none(),
+            "taken once"
+        );
+
+        // A write that failed: the Order shows another status, or is another Order.
+        issued.put(&order, &status);
+        let mut other = status.clone();
+        other.serial_number = Some("0b".into());
+        assert!(issued.take(&cached(&order, &other)).is_none());
+        assert!(issued.take(&cached(&order, &status)).is_none(), "let go");
+        issued.put(&order, &status);
+        let mut recreated = order.clone();
+        recreated.metadata.uid = Some("o2".into());
+        assert!(issued.take(&cached(&recreated, &status)).is_none());
     }
 
     #[test]

@@ -104,8 +104,12 @@ pub struct Context {
     pub own_writes: cache::OwnWrites,
     /// The controller's own Certificates.
     pub certificates: Store<Certificate>,
+    /// The controller's own writes, whose watch events reconcile nothing new.
+    pub echoes: Arc<cache::Echoes>,
     /// The CA certificates, each parsed once per version of its Secret.
     pub ca_certificates: cache::PerVersion<CertificateInfo>,
+    /// The certificates of the Orders just issued, from the Order controller's writes.
+    pub issued: Arc<cache::IssuedOrders>,
 }
 
 impl Context {
@@ -1305,11 +1309,24 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
     // reconciles the Certificate again; deciding now would only write that status again.
     let namespace = certificate.namespace().unwrap_or_default();
     let name = certificate.name_any();
-    let this = |kind: &str, object: &str| {
-        (kind == Certificate::kind(&()) && object == name).then_some(Some(&certificate.metadata))
+    let kind = Certificate::kind(&());
+    let shown = |copy: &Certificate| {
+        let this =
+            |k: &str, object: &str| (k == kind && object == name).then_some(Some(&copy.metadata));
+        ctx.own_writes.shown(&namespace, &name, this)
     };
-    if !ctx.own_writes.shown(&namespace, &name, this) {
-        return Ok(Action::await_change());
+    let mut certificate = certificate;
+    if !shown(&certificate) {
+        // That copy is the controller's own write: its event must reconcile, not be left out
+        // as an echo. One that came in meanwhile was left out, and is in the store.
+        ctx.echoes.forget(&kind, &namespace, &name);
+        match ctx
+            .certificates
+            .get(&ObjectRef::new(&name).within(&namespace))
+        {
+            Some(newer) if shown(&newer) => certificate = newer,
+            _ => return Ok(Action::await_change()),
+        }
     }
     let mut view = View::cached(&ctx, &certificate);
     loop {
@@ -1707,7 +1724,8 @@ async fn write_issued(
     let spec = &certificate.spec;
     let namespace = certificate.namespace().unwrap_or_default();
     let orders_api: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
-    // The cache keeps Orders without their certificates.
+    // The cache keeps Orders without their certificates: the Order controller's write
+    // passes them on, else the Order is read again.
     let fetched;
     let order = if order
         .status
@@ -1715,6 +1733,9 @@ async fn write_issued(
         .is_some_and(|s| s.certificate.is_some())
     {
         order
+    } else if let Some(whole) = ctx.issued.take(order) {
+        fetched = whole;
+        &fetched
     } else {
         match orders_api.get_opt(&order_name).await? {
             Some(fresh) => {
@@ -1815,6 +1836,7 @@ async fn write_issued(
 /// Notes a write made for `certificate` ([`cache::OwnWrites`]).
 fn noted(ctx: &Context, certificate: &Certificate, written: cache::Written) {
     let namespace = certificate.namespace().unwrap_or_default();
+    ctx.echoes.note(&namespace, &written);
     ctx.own_writes
         .record(&namespace, &certificate.name_any(), written);
 }
@@ -1909,18 +1931,30 @@ async fn cleanup_history(
 
 /// The controller of each of `settings`' scopes, not yet running: its store is the cache of
 /// that scope's Certificates.
-pub fn controllers(
-    client: &Client,
-    settings: &super::Settings,
-) -> Vec<(super::Scope, kube::runtime::Controller<Certificate>)> {
+pub fn controllers(client: &Client, settings: &super::Settings) -> Vec<Prepared> {
     settings
         .scopes()
         .into_iter()
         .map(|scope| {
             let api = super::scoped::<Certificate>(client, &scope);
-            (scope, cache::controller(api, watcher::Config::default()))
+            let echoes = Arc::new(cache::Echoes::default());
+            let controller =
+                cache::controller_hearing_others(api, watcher::Config::default(), echoes.clone());
+            Prepared {
+                scope,
+                controller,
+                echoes,
+            }
         })
         .collect()
+}
+
+/// A Certificate controller of one scope, built before it runs so that its store can be
+/// shared, with the record of its own writes that its watches leave out.
+pub struct Prepared {
+    pub scope: super::Scope,
+    pub controller: kube::runtime::Controller<Certificate>,
+    echoes: Arc<cache::Echoes>,
 }
 
 /// Runs `controllers` until their streams end.
@@ -1928,11 +1962,11 @@ pub async fn run(
     client: Client,
     settings: super::Settings,
     orders: super::SharedOrders,
-    controllers: Vec<(super::Scope, kube::runtime::Controller<Certificate>)>,
+    controllers: Vec<Prepared>,
 ) {
-    let runs = controllers.into_iter().map(|(scope, controller)| {
-        let orders = orders.of(&scope);
-        run_in(client.clone(), settings.clone(), scope, orders, controller)
+    let runs = controllers.into_iter().map(|prepared| {
+        let orders = (orders.of(&prepared.scope), orders.issued());
+        run_in(client.clone(), settings.clone(), orders, prepared)
     });
     futures_util::future::join_all(runs).await;
 }
@@ -1940,10 +1974,14 @@ pub async fn run(
 async fn run_in(
     client: Client,
     settings: super::Settings,
-    scope: super::Scope,
-    shared_orders: cache::SharedWatch<Order>,
-    controller: kube::runtime::Controller<Certificate>,
+    (shared_orders, issued): (cache::SharedWatch<Order>, Arc<cache::IssuedOrders>),
+    prepared: Prepared,
 ) {
+    let Prepared {
+        scope,
+        controller,
+        echoes,
+    } = prepared;
     let store = controller.store();
     // Accounts, groups, products and CAs decide every certificate's standing; few change.
     let all = move || {
@@ -1960,11 +1998,19 @@ async fn run_in(
     let orders = shared_orders.store();
     let orders_by_certificate = cache::LabelIndex::default();
     let index = orders_by_certificate.clone();
+    // The watches' copies of the controller's own writes reconcile nothing new.
+    let heard = echoes.clone();
     let order_changes = shared_orders
         .subscribe()
-        .inspect(move |order| index.note(CERTIFICATE_LABEL, &**order));
+        .inspect(move |order| index.note(CERTIFICATE_LABEL, &**order))
+        .filter(move |order| std::future::ready(!heard.echoed(&**order)));
+    let heard = echoes.clone();
     let (secrets, secret_changes) =
         cache::reflect(super::scoped::<Secret>(&client, &scope), managed);
+    let secret_changes = secret_changes.filter(move |change| {
+        let echo = change.as_ref().is_ok_and(|secret| heard.echoed(secret));
+        std::future::ready(!echo)
+    });
     let (accounts, account_changes) = cache::reflect(
         Api::<Account>::all(client.clone()),
         watcher::Config::default(),
@@ -2003,7 +2049,9 @@ async fn run_in(
         orders_by_certificate,
         own_writes: cache::OwnWrites::default(),
         certificates: controller.store(),
+        echoes,
         ca_certificates: Default::default(),
+        issued,
     };
     controller
         .owns_shared_stream(order_changes)

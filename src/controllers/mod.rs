@@ -551,7 +551,7 @@ fn start_controllers(
     // The Certificate controllers, built here so that their stores can be shared.
     let certificates = certificate::controllers(client, settings);
     let caches = Caches {
-        certificates: certificates.iter().map(|(_, c)| c.store()).collect(),
+        certificates: certificates.iter().map(|c| c.controller.store()).collect(),
         orders: orders.scopes().map(|(_, shared)| shared.store()).collect(),
     };
     let mut spawn = |kind: &str, task: futures_util::future::BoxFuture<'static, ()>| {
@@ -592,8 +592,13 @@ fn start_controllers(
 
 /// The Orders of each scope, from one watch per scope that the Order, Certificate, Account
 /// and Group controllers share. An Order is cached as [`cache::order_view`] leaves it.
+/// The certificates of the Orders just issued pass from the Order controller to the
+/// Certificate controller through [`cache::IssuedOrders`].
 #[derive(Clone)]
-pub struct SharedOrders(Arc<[(Scope, cache::SharedWatch<crate::api::Order>)]>);
+pub struct SharedOrders {
+    scopes: Arc<[(Scope, cache::SharedWatch<crate::api::Order>)]>,
+    issued: Arc<cache::IssuedOrders>,
+}
 
 impl SharedOrders {
     /// The watches of `settings`' scopes; their tasks join `handles`.
@@ -611,20 +616,28 @@ impl SharedOrders {
             handles.push(tokio::spawn(task));
             (scope, shared)
         });
-        SharedOrders(scopes.collect())
+        SharedOrders {
+            scopes: scopes.collect(),
+            issued: Arc::default(),
+        }
     }
 
     /// Every scope's watch.
     pub fn scopes(&self) -> impl Iterator<Item = &(Scope, cache::SharedWatch<crate::api::Order>)> {
-        self.0.iter()
+        self.scopes.iter()
     }
 
     /// The watch of `scope`, one of the settings' scopes.
     pub fn of(&self, scope: &Scope) -> cache::SharedWatch<crate::api::Order> {
-        match self.0.iter().find(|(s, _)| s == scope) {
+        match self.scopes.iter().find(|(s, _)| s == scope) {
             Some((_, shared)) => shared.clone(),
             None => unreachable!("every scope of the settings has its watch of Orders"),
         }
+    }
+
+    /// The certificates of the Orders just issued, on their way to their Secrets.
+    pub fn issued(&self) -> Arc<cache::IssuedOrders> {
+        self.issued.clone()
     }
 }
 

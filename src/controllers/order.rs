@@ -231,6 +231,8 @@ pub struct Context {
     pub wallets: Arc<Wallets>,
     /// What an order refers to, cached.
     pub caches: Caches,
+    /// The certificates just issued, for the Certificate controller.
+    pub issued: Arc<cache::IssuedOrders>,
 }
 
 /// The caches of what an order refers to, in the controller's scope (the account cache is
@@ -1048,6 +1050,7 @@ async fn charge_and_issue(
         reason: None,
     }];
     with_certificate(&mut status, issued);
+    step.ctx.issued.put(order, &status);
     let Some(written) = write(&step.api, order, status).await? else {
         return Ok(retry());
     };
@@ -1130,6 +1133,7 @@ async fn issue(
     );
     let mut status = next_status(order, OrderState::Issued, &message);
     with_certificate(&mut status, issued);
+    step.ctx.issued.put(order, &status);
     match write(&step.api, order, status).await? {
         Some(written) => {
             step.ctx.books.record(&written);
@@ -1183,13 +1187,12 @@ pub async fn run(
     let books = Arc::new(books);
     // One controller per watched namespace, sharing the books and the wallets' locks.
     super::in_each_scope(&settings, |scope| {
-        let orders = orders.of(&scope);
         run_in(
             client.clone(),
             settings.clone(),
-            scope,
+            scope.clone(),
             (books.clone(), wallets.clone()),
-            orders,
+            (orders.of(&scope), orders.issued()),
         )
     })
     .await;
@@ -1200,7 +1203,7 @@ async fn run_in(
     settings: super::Settings,
     scope: super::Scope,
     (books, wallets): (Arc<Books>, Arc<Wallets>),
-    orders: cache::SharedWatch<Order>,
+    (orders, issued): (cache::SharedWatch<Order>, Arc<cache::IssuedOrders>),
 ) {
     let all = watcher::Config::default;
     let (accounts, account_changes) = cache::reflect(Api::<Account>::all(client.clone()), all());
@@ -1237,6 +1240,7 @@ async fn run_in(
             price_lists,
         },
         client: client.clone(),
+        issued,
     });
     // The caches' watches run with the controller; an order waiting for one of them retries
     // on its own schedule, so none of their changes triggers a reconcile.
