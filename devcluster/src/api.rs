@@ -1429,7 +1429,7 @@ fn admit(def: &ResourceDef, object: &mut Value, old: Option<&Value>) -> Result<(
     let Some(schema) = &def.schema else {
         return Ok(());
     };
-    match crate::schema::admit(schema, object, old) {
+    match crate::schema::admit_with(&crate::schema::Plan::of(schema), object, old) {
         Ok(_) => Ok(()),
         Err(causes) => {
             let name = object

@@ -43,7 +43,17 @@ pub fn admit(
     object: &mut Value,
     old: Option<&Value>,
 ) -> Result<Admission, Vec<Cause>> {
-    if nesting(schema, MAX_SCHEMA_NESTING) > MAX_SCHEMA_NESTING {
+    admit_with(&Plan::new(Arc::new(schema.clone())), object, old)
+}
+
+/// [`admit`], with what the schema says about itself worked out once ([`Plan::of`]).
+pub fn admit_with(
+    plan: &Plan,
+    object: &mut Value,
+    old: Option<&Value>,
+) -> Result<Admission, Vec<Cause>> {
+    let schema = &*plan.schema;
+    if plan.too_deep {
         return Err(vec![Cause {
             reason: INTERNAL,
             field: NIL.into(),
@@ -79,7 +89,7 @@ pub fn admit(
     check_embedded(root, object, "", true, 0, &mut causes);
     check_list_types(root, object, "", true, 0, &mut causes);
 
-    if has_rules(schema, 0) {
+    if plan.has_rules {
         if causes.iter().any(|c| blocks_rules(c.reason)) {
             causes.push(invalid(
                 NIL,
@@ -97,7 +107,7 @@ pub fn admit(
                     apply_defaults(&mut o, root, true, 0);
                     o
                 });
-            let mut rules = RuleRun::new(unchanged);
+            let mut rules = RuleRun::new(plan, unchanged);
             rules.walk(root, object, old.as_ref(), "", true, 0);
             causes.extend(rules.causes);
         }
@@ -111,6 +121,99 @@ pub fn admit(
 }
 
 type Schema = Map<String, Value>;
+
+/// What a schema says about itself, worked out once rather than on every write: whether it
+/// nests too deep, and which of its nodes hold no rule within them (the rules' walk skips
+/// them) or a transition rule (never ratcheted).
+#[derive(Debug)]
+pub struct Plan {
+    schema: Arc<Value>,
+    too_deep: bool,
+    has_rules: bool,
+    /// Nodes of `schema`, by address, with no rule at or below them.
+    rule_free: HashSet<usize>,
+    /// Nodes of `schema`, by address, with a rule using `oldSelf` at or below them.
+    old_self: HashSet<usize>,
+}
+
+impl Plan {
+    /// The plan of `schema`, shared by every write of its resource: plans are kept by the
+    /// schema's address, and hold the schema, so an address is not reused while its plan is
+    /// kept. A schema replaced (a CRD updated) gets a plan of its own.
+    pub fn of(schema: &Arc<Value>) -> Arc<Plan> {
+        static PLANS: OnceLock<std::sync::Mutex<HashMap<usize, Arc<Plan>>>> = OnceLock::new();
+        let plans = PLANS.get_or_init(Default::default);
+        let key = Arc::as_ptr(schema) as usize;
+        let mut plans = plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = plans.get(&key) {
+            return plan.clone();
+        }
+        // Plans of schemas no CRD serves any more: dropped now and then, made again if asked.
+        if plans.len() >= 1024 {
+            plans.clear();
+        }
+        let plan = Arc::new(Plan::new(schema.clone()));
+        plans.insert(key, plan.clone());
+        plan
+    }
+
+    fn new(schema: Arc<Value>) -> Plan {
+        let too_deep = nesting(&schema, MAX_SCHEMA_NESTING) > MAX_SCHEMA_NESTING;
+        let mut plan = Plan {
+            has_rules: !too_deep && has_rules(&schema, 0),
+            too_deep,
+            rule_free: HashSet::new(),
+            old_self: HashSet::new(),
+            schema: schema.clone(),
+        };
+        if plan.has_rules
+            && let Some(root) = schema.as_object()
+        {
+            plan.survey(root, 0);
+        }
+        plan
+    }
+
+    /// Notes `s` and the nodes the rules' walk visits below it; returns whether any holds a
+    /// rule, and whether one uses `oldSelf`.
+    fn survey(&mut self, s: &Schema, depth: usize) -> (bool, bool) {
+        if depth > WALK_LIMIT {
+            return (true, true);
+        }
+        let rules = s.get(RULES).and_then(Value::as_array);
+        let mut any = rules.is_some_and(|r| !r.is_empty());
+        let mut old_self = rules.is_some_and(|r| r.iter().any(mentions_old_self));
+        let properties = s.get("properties").and_then(Value::as_object).into_iter();
+        let branches = s.get("allOf").and_then(Value::as_array).into_iter();
+        let below = properties
+            .flat_map(|p| p.values())
+            .chain(branches.flatten())
+            .chain(s.get("items"))
+            .chain(s.get("additionalProperties"))
+            .filter_map(Value::as_object);
+        for child in below {
+            let (a, o) = self.survey(child, depth + 1);
+            any |= a;
+            old_self |= o;
+        }
+        let key = s as *const Schema as usize;
+        if !any {
+            self.rule_free.insert(key);
+        }
+        if old_self {
+            self.old_self.insert(key);
+        }
+        (any, old_self)
+    }
+
+    fn rule_free(&self, s: &Schema) -> bool {
+        self.rule_free.contains(&(s as *const Schema as usize))
+    }
+
+    fn uses_old_self(&self, s: &Schema) -> bool {
+        self.old_self.contains(&(s as *const Schema as usize))
+    }
+}
 
 /// Objects nest at most this deep (serde_json refuses deeper documents anyway).
 const MAX_OBJECT_NESTING: usize = 200;
@@ -1536,15 +1639,13 @@ fn has_rules(schema: &Value, depth: usize) -> bool {
         .is_some_and(|s| any_rule(s, depth, &|_| true))
 }
 
-/// Whether a rule of `s` or of a schema within it compares with `oldSelf`: such a rule runs
-/// on an unchanged value too (the API server does not ratchet transition rules).
-fn uses_old_self(s: &Schema) -> bool {
-    any_rule(s, 0, &|rule| {
-        ["rule", "messageExpression"].iter().any(|k| {
-            rule.get(*k)
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.contains("oldSelf"))
-        })
+/// Whether a rule compares with `oldSelf`: such a rule runs on an unchanged value too (the
+/// API server does not ratchet transition rules).
+fn mentions_old_self(rule: &Value) -> bool {
+    ["rule", "messageExpression"].iter().any(|k| {
+        rule.get(*k)
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.contains("oldSelf"))
     })
 }
 
@@ -1811,7 +1912,8 @@ thread_local! {
     };
 }
 
-struct RuleRun {
+struct RuleRun<'p> {
+    plan: &'p Plan,
     base: Rc<cel::Context<'static>>,
     /// The top-level fields the write left as stored.
     unchanged: HashSet<String>,
@@ -1820,9 +1922,10 @@ struct RuleRun {
     causes: Vec<Cause>,
 }
 
-impl RuleRun {
-    fn new(unchanged: HashSet<String>) -> RuleRun {
+impl<'p> RuleRun<'p> {
+    fn new(plan: &'p Plan, unchanged: HashSet<String>) -> RuleRun<'p> {
         RuleRun {
+            plan,
             base: BASE_CONTEXT.with(Rc::clone),
             unchanged,
             compiled: HashMap::new(),
@@ -1857,7 +1960,7 @@ impl RuleRun {
         let Some(s) = schema else {
             return;
         };
-        if depth > WALK_LIMIT || value.is_null() {
+        if depth > WALK_LIMIT || value.is_null() || self.plan.rule_free(s) {
             return;
         }
         let old = old.filter(|o| !o.is_null());
@@ -1886,8 +1989,9 @@ impl RuleRun {
                     let old_child = old_map.and_then(|m| m.get(key));
                     // An unchanged top-level field is ratcheted, as in the structural checks,
                     // unless a rule within it compares with oldSelf.
-                    let ratcheted =
-                        |p: &Schema| root && self.unchanged.contains(key) && !uses_old_self(p);
+                    let ratcheted = |p: &Schema| {
+                        root && self.unchanged.contains(key) && !self.plan.uses_old_self(p)
+                    };
                     if let Some(p) = property(s, key) {
                         if ratcheted(p) {
                             continue;
@@ -2800,6 +2904,51 @@ fn write_canonical(v: &Value, out: &mut String, depth: usize) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_plan_knows_which_nodes_hold_rules_and_which_compare_with_old_self() {
+        let schema = Arc::new(json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "name": {"type": "string",
+                    "x-kubernetes-validations": [{"rule": "self == oldSelf"}]},
+                "size": {"type": "integer"},
+            }},
+            "status": {"type": "object", "properties": {
+                "phase": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            }},
+            "extra": {"allOf": [{"x-kubernetes-validations": [{"rule": "true"}]}]},
+        }}));
+        let plan = Plan::of(&schema);
+        assert!(
+            Arc::ptr_eq(&plan, &Plan::of(&schema)),
+            "made once per schema"
+        );
+        let node = |path: &str| {
+            schema
+                .pointer(path)
+                .and_then(Value::as_object)
+                .expect("a schema node")
+        };
+        assert!(plan.has_rules);
+        assert!(!plan.rule_free(node("")));
+        assert!(!plan.rule_free(node("/properties/spec")));
+        assert!(plan.uses_old_self(node("/properties/spec")));
+        assert!(plan.rule_free(node("/properties/spec/properties/size")));
+        assert!(plan.rule_free(node("/properties/status")));
+        assert!(plan.rule_free(node("/properties/status/properties/tags/items")));
+        assert!(!plan.uses_old_self(node("/properties/status")));
+        assert!(
+            !plan.rule_free(node("/properties/extra")),
+            "a rule in allOf"
+        );
+        assert!(!plan.uses_old_self(node("/properties/extra")));
+
+        let replaced = Arc::new((*schema).clone());
+        assert!(!Arc::ptr_eq(&plan, &Plan::of(&replaced)));
+        let plain = Plan::of(&Arc::new(json!({"type": "object"})));
+        assert!(!plain.has_rules && !plain.too_deep);
+    }
 
     /// `field: message` of every cause, or the admitted object.
     fn admitted(schema: &Value, object: Value) -> Result<(Value, Admission), Vec<String>> {
