@@ -53,6 +53,7 @@ pub struct Decision {
 }
 
 /// A funds request from the account's wallet: a group or a sub-account.
+#[derive(Clone)]
 pub struct FundsRequest {
     pub id: String,
     pub amount: Money,
@@ -80,7 +81,7 @@ impl FundsRequest {
 }
 
 /// What a wallet's figures are computed from besides the account's own credits.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct WalletInputs {
     /// For a sub-account: the funds its reseller's wallet allocated to it.
     pub funding: Money,
@@ -181,7 +182,7 @@ pub fn claims(accounts: &[Arc<Account>]) -> Claims {
 
 /// The groups a read of an account's funds listed, with whether each is being deleted (or
 /// its spending already folded into the account's archive).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ListedGroups {
     namespaces: std::collections::BTreeSet<String>,
     groups: std::collections::BTreeMap<(String, String), bool>,
@@ -196,6 +197,49 @@ impl ListedGroups {
         }
         let key = (namespace.to_owned(), name.to_owned());
         Some(self.groups.get(&key).is_some_and(|deleting| !deleting))
+    }
+}
+
+/// A read of an account's funds ([`funds_inputs`]), kept in its wallet for the charges that
+/// wait for it meanwhile.
+pub struct FundsRead {
+    /// When the read was sent.
+    began: std::time::Instant,
+    namespaces: Vec<String>,
+    pub inputs: WalletInputs,
+    pub archive: Archive,
+    pub groups: ListedGroups,
+}
+
+impl FundsRead {
+    /// The funds of `account` in `namespaces` for a charge that began waiting for the wallet
+    /// at `since`: `last` when it was sent after that (it is as fresh as a read the charge
+    /// would make now: nothing that changed before the charge began escaped it, and every
+    /// holder of the wallet that moves money drops it), else read now.
+    pub async fn since(
+        last: Option<FundsRead>,
+        since: std::time::Instant,
+        client: &Client,
+        account: &Account,
+        namespaces: &[String],
+    ) -> Result<FundsRead, Error> {
+        if let Some(last) = last.filter(|last| last.serves(since, namespaces)) {
+            return Ok(last);
+        }
+        let began = std::time::Instant::now();
+        let (inputs, archive, groups) = funds_inputs(client, account, namespaces).await?;
+        Ok(FundsRead {
+            began,
+            namespaces: namespaces.to_vec(),
+            inputs,
+            archive,
+            groups,
+        })
+    }
+
+    /// Whether this read serves a charge in `namespaces` that began waiting at `since`.
+    fn serves(&self, since: std::time::Instant, namespaces: &[String]) -> bool {
+        self.began > since && self.namespaces == namespaces
     }
 }
 
@@ -682,6 +726,33 @@ mod tests {
         assert_eq!(refusal.reason, "NamespaceConflict");
         assert!(refusal.message.contains("\"first\""), "{}", refusal.message);
         assert_eq!(decision.namespaces, ["second"]);
+    }
+
+    #[test]
+    fn a_funds_read_serves_the_charges_that_were_waiting_when_it_was_sent() {
+        let waiting = std::time::Instant::now();
+        let namespaces = vec!["shop".to_owned()];
+        let read = FundsRead {
+            began: waiting + std::time::Duration::from_millis(1),
+            namespaces: namespaces.clone(),
+            inputs: WalletInputs::default(),
+            archive: Archive::default(),
+            groups: ListedGroups::default(),
+        };
+        assert!(
+            read.serves(waiting, &namespaces),
+            "sent after the charge began waiting"
+        );
+        let later = read.began + std::time::Duration::from_millis(1);
+        assert!(
+            !read.serves(later, &namespaces),
+            "sent before: older than the charge"
+        );
+        assert!(
+            !read.serves(read.began, &namespaces),
+            "sent at the same instant"
+        );
+        assert!(!read.serves(waiting, &["shop".to_owned(), "web".to_owned()]));
     }
 
     #[test]

@@ -213,17 +213,36 @@ impl Context {
 /// the controllers that need it.
 #[derive(Default)]
 pub struct Wallets {
-    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<Wallet>>>>,
+}
+
+/// An account's wallet, as its holder finds it.
+#[derive(Default)]
+pub struct Wallet {
+    /// The last read of the account's funds, made by a charge, for the charges that were
+    /// already waiting when it began ([`account::FundsRead::since`]).
+    pub funds: Option<account::FundsRead>,
 }
 
 impl Wallets {
-    /// Waits for `account`'s wallet; it is held until the guard is dropped.
-    pub async fn lock(&self, account: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(account.to_owned()).or_default().clone()
-        };
-        lock.lock_owned().await
+    /// Waits for `account`'s wallet; it is held until the guard is dropped. The holder may
+    /// move the account's money (allocate, fold, release), so the last read of its funds is
+    /// let go.
+    pub async fn lock(&self, account: &str) -> tokio::sync::OwnedMutexGuard<Wallet> {
+        let mut wallet = self.wallet(account).lock_owned().await;
+        wallet.funds = None;
+        wallet
+    }
+
+    /// The same for a charge, which keeps the last read of the funds: a charge's own
+    /// spending is in the books, not in the read.
+    pub async fn lock_to_charge(&self, account: &str) -> tokio::sync::OwnedMutexGuard<Wallet> {
+        self.wallet(account).lock_owned().await
+    }
+
+    fn wallet(&self, account: &str) -> Arc<tokio::sync::Mutex<Wallet>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(account.to_owned()).or_default().clone()
     }
 }
 

@@ -965,25 +965,31 @@ async fn charge_and_issue(
     let name = order.name_any();
     let books = &step.ctx.books;
     let signed = sign(&name, inputs.issuer, csr, plan.leaf.clone()).await?;
-    let _serialised = step.ctx.wallets.lock(&inputs.account.name_any()).await;
+    let waiting = std::time::Instant::now();
+    let mut wallet = step
+        .ctx
+        .wallets
+        .lock_to_charge(&inputs.account.name_any())
+        .await;
 
     // The cached order is charged at its resourceVersion only: if the API server holds a
     // newer one (charged, decided or superseded since), the write fails and the reconcile
     // starts over from the cache.
-    let (available, groups) = available(
+    let read = account::FundsRead::since(
+        wallet.funds.take(),
+        waiting,
         &step.ctx.client,
-        books,
         &inputs.account,
         &inputs.namespaces,
-        &plan.payer,
     )
     .await?;
+    let available = available(books, &inputs.account, &plan.payer, &read)?;
 
     // Under the lock, a paying group as it is now (listed with the funds, else read): one
     // being deleted pays for nothing new (its spending is about to move to its account).
     if plan.payer.kind == PayerKind::Group {
         let namespace = plan.payer.namespace.as_deref().unwrap_or_default();
-        let live = match groups.live(namespace, &plan.payer.name) {
+        let live = match read.groups.live(namespace, &plan.payer.name) {
             Some(live) => live,
             None => Api::<Group>::namespaced(step.ctx.client.clone(), namespace)
                 .get_metadata_opt(&plan.payer.name)
@@ -991,6 +997,7 @@ async fn charge_and_issue(
                 .is_some_and(|g| g.metadata.deletion_timestamp.is_none()),
         };
         if !live {
+            wallet.funds = Some(read);
             let message = group_deleting(&name, &plan.payer.name);
             return step
                 .end(
@@ -1003,6 +1010,8 @@ async fn charge_and_issue(
                 .await;
         }
     }
+    // The charges waiting meanwhile may decide on this read too.
+    wallet.funds = Some(read);
     let payer = describe(&plan.payer);
     if let Err(shortfall) = ledger::may_charge(plan.price, available) {
         let message = format!(
@@ -1072,25 +1081,24 @@ fn describe(payer: &Payer) -> String {
 }
 
 /// What `payer` can still spend: a group's allocation in force, or an account wallet's
-/// balance, less the ledger's charges; and the groups listed on the way. The funds requests
-/// are read fresh; what was spent comes from the books alone (with the account's archive as
-/// it is now), never from a list of every Order.
-async fn available(
-    client: &Client,
+/// balance, less the ledger's charges. The funds requests come from `read`, a fresh read
+/// ([`account::FundsRead::since`]); what was spent comes from the books alone (with the
+/// account's archive as read), never from a list of every Order.
+fn available(
     books: &Books,
     account: &Account,
-    namespaces: &[String],
     payer: &Payer,
-) -> Result<(Money, account::ListedGroups), Error> {
+    read: &account::FundsRead,
+) -> Result<Money, Error> {
     let name = account.name_any();
     let money = |e| Error::Money(name.clone(), e);
-    let (mut funds, archive, groups) = account::funds_inputs(client, account, namespaces).await?;
+    let mut funds = read.inputs.clone();
     let account_payer = Payer {
         kind: PayerKind::Account,
         name: name.clone(),
         namespace: None,
     };
-    books.set_archive(&account_payer, archive);
+    books.set_archive(&account_payer, read.archive.clone());
     funds.spent = books.spent(&account_payer).map_err(money)?;
     let allocation = account::allocation(account, &funds).map_err(money)?;
     let available = match payer.kind {
@@ -1105,7 +1113,7 @@ async fn available(
             ledger::available(in_force, books.spent(payer).map_err(money)?).map_err(money)?
         }
     };
-    Ok((available, groups))
+    Ok(available)
 }
 
 /// Signs the certificate of an order charged before (by a version of this controller that
