@@ -62,4 +62,17 @@ fn a_small_bench_issues_and_verifies_every_certificate_and_ends_with_json() {
             "the operator's {verb} requests per certificate: {requests:?}"
         );
     }
+    // Each Certificate of the burst reconciled at least once, and its Order too.
+    let reconciles = summary["reconciles_per_certificate"]
+        .as_object()
+        .expect("reconciles by kind");
+    for kind in ["Certificate", "Order"] {
+        assert!(
+            reconciles
+                .get(kind)
+                .and_then(Value::as_f64)
+                .is_some_and(|n| n >= 1.0),
+            "the operator's {kind} reconciles per certificate: {reconciles:?}"
+        );
+    }
 }

@@ -222,6 +222,9 @@ pub struct Summary {
     pub api_requests_per_certificate: BTreeMap<String, f64>,
     /// The same by `verb resource`.
     pub api_requests_per_certificate_by_resource: BTreeMap<String, f64>,
+    /// The operator's reconciles during the burst (until its requests settle), per
+    /// certificate, by kind: from its metrics.
+    pub reconciles_per_certificate: BTreeMap<String, f64>,
     /// CPU seconds from the burst's start until the operator's requests settle, by who:
     /// `operator` is the operator's process; `devcluster`, `bench` (the bench's client) and
     /// `other` are threads of the bench's process.
@@ -401,6 +404,10 @@ async fn measure(
         .check()
         .context("after the sequential certificates")?;
     cluster.reset_requests();
+    let reconciles_before = operator
+        .reconciles()
+        .await
+        .context("the operator's reconciles before the burst")?;
     let cpu_before = process::thread_cpu();
     let operator_cpu_before = operator.cpu_seconds();
     let start = Instant::now();
@@ -442,6 +449,18 @@ async fn measure(
         cpu_seconds.insert("operator", (after - before).max(0.0));
     }
     let (by_verb, by_resource) = operator_requests(&cluster, args.certificates);
+    let reconciles_after = operator
+        .reconciles()
+        .await
+        .context("the operator's reconciles after the burst")?;
+    let per = args.certificates.max(1) as f64;
+    let reconciles_per_certificate = reconciles_after
+        .into_iter()
+        .map(|(kind, after)| {
+            let before = reconciles_before.get(&kind).copied().unwrap_or_default();
+            (kind, (after - before) / per)
+        })
+        .collect();
     let after_burst_mib = process::status_mib("VmRSS");
     let operator_after_burst_mib = operator.status_mib("VmRSS");
     let ready = names.len() - missing;
@@ -525,6 +544,7 @@ async fn measure(
         sequential,
         api_requests_per_certificate: by_verb,
         api_requests_per_certificate_by_resource: by_resource,
+        reconciles_per_certificate,
         operator_cpu_share: operator / (operator + devcluster).max(f64::EPSILON),
         cpu_seconds,
         memory: Memory {
@@ -1040,6 +1060,14 @@ fn human(s: &Summary) -> String {
             s.api_requests_per_certificate
                 .iter()
                 .map(|(verb, n)| format!("{verb} {n:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "operator reconciles per certificate: {}",
+            s.reconciles_per_certificate
+                .iter()
+                .map(|(kind, n)| format!("{kind} {n:.2}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

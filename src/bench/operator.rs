@@ -1,11 +1,14 @@
 //! The operator under test: `certinext run` in a child process of this binary, as it runs in
 //! production (its own pod), so its memory and CPU time are its own and not devcluster's.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 
 use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use super::process;
@@ -24,6 +27,8 @@ pub struct Logging {
 pub struct Operator {
     child: Child,
     pid: u32,
+    /// Where the operator serves its metrics.
+    metrics: SocketAddr,
 }
 
 impl Operator {
@@ -33,6 +38,10 @@ impl Operator {
     pub fn start(kubeconfig: &Path, concurrency: u16, logging: &Logging) -> anyhow::Result<Self> {
         let program = std::env::current_exe()
             .context("finding this program's path, to run the operator from it")?;
+        // A port free now: the operator binds it a moment later.
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .context("finding a free loopback port for the operator's metrics")?;
         let child = Command::new(&program)
             .arg("--log-level")
             .arg(&logging.level)
@@ -41,7 +50,8 @@ impl Operator {
             .arg("run")
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .args(["--metrics-address", "127.0.0.1:0"])
+            .arg("--metrics-address")
+            .arg(metrics.to_string())
             .arg("--concurrency")
             .arg(concurrency.to_string())
             // Settings from the bench's environment that would change what is measured: the
@@ -57,7 +67,29 @@ impl Operator {
         let pid = child
             .id()
             .context("the operator's process has no id right after starting")?;
-        Ok(Operator { child, pid })
+        Ok(Operator {
+            child,
+            pid,
+            metrics,
+        })
+    }
+
+    /// The reconciles the operator has run so far, by kind, from its metrics.
+    pub async fn reconciles(&self) -> anyhow::Result<BTreeMap<String, f64>> {
+        let read = async {
+            let mut stream = tokio::net::TcpStream::connect(self.metrics).await?;
+            stream
+                .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .await?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await?;
+            Ok::<_, std::io::Error>(response)
+        };
+        let response = tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .context("no answer within 10 s")?
+            .with_context(|| format!("reading http://{}/metrics", self.metrics))?;
+        Ok(reconciles_in(&response))
     }
 
     /// Fails, naming the exit status, when the operator's process has exited.
@@ -108,9 +140,40 @@ impl Operator {
     }
 }
 
+/// The `certinext_reconciles_total` counters of a metrics page, by kind.
+fn reconciles_in(page: &str) -> BTreeMap<String, f64> {
+    page.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("certinext_reconciles_total{kind=\"")?;
+            let (kind, value) = rest.split_once("\"} ")?;
+            Some((kind.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// The error for an operator that exited while the bench still needed it.
 fn exited(status: ExitStatus) -> anyhow::Error {
     anyhow::anyhow!(
         "the operator's process (certinext run) exited before the bench was done: {status}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reconcile_counters_are_read_from_the_metrics_page() {
+        let page = "HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\n\
+# HELP certinext_reconciles Reconciles run, per kind\n\
+# TYPE certinext_reconciles counter\n\
+certinext_reconciles_total{kind=\"Certificate\"} 7021\n\
+certinext_reconciles_total{kind=\"Order\"} 4400\n\
+certinext_reconcile_errors_total{kind=\"Order\"} 3\n\
+certinext_reconcile_duration_seconds_count{kind=\"Order\"} 4400\n";
+        assert_eq!(
+            reconciles_in(page),
+            BTreeMap::from([("Certificate".into(), 7021.0), ("Order".into(), 4400.0)])
+        );
+    }
 }
