@@ -1015,6 +1015,15 @@ async fn renewal_storm(
     })
 }
 
+/// Figures per certificate by name, as `name 1.23, …`.
+fn per_certificate(figures: &BTreeMap<String, f64>) -> String {
+    figures
+        .iter()
+        .map(|(name, n)| format!("{name} {n:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn human(s: &Summary) -> String {
     let mib = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.0} MiB"));
     let lat = |l: &Latency| {
@@ -1057,19 +1066,11 @@ fn human(s: &Summary) -> String {
         ),
         format!(
             "operator API requests per certificate: {}",
-            s.api_requests_per_certificate
-                .iter()
-                .map(|(verb, n)| format!("{verb} {n:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            per_certificate(&s.api_requests_per_certificate)
         ),
         format!(
             "operator reconciles per certificate: {}",
-            s.reconciles_per_certificate
-                .iter()
-                .map(|(kind, n)| format!("{kind} {n:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            per_certificate(&s.reconciles_per_certificate)
         ),
         format!(
             "CPU during the burst: {} (operator share of operator + devcluster {:.0}%)",
