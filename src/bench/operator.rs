@@ -85,11 +85,17 @@ impl Operator {
             stream.read_to_string(&mut response).await?;
             Ok::<_, std::io::Error>(response)
         };
+        let url = format!("http://{}/metrics", self.metrics);
         let response = tokio::time::timeout(std::time::Duration::from_secs(10), read)
             .await
-            .context("no answer within 10 s")?
-            .with_context(|| format!("reading http://{}/metrics", self.metrics))?;
-        Ok(reconciles_in(&response))
+            .with_context(|| format!("{url}: no answer within 10 s"))?
+            .with_context(|| format!("reading {url}"))?;
+        let (head, page) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.lines().next().unwrap_or_default();
+        if status.split_whitespace().nth(1) != Some("200") {
+            anyhow::bail!("{url} answered {status:?}");
+        }
+        reconciles_in(page).with_context(|| format!("{url}: the Prometheus text does not parse"))
     }
 
     /// Fails, naming the exit status, when the operator's process has exited.
@@ -141,14 +147,23 @@ impl Operator {
 }
 
 /// The `certinext_reconciles_total` counters of a metrics page, by kind.
-fn reconciles_in(page: &str) -> BTreeMap<String, f64> {
-    page.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("certinext_reconciles_total{kind=\"")?;
-            let (kind, value) = rest.split_once("\"} ")?;
-            Some((kind.to_owned(), value.trim().parse().ok()?))
+fn reconciles_in(page: &str) -> std::io::Result<BTreeMap<String, f64>> {
+    let lines = page.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines)?;
+    Ok(scrape
+        .samples
+        .into_iter()
+        .filter(|sample| sample.metric == "certinext_reconciles_total")
+        .filter_map(|sample| {
+            let kind = sample.labels.get("kind")?.to_owned();
+            match sample.value {
+                prometheus_parse::Value::Counter(n) | prometheus_parse::Value::Untyped(n) => {
+                    Some((kind, n))
+                }
+                _ => None,
+            }
         })
-        .collect()
+        .collect())
 }
 
 /// The error for an operator that exited while the bench still needed it.
@@ -164,7 +179,7 @@ mod tests {
 
     #[test]
     fn the_reconcile_counters_are_read_from_the_metrics_page() {
-        let page = "HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\n\
+        let page = "\
 # HELP certinext_reconciles Reconciles run, per kind\n\
 # TYPE certinext_reconciles counter\n\
 certinext_reconciles_total{kind=\"Certificate\"} 7021\n\
@@ -172,7 +187,7 @@ certinext_reconciles_total{kind=\"Order\"} 4400\n\
 certinext_reconcile_errors_total{kind=\"Order\"} 3\n\
 certinext_reconcile_duration_seconds_count{kind=\"Order\"} 4400\n";
         assert_eq!(
-            reconciles_in(page),
+            reconciles_in(page).expect("parses"),
             BTreeMap::from([("Certificate".into(), 7021.0), ("Order".into(), 4400.0)])
         );
     }
