@@ -60,11 +60,21 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, changes) = reflect(api, config);
-    let changes = changes.filter(move |change| {
+    kube::runtime::Controller::for_stream(without_echoes(changes, echoes), store)
+}
+
+/// `changes`, a watch's, without the copies of the writes noted in `echoes`.
+pub fn without_echoes<K, E>(
+    changes: impl Stream<Item = Result<K, E>>,
+    echoes: Arc<Echoes>,
+) -> impl Stream<Item = Result<K, E>>
+where
+    K: Resource<DynamicType = ()>,
+{
+    changes.filter(move |change| {
         let echo = change.as_ref().is_ok_and(|object| echoes.echoed(object));
         std::future::ready(!echo)
-    });
-    kube::runtime::Controller::for_stream(changes, store)
+    })
 }
 
 /// One watch of a kind whose objects several controllers read, fanned out to each of them:

@@ -2004,13 +2004,9 @@ async fn run_in(
         .subscribe()
         .inspect(move |order| index.note(CERTIFICATE_LABEL, &**order))
         .filter(move |order| std::future::ready(!heard.echoed(&**order)));
-    let heard = echoes.clone();
     let (secrets, secret_changes) =
         cache::reflect(super::scoped::<Secret>(&client, &scope), managed);
-    let secret_changes = secret_changes.filter(move |change| {
-        let echo = change.as_ref().is_ok_and(|secret| heard.echoed(secret));
-        std::future::ready(!echo)
-    });
+    let secret_changes = cache::without_echoes(secret_changes, echoes.clone());
     let (accounts, account_changes) = cache::reflect(
         Api::<Account>::all(client.clone()),
         watcher::Config::default(),
