@@ -140,30 +140,32 @@ pub fn apply(
     schema: Option<&Value>,
     now: &str,
 ) -> Result<Value, Vec<Conflict>> {
+    let empty = Value::Object(Map::new());
     let live_obj = match live {
-        Some(v) if v.is_object() => v.clone(),
-        _ => Value::Object(Map::new()),
+        Some(v) if v.is_object() => v,
+        _ => &empty,
     };
     let Some(applied_map) = applied.as_object() else {
-        return Ok(live_obj);
+        return Ok(live_obj.clone());
     };
     let root = root_shape(schema);
     let scope = Scope::of(manager);
     let config = scoped_config(applied_map, scope);
 
-    let mut entries = parse_entries(managed_fields_of(&live_obj));
+    let mut entries = parse_entries(managed_fields_of(live_obj));
     if live.is_some() && entries.is_empty() {
         // An object nobody has claimed yet: its current fields belong to "before-first-apply",
         // so that an apply conflicts instead of silently taking them over.
-        let diff = diff_objects(&Value::Object(Map::new()), &live_obj, root, scope);
+        let diff = diff_objects(&Value::Object(Map::new()), live_obj, root, scope);
         if !diff.added.is_empty() {
             entries.push(Entry {
                 manager: "before-first-apply".to_owned(),
                 operation: Operation::Update,
-                api_version: string_at(&live_obj, "apiVersion"),
+                api_version: string_at(live_obj, "apiVersion"),
                 time: Some(now.to_owned()),
                 subresource: manager.subresource.map(str::to_owned),
                 set: diff.added,
+                fields: None,
             });
         }
     }
@@ -177,7 +179,7 @@ pub fn apply(
     let applied_set = scope.track(collect_set(&config, root));
 
     let mut merged =
-        merge(Some(&live_obj), Some(&config), root, 0).unwrap_or_else(|| live_obj.clone());
+        merge(Some(live_obj), Some(&config), root, 0).unwrap_or_else(|| live_obj.clone());
 
     if !last_set.is_empty() {
         // Remove what this manager applied last time, no longer applies, and nobody else owns.
@@ -198,7 +200,7 @@ pub fn apply(
         remove_paths(&mut merged, root, &mut Vec::new(), &to_remove);
     }
 
-    let diff = diff_objects(&live_obj, &merged, root, scope);
+    let diff = diff_objects(live_obj, &merged, root, scope);
     let changed: FieldSet = diff.added.union(&diff.modified).cloned().collect();
 
     let mut conflicts: Vec<Conflict> = Vec::new();
@@ -222,12 +224,16 @@ pub fn apply(
 
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != own {
-            e.set
-                .retain(|p| !changed.contains(p) && !diff.removed.contains(p));
+            e.retain(|p| !changed.contains(p) && !diff.removed.contains(p));
         }
     }
     let api_version =
-        string_at(applied, "apiVersion").or_else(|| string_at(&live_obj, "apiVersion"));
+        string_at(applied, "apiVersion").or_else(|| string_at(live_obj, "apiVersion"));
+    // Applying the same fields again (a controller's next status) keeps their FieldsV1 as is.
+    let fields = own
+        .map(|i| &entries[i])
+        .filter(|e| e.set == applied_set)
+        .and_then(|e| e.fields.clone());
     let entry = Entry {
         manager: manager.name.to_owned(),
         operation: Operation::Apply,
@@ -235,6 +241,7 @@ pub fn apply(
         time: Some(now.to_owned()),
         subresource: manager.subresource.map(str::to_owned),
         set: applied_set,
+        fields,
     };
     match own {
         Some(i) => entries[i] = entry,
@@ -269,9 +276,10 @@ pub fn record_update(
     }
     let root = root_shape(schema);
     let scope = Scope::of(manager);
+    let empty = Value::Object(Map::new());
     let old_obj = match old {
-        Some(v) if v.is_object() => v.clone(),
-        _ => Value::Object(Map::new()),
+        Some(v) if v.is_object() => v,
+        _ => &empty,
     };
 
     // Like kube-apiserver: managedFields sent with a main-resource write replace the stored ones
@@ -280,26 +288,35 @@ pub fn record_update(
         m.as_array()
             .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_object))
     });
+    let stored = managed_fields_of(old_obj);
     let mut entries = match provided {
-        Some(m) if manager.subresource.is_none() => parse_entries(Some(m)),
-        _ => parse_entries(managed_fields_of(&old_obj)),
+        // A client's own entries are written back as this server would write them; entries
+        // sent back as read are the stored ones.
+        Some(m) if manager.subresource.is_none() && Some(m) != stored => parse_entries(Some(m))
+            .into_iter()
+            .map(|e| Entry { fields: None, ..e })
+            .collect(),
+        _ => parse_entries(stored),
     };
 
-    let diff = diff_objects(&old_obj, new, root, scope);
+    let diff = diff_objects(old_obj, new, root, scope);
     let changed: FieldSet = diff.added.union(&diff.modified).cloned().collect();
     for e in &mut entries {
-        e.set
-            .retain(|p| !changed.contains(p) && !diff.removed.contains(p));
+        e.retain(|p| !changed.contains(p) && !diff.removed.contains(p));
     }
     if !changed.is_empty() {
         let api_version =
-            string_at(new, "apiVersion").or_else(|| string_at(&old_obj, "apiVersion"));
+            string_at(new, "apiVersion").or_else(|| string_at(old_obj, "apiVersion"));
         let own = entries
             .iter_mut()
             .find(|e| e.is(manager.name, Operation::Update, manager.subresource));
         match own {
             Some(e) => {
+                let before = e.set.len();
                 e.set.extend(changed);
+                if e.set.len() != before {
+                    e.fields = None;
+                }
                 e.time = Some(now.to_owned());
                 e.api_version = api_version;
             }
@@ -310,6 +327,7 @@ pub fn record_update(
                 time: Some(now.to_owned()),
                 subresource: manager.subresource.map(str::to_owned),
                 set: changed,
+                fields: None,
             }),
         }
     }
@@ -1051,9 +1069,23 @@ struct Entry {
     time: Option<String>,
     subresource: Option<String>,
     set: FieldSet,
+    /// The entry's `fieldsV1` as stored, kept while `set` is still what it says: most writes
+    /// leave most entries' fields alone, and writing the set out again is a large part of a
+    /// write's cost. Stored entries were written by [`set_managed_fields`], so the copy is what
+    /// serializing `set` would give.
+    fields: Option<Value>,
 }
 
 impl Entry {
+    /// Keeps the paths `keep` accepts, dropping the stored `fieldsV1` if any path goes.
+    fn retain(&mut self, keep: impl FnMut(&Path) -> bool) {
+        let before = self.set.len();
+        self.set.retain(keep);
+        if self.set.len() != before {
+            self.fields = None;
+        }
+    }
+
     fn is(&self, manager: &str, operation: Operation, subresource: Option<&str>) -> bool {
         self.manager == manager
             && self.operation == operation
@@ -1071,7 +1103,11 @@ impl Entry {
             m.insert("time".to_owned(), Value::from(t.clone()));
         }
         m.insert("fieldsType".to_owned(), Value::from("FieldsV1"));
-        m.insert("fieldsV1".to_owned(), fields_v1(&self.set));
+        let fields = match &self.fields {
+            Some(stored) => stored.clone(),
+            None => fields_v1(&self.set),
+        };
+        m.insert("fieldsV1".to_owned(), fields);
         if let Some(s) = &self.subresource {
             m.insert("subresource".to_owned(), Value::from(s.clone()));
         }
@@ -1112,12 +1148,14 @@ fn parse_entries(v: Option<&Value>) -> Vec<Entry> {
             .get("subresource")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty());
-        let set = raw.get("fieldsV1").map(parse_fields_v1).unwrap_or_default();
+        let stored = raw.get("fieldsV1");
+        let set = stored.map(parse_fields_v1).unwrap_or_default();
         if let Some(existing) = out
             .iter_mut()
             .find(|e| e.is(manager, operation, subresource))
         {
             existing.set.extend(set);
+            existing.fields = None;
             continue;
         }
         out.push(Entry {
@@ -1127,6 +1165,7 @@ fn parse_entries(v: Option<&Value>) -> Vec<Entry> {
             time: string_at(raw, "time"),
             subresource: subresource.map(str::to_owned),
             set,
+            fields: stored.filter(|v| v.is_object()).cloned(),
         });
     }
     out
@@ -1450,6 +1489,65 @@ mod tests {
         assert_eq!(
             entry(&v2, "alice", "Apply", None).map(|e| e["time"].clone()),
             Some(json!(T1))
+        );
+    }
+
+    #[test]
+    fn an_entry_a_write_leaves_alone_keeps_its_fields_v1_as_stored() {
+        let mut v1 = apply_ok(
+            None,
+            &spec(json!({"replicas": 1, "a": "x"})),
+            &Manager::new("alice"),
+            T1,
+        );
+        // The same set as this server writes it, with its keys in another order: only a
+        // copy of what was stored can come out this way.
+        let stored = json!({"f:spec": {"f:replicas": {}, "f:a": {}}});
+        v1["metadata"]["managedFields"][0]["fieldsV1"] = stored.clone();
+        let fields_of = |object: &Value, manager: &str| {
+            entry(object, manager, "Apply", None).map(|e| e["fieldsV1"].to_string())
+        };
+
+        let v2 = apply_ok(
+            Some(&v1),
+            &spec(json!({"b": "y"})),
+            &Manager::new("bob"),
+            T2,
+        );
+        assert_eq!(fields_of(&v2, "alice"), Some(stored.to_string()));
+
+        // A main-resource write that sends the managedFields back as read keeps them too.
+        let mut put = v2.clone();
+        put["spec"]["c"] = json!("z");
+        record_update(Some(&v2), &mut put, &Manager::new("carol"), Some(&schema()), T3);
+        assert_eq!(fields_of(&put, "alice"), Some(stored.to_string()));
+
+        // An entry that loses a field is written out again.
+        let s = schema();
+        let forced = apply(
+            Some(&v2),
+            &spec(json!({"a": "w"})),
+            &Manager::new("bob"),
+            true,
+            Some(&s),
+            T3,
+        )
+        .unwrap_or_else(|c| panic!("a forced apply conflicts: {c:?}"));
+        assert_eq!(
+            fields_of(&forced, "alice"),
+            Some(json!({"f:spec": {"f:replicas": {}}}).to_string())
+        );
+
+        // Entries a client sends of its own are written as this server writes them.
+        let mut reset = v2.clone();
+        reset["metadata"]["managedFields"] = json!([{
+            "manager": "alice", "operation": "Apply", "apiVersion": API, "time": T1,
+            "fieldsType": "FieldsV1", "fieldsV1": stored
+        }]);
+        record_update(Some(&v2), &mut reset, &Manager::new("carol"), Some(&s), T3);
+        assert_eq!(
+            fields_of(&reset, "alice"),
+            Some(json!({"f:spec": {"f:a": {}, "f:replicas": {}}}).to_string())
         );
     }
 
