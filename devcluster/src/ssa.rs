@@ -305,8 +305,7 @@ pub fn record_update(
         e.retain(|p| !changed.contains(p) && !diff.removed.contains(p));
     }
     if !changed.is_empty() {
-        let api_version =
-            string_at(new, "apiVersion").or_else(|| string_at(old_obj, "apiVersion"));
+        let api_version = string_at(new, "apiVersion").or_else(|| string_at(old_obj, "apiVersion"));
         let own = entries
             .iter_mut()
             .find(|e| e.is(manager.name, Operation::Update, manager.subresource));
@@ -1519,7 +1518,13 @@ mod tests {
         // A main-resource write that sends the managedFields back as read keeps them too.
         let mut put = v2.clone();
         put["spec"]["c"] = json!("z");
-        record_update(Some(&v2), &mut put, &Manager::new("carol"), Some(&schema()), T3);
+        record_update(
+            Some(&v2),
+            &mut put,
+            &Manager::new("carol"),
+            Some(&schema()),
+            T3,
+        );
         assert_eq!(fields_of(&put, "alice"), Some(stored.to_string()));
 
         // An entry that loses a field is written out again.

@@ -25,12 +25,12 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::cache;
 use super::events::Recorder;
 use super::{
     Error, Refusal, Scope, Standing, Tenancy, api_of, apply_status, condition, error_policy,
     no_account, report,
 };
+use super::{cache, receipt};
 use crate::api::certificate::{Certificate, CertificateSpec};
 use crate::api::common::{
     IssuerReference, KeyAlgorithm, PrivateKey, ProductReference, RotationPolicy,
@@ -1688,13 +1688,13 @@ async fn next_private_key(
             .map_err(|e| Error::Internal(format!("Certificate {name:?}: privateKey: {e}")))?,
     };
     let secret = build_next_key_secret(certificate, &key)?;
-    let written = secrets
-        .patch(
-            &next_key_secret_name(&name),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
+    let written = receipt::patch(
+        &secrets,
+        &next_key_secret_name(&name),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&secret),
+    )
+    .await?;
     noted(ctx, certificate, cache::Written::applied(&written));
     Ok(key)
 }
@@ -1770,13 +1770,13 @@ async fn write_issued(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let revision = order.spec.revision;
     let secret = build_secret(certificate, &plan.ca.1, revision, tls_crt, &key, ca_crt)?;
-    let written = secrets
-        .patch(
-            &spec.secret_name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
+    let written = receipt::patch(
+        &secrets,
+        &spec.secret_name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&secret),
+    )
+    .await?;
     noted(ctx, certificate, cache::Written::applied(&written));
     secrets
         .delete(&next_key_secret_name(&name), &DeleteParams::default())
@@ -1883,13 +1883,13 @@ async fn refresh_secret_metadata(
     )?;
     let namespace = certificate.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let written = secrets
-        .patch(
-            &certificate.spec.secret_name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
+    let written = receipt::patch(
+        &secrets,
+        &certificate.spec.secret_name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&secret),
+    )
+    .await?;
     noted(ctx, certificate, cache::Written::applied(&written));
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod order;
 pub mod pricelist;
 pub mod privateca;
 pub mod product;
+pub mod receipt;
 pub mod subaccount;
 
 use std::sync::Arc;
@@ -163,13 +164,13 @@ where
         "kind": K::kind(&()),
         "status": fields,
     });
-    let written = api
-        .patch_status(
-            &object.name_any(),
-            &kube::api::PatchParams::apply(manager).force(),
-            &kube::api::Patch::Apply(&patch),
-        )
-        .await?;
+    let written = receipt::patch_status(
+        api,
+        &object.name_any(),
+        &kube::api::PatchParams::apply(manager).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await?;
     Ok(written.resource_version())
 }
 
