@@ -299,8 +299,25 @@ fn pki_name(key: KeyChoice) -> &'static str {
 /// What the watch saw: when each Certificate was first Ready, and first Ready renewed.
 #[derive(Default)]
 struct Observed {
-    issued: HashMap<String, Instant>,
-    renewed: HashMap<String, Instant>,
+    issued: Seen,
+    renewed: Seen,
+}
+
+/// When each Certificate was first seen so, and their names in that order: a waiter reads
+/// only the names added since it last looked.
+#[derive(Default)]
+struct Seen {
+    at: HashMap<String, Instant>,
+    order: Vec<String>,
+}
+
+impl Seen {
+    fn saw(&mut self, name: &str, now: Instant) {
+        if !self.at.contains_key(name) {
+            self.at.insert(name.to_owned(), now);
+            self.order.push(name.to_owned());
+        }
+    }
 }
 
 type Shared = Arc<Mutex<Observed>>;
@@ -381,7 +398,7 @@ async fn measure(
             ))
             .await
             .with_context(|| format!("waiting for Certificate {NAMESPACE}/{name}"))?;
-        match lock(&observed).issued.get(&name) {
+        match lock(&observed).issued.at.get(&name) {
             Some(ready) if remaining == 0 => {
                 sequential.push(ready.saturating_duration_since(created))
             }
@@ -429,7 +446,7 @@ async fn measure(
         .alongside(wait_for(&observed, &names, timeout, |o| &o.issued))
         .await
         .context("waiting for the burst's certificates")?;
-    let (latencies, last) = latencies(&lock(&observed).issued, &created);
+    let (latencies, last) = latencies(&lock(&observed).issued.at, &created);
     let seconds = last.map_or(start.elapsed(), |last| {
         last.saturating_duration_since(start)
     });
@@ -796,10 +813,10 @@ async fn watch_certificates(client: Client, observed: Shared) {
         let name = certificate.name_any();
         let mut observed = lock(&observed);
         if certificate_ready(&certificate, 1) {
-            observed.issued.entry(name.clone()).or_insert(now);
+            observed.issued.saw(&name, now);
         }
         if certificate_ready(&certificate, 2) {
-            observed.renewed.entry(name).or_insert(now);
+            observed.renewed.saw(&name, now);
         }
     }
 }
@@ -809,14 +826,19 @@ async fn wait_for(
     observed: &Shared,
     names: &[String],
     timeout: Duration,
-    which: fn(&Observed) -> &HashMap<String, Instant>,
+    which: fn(&Observed) -> &Seen,
 ) -> usize {
     let deadline = Instant::now() + timeout;
-    let mut remaining: HashSet<&String> = names.iter().collect();
+    let mut remaining: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut read = 0;
     loop {
         {
             let observed = lock(observed);
-            remaining.retain(|name| !which(&observed).contains_key(*name));
+            let seen = which(&observed);
+            for name in &seen.order[read..] {
+                remaining.remove(name.as_str());
+            }
+            read = seen.order.len();
         }
         if remaining.is_empty() || Instant::now() > deadline {
             return remaining.len();
@@ -999,7 +1021,7 @@ async fn renewal_storm(
         .try_collect()
         .await?;
     let missing = wait_for(observed, names, timeout, |o| &o.renewed).await;
-    let (latencies, last) = latencies(&lock(observed).renewed, &patched);
+    let (latencies, last) = latencies(&lock(observed).renewed.at, &patched);
     let seconds = last
         .map_or(start.elapsed(), |last| {
             last.saturating_duration_since(start)
