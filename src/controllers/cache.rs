@@ -63,7 +63,9 @@ where
     kube::runtime::Controller::for_stream(without_echoes(changes, echoes), store)
 }
 
-/// `changes`, a watch's, without the copies of the writes noted in `echoes`.
+/// `changes`, a watch's, without the copies of the writes noted in `echoes`. A change of an
+/// object with a write on its way waits for that write's answer to be noted (at most
+/// [`Echoes::ANSWER_WAIT`]): the API server may send the event before the answer arrives.
 pub fn without_echoes<K, E>(
     changes: impl Stream<Item = Result<K, E>>,
     echoes: Arc<Echoes>,
@@ -71,9 +73,17 @@ pub fn without_echoes<K, E>(
 where
     K: Resource<DynamicType = ()>,
 {
-    changes.filter(move |change| {
-        let echo = change.as_ref().is_ok_and(|object| echoes.echoed(object));
-        std::future::ready(!echo)
+    changes.filter_map(move |change| {
+        let echoes = echoes.clone();
+        async move {
+            if let Ok(object) = &change {
+                echoes.answered(object).await;
+                if echoes.echoed(object) {
+                    return None;
+                }
+            }
+            Some(change)
+        }
     })
 }
 
@@ -593,12 +603,79 @@ impl<T> PerVersion<T> {
 #[derive(Default)]
 pub struct Echoes {
     /// The last write of each object, by (kind, namespace, name).
-    written: std::sync::Mutex<std::collections::HashMap<(String, String, String), Written>>,
+    written: std::sync::Mutex<std::collections::HashMap<EchoKey, Written>>,
+    /// The writes sent and not yet answered, counted by object.
+    sending: std::sync::Mutex<std::collections::HashMap<EchoKey, usize>>,
+    /// Woken as each of those is answered.
+    answers: tokio::sync::Notify,
+}
+
+type EchoKey = (String, String, String);
+
+/// A write on its way ([`Echoes::sending`]); dropped once its answer is noted, or lost.
+pub struct Sending<'a> {
+    echoes: &'a Echoes,
+    key: EchoKey,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        let mut sending = self.echoes.sending();
+        if let Some(count) = sending.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                sending.remove(&self.key);
+            }
+        }
+        drop(sending);
+        self.echoes.answers.notify_waiters();
+    }
 }
 
 impl Echoes {
     /// Objects whose writes are held at most; past it, the record starts again.
     const LIMIT: usize = 65_536;
+
+    /// How long a change waits for the answer of a write on its way before it passes anyway.
+    pub const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn sending(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<EchoKey, usize>> {
+        self.sending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks a write of the object `K`/`name` in `namespace` as on its way until the returned
+    /// guard is dropped: note its answer first, so that its event is known when it is heard.
+    pub fn send<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) -> Sending<'_> {
+        let key = (
+            K::kind(&()).into_owned(),
+            namespace.to_owned(),
+            name.to_owned(),
+        );
+        *self.sending().entry(key.clone()).or_default() += 1;
+        Sending { echoes: self, key }
+    }
+
+    /// Waits until no write of `object` is on its way, or [`Echoes::ANSWER_WAIT`] has passed.
+    pub async fn answered<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        let meta = object.meta();
+        let (Some(namespace), Some(name)) = (meta.namespace.as_ref(), meta.name.as_ref()) else {
+            return;
+        };
+        let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
+        let wait = async {
+            loop {
+                let answer = self.answers.notified();
+                let mut answer = std::pin::pin!(answer);
+                // Registered before the check, so that an answer between the two is not missed.
+                answer.as_mut().enable();
+                if !self.sending().contains_key(&key) {
+                    return;
+                }
+                answer.await;
+            }
+        };
+        let _ = tokio::time::timeout(Self::ANSWER_WAIT, wait).await;
+    }
 
     /// Notes `written`, an object in `namespace` this controller wrote or deleted.
     pub fn note(&self, namespace: &str, written: &Written) {
@@ -630,7 +707,7 @@ impl Echoes {
         let (Some(namespace), Some(name)) = (meta.namespace.as_ref(), meta.name.as_ref()) else {
             return false;
         };
-        let key = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
+        let key: EchoKey = (K::kind(&()).into_owned(), namespace.clone(), name.clone());
         let mut noted = self.written.lock().unwrap_or_else(|e| e.into_inner());
         let Some(written) = noted.get(&key) else {
             return false;
@@ -858,6 +935,52 @@ mod tests {
         writes.record("shop", "c8", Written::applied(&secret("u1", "5")));
         writes.sweep(|_, _| false);
         assert_eq!(pending(&writes), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_heard_before_its_writes_answer_waits_for_it() {
+        type Changes = Vec<Result<k8s_openapi::api::core::v1::Secret, ()>>;
+        let echoes = Arc::new(Echoes::default());
+        let hear = |changes: Changes| {
+            let heard = without_echoes(futures_util::stream::iter(changes), echoes.clone());
+            tokio::spawn(heard.collect::<Vec<_>>())
+        };
+
+        // The write's event comes first; its answer is noted after.
+        let sending = echoes.send::<k8s_openapi::api::core::v1::Secret>("shop", "web-tls");
+        let heard = hear(vec![Ok(secret("u1", "20")), Ok(secret("u1", "21"))]);
+        tokio::task::yield_now().await;
+        assert!(!heard.is_finished(), "the change waits for the answer");
+        echoes.note("shop", &Written::applied(&secret("u1", "20")));
+        drop(sending);
+        let heard = heard.await.expect("the watch");
+        let versions: Vec<_> = heard
+            .iter()
+            .flatten()
+            .map(|s| s.resource_version().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            versions,
+            vec!["21"],
+            "the echo is known once the answer is in"
+        );
+
+        // A write whose answer never comes holds a change up for a while only.
+        let lost = echoes.send::<k8s_openapi::api::core::v1::Secret>("shop", "web-tls");
+        let started = tokio::time::Instant::now();
+        let heard = hear(vec![Ok(secret("u1", "22"))]).await.expect("the watch");
+        assert_eq!(heard.len(), 1);
+        assert_eq!(started.elapsed(), Echoes::ANSWER_WAIT);
+        drop(lost);
+
+        // Another object's change does not wait.
+        let _other = echoes.send::<k8s_openapi::api::core::v1::Secret>("shop", "other");
+        let started = tokio::time::Instant::now();
+        let heard = hear(vec![Ok(secret("u1", "23"))]).await.expect("the watch");
+        assert_eq!(
+            (heard.len(), started.elapsed()),
+            (1, std::time::Duration::ZERO)
+        );
     }
 
     #[test]

@@ -1359,7 +1359,7 @@ async fn reconcile_with(
     let secret_name = &spec.secret_name;
     let status_revision = certificate.status.as_ref().and_then(|s| s.revision);
     let refuse = async |standing: Standing, fields: Value| {
-        let written = report(
+        let write = report(
             &api,
             &ctx.recorder,
             certificate,
@@ -1367,14 +1367,13 @@ async fn reconcile_with(
             previous,
             &standing,
             fields,
-        )
-        .await?;
-        status_written(ctx, certificate, written);
+        );
+        sent::<Certificate, _, _>(ctx, certificate, &name, write, status_left(certificate)).await?;
         Ok::<(), Error>(())
     };
     let progress_only = async |ready: (bool, &str, &str), fields: Value| {
-        let written = apply_status(&api, certificate, MANAGER, previous, ready, fields).await?;
-        status_written(ctx, certificate, written);
+        let write = apply_status(&api, certificate, MANAGER, previous, ready, fields);
+        sent::<Certificate, _, _>(ctx, certificate, &name, write, status_left(certificate)).await?;
         Ok::<(), Error>(())
     };
 
@@ -1578,7 +1577,10 @@ async fn reconcile_with(
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    let created = match orders_api.create(&params, &order).await {
+    let create = orders_api.create(&params, &order);
+    let left = |created: &Order| Some(cache::Written::applied(created));
+    let created = match sent::<Order, _, _>(ctx, certificate, &order.name_any(), create, left).await
+    {
         Ok(created) => created,
         // The cached Orders did not show one at this revision: decide again on what the API
         // server holds (a fresh view computed this revision from the Orders it listed).
@@ -1587,8 +1589,7 @@ async fn reconcile_with(
         }
         Err(error) => return Err(error.into()),
     };
-    noted(ctx, certificate, cache::Written::applied(&created));
-    let new_order = order.name_any();
+    let new_order = created.name_any();
     tracing::info!(certificate = %name, namespace = %namespace, order = %new_order, reason = trigger.reason(), "ordered a certificate");
     superseded.extend(
         orders
@@ -1688,14 +1689,11 @@ async fn next_private_key(
             .map_err(|e| Error::Internal(format!("Certificate {name:?}: privateKey: {e}")))?,
     };
     let secret = build_next_key_secret(certificate, &key)?;
-    let written = receipt::patch(
-        &secrets,
-        &next_key_secret_name(&name),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&secret),
-    )
-    .await?;
-    noted(ctx, certificate, cache::Written::applied(&written));
+    let next_key = next_key_secret_name(&name);
+    let params = PatchParams::apply(MANAGER).force();
+    let patch = Patch::Apply(&secret);
+    let write = receipt::patch(&secrets, &next_key, &params, &patch);
+    sent::<Secret, _, _>(ctx, certificate, &next_key, write, applied).await?;
     Ok(key)
 }
 
@@ -1770,22 +1768,20 @@ async fn write_issued(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let revision = order.spec.revision;
     let secret = build_secret(certificate, &plan.ca.1, revision, tls_crt, &key, ca_crt)?;
-    let written = receipt::patch(
-        &secrets,
-        &spec.secret_name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&secret),
-    )
-    .await?;
-    noted(ctx, certificate, cache::Written::applied(&written));
-    secrets
-        .delete(&next_key_secret_name(&name), &DeleteParams::default())
-        .await
-        .map(|_| ())
-        .or_else(ignore_not_found)?;
-    if let Some(pending) = next_key_secret {
-        noted(ctx, certificate, cache::Written::deleted(pending));
-    }
+    let params = PatchParams::apply(MANAGER).force();
+    let patch = Patch::Apply(&secret);
+    let write = receipt::patch(&secrets, &spec.secret_name, &params, &patch);
+    sent::<Secret, _, _>(ctx, certificate, &spec.secret_name, write, applied).await?;
+    let next_key = next_key_secret_name(&name);
+    let delete = async {
+        secrets
+            .delete(&next_key, &DeleteParams::default())
+            .await
+            .map(|_| ())
+            .or_else(ignore_not_found)
+    };
+    let gone = |_: &()| next_key_secret.map(cache::Written::deleted);
+    sent::<Secret, _, _>(ctx, certificate, &next_key, delete, gone).await?;
     let event = Event {
         type_: EventType::Normal,
         reason: "Issued".into(),
@@ -1817,36 +1813,58 @@ async fn write_issued(
         timestamp(info.not_after),
         timestamp(renewal)
     );
-    let written = apply_status(
+    let write = apply_status(
         &api,
         certificate,
         MANAGER,
         previous,
         (true, "Ready", &message),
         progress.fields(certificate),
-    )
-    .await?;
-    status_written(ctx, certificate, written);
+    );
+    sent::<Certificate, _, _>(ctx, certificate, &name, write, status_left(certificate)).await?;
     let wait = Duration::try_from(renewal.duration_since(jiff::Timestamp::now()))
         .unwrap_or_default()
         .max(Duration::from_secs(1));
     Ok(Some(Action::requeue(wait)))
 }
 
-/// Notes a write made for `certificate` ([`cache::OwnWrites`]).
-fn noted(ctx: &Context, certificate: &Certificate, written: cache::Written) {
+/// Sends `request`, a write of the object `K`/`name` made for `certificate`, and notes what it
+/// left (`left` of its answer; [`cache::OwnWrites`], [`cache::Echoes`]). That object's watch
+/// events wait for the note ([`cache::Echoes::send`]), so that its echo is known when heard.
+async fn sent<K, T, E>(
+    ctx: &Context,
+    certificate: &Certificate,
+    name: &str,
+    request: impl Future<Output = Result<T, E>>,
+    left: impl FnOnce(&T) -> Option<cache::Written>,
+) -> Result<T, E>
+where
+    K: Resource<DynamicType = ()>,
+{
     let namespace = certificate.namespace().unwrap_or_default();
-    ctx.echoes.note(&namespace, &written);
-    ctx.own_writes
-        .record(&namespace, &certificate.name_any(), written);
+    let _sending = ctx.echoes.send::<K>(&namespace, name);
+    let answer = request.await?;
+    if let Some(written) = left(&answer) {
+        ctx.echoes.note(&namespace, &written);
+        ctx.own_writes
+            .record(&namespace, &certificate.name_any(), written);
+    }
+    Ok(answer)
 }
 
-/// Notes the Certificate's resourceVersion after a status write (`None`: nothing written).
+/// What a write left, from its answer.
+fn applied<K: Resource<DynamicType = ()>>(answer: &K) -> Option<cache::Written> {
+    Some(cache::Written::applied(answer))
+}
+
+/// What a status write left, from the resourceVersion it returned (`None`: nothing written).
 /// A version that is not a number is not noted: no copy could be told to have reached it, and
 /// every reconcile would wait for one.
-fn status_written(ctx: &Context, certificate: &Certificate, version: Option<String>) {
-    if let Some(written) = version.and_then(|v| cache::Written::at_version(certificate, &v)) {
-        noted(ctx, certificate, written);
+fn status_left(certificate: &Certificate) -> impl Fn(&Option<String>) -> Option<cache::Written> {
+    |version| {
+        version
+            .as_deref()
+            .and_then(|v| cache::Written::at_version(certificate, v))
     }
 }
 
@@ -1883,14 +1901,11 @@ async fn refresh_secret_metadata(
     )?;
     let namespace = certificate.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let written = receipt::patch(
-        &secrets,
-        &certificate.spec.secret_name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&secret),
-    )
-    .await?;
-    noted(ctx, certificate, cache::Written::applied(&written));
+    let name = &certificate.spec.secret_name;
+    let params = PatchParams::apply(MANAGER).force();
+    let patch = Patch::Apply(&secret);
+    let write = receipt::patch(&secrets, name, &params, &patch);
+    sent::<Secret, _, _>(ctx, certificate, name, write, applied).await?;
     Ok(())
 }
 
