@@ -1692,7 +1692,7 @@ async fn next_private_key(
     let next_key = next_key_secret_name(&name);
     let params = PatchParams::apply(MANAGER).force();
     let patch = Patch::Apply(&secret);
-    let write = receipt::patch(&secrets, &next_key, &params, &patch);
+    let write = receipt::patch(&secrets, None, &next_key, &params, &patch);
     sent::<Secret, _, _>(ctx, certificate, &next_key, write, applied).await?;
     Ok(key)
 }
@@ -1770,7 +1770,7 @@ async fn write_issued(
     let secret = build_secret(certificate, &plan.ca.1, revision, tls_crt, &key, ca_crt)?;
     let params = PatchParams::apply(MANAGER).force();
     let patch = Patch::Apply(&secret);
-    let write = receipt::patch(&secrets, &spec.secret_name, &params, &patch);
+    let write = receipt::patch(&secrets, None, &spec.secret_name, &params, &patch);
     sent::<Secret, _, _>(ctx, certificate, &spec.secret_name, write, applied).await?;
     let next_key = next_key_secret_name(&name);
     let delete = async {
@@ -1904,7 +1904,7 @@ async fn refresh_secret_metadata(
     let name = &certificate.spec.secret_name;
     let params = PatchParams::apply(MANAGER).force();
     let patch = Patch::Apply(&secret);
-    let write = receipt::patch(&secrets, name, &params, &patch);
+    let write = receipt::patch(&secrets, None, name, &params, &patch);
     sent::<Secret, _, _>(ctx, certificate, name, write, applied).await?;
     Ok(())
 }

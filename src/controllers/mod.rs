@@ -164,8 +164,9 @@ where
         "kind": K::kind(&()),
         "status": fields,
     });
-    let written = receipt::patch_status(
+    let written = receipt::patch(
         api,
+        Some("status"),
         &object.name_any(),
         &kube::api::PatchParams::apply(manager).force(),
         &kube::api::Patch::Apply(&patch),

@@ -87,9 +87,11 @@ impl<K: kube::Resource> kube::Resource for Receipt<K> {
     }
 }
 
-/// [`Api::patch`], answered with a [`Receipt`].
+/// [`Api::patch`] of the object `name`, or of its `subresource` ([`Api::patch_status`] for
+/// `Some("status")`), answered with a [`Receipt`].
 pub async fn patch<K, P>(
     api: &Api<K>,
+    subresource: Option<&str>,
     name: &str,
     params: &PatchParams,
     patch: &Patch<P>,
@@ -98,34 +100,19 @@ where
     K: kube::Resource + Clone,
     P: Serialize + Debug,
 {
-    let request = kube::core::Request::new(api.resource_url())
-        .patch(name, params, patch)
-        .map_err(kube::Error::BuildRequest)?;
-    send(api, request, "patch").await
-}
-
-/// [`Api::patch_status`], answered with a [`Receipt`].
-pub async fn patch_status<K, P>(
-    api: &Api<K>,
-    name: &str,
-    params: &PatchParams,
-    patch: &Patch<P>,
-) -> kube::Result<Receipt<K>>
-where
-    K: kube::Resource + Clone,
-    P: Serialize + Debug,
-{
-    let request = kube::core::Request::new(api.resource_url())
-        .patch_subresource("status", name, params, patch)
-        .map_err(kube::Error::BuildRequest)?;
-    send(api, request, "patch_status").await
-}
-
-async fn send<K: kube::Resource + Clone>(
-    api: &Api<K>,
-    mut request: hyper::Request<Vec<u8>>,
-    verb: &'static str,
-) -> kube::Result<Receipt<K>> {
+    let request = kube::core::Request::new(api.resource_url());
+    let (request, verb) = match subresource {
+        None => (request.patch(name, params, patch), "patch"),
+        Some(sub) => (
+            request.patch_subresource(sub, name, params, patch),
+            if sub == "status" {
+                "patch_status"
+            } else {
+                "patch_subresource"
+            },
+        ),
+    };
+    let mut request = request.map_err(kube::Error::BuildRequest)?;
     // The verb, as `Api`'s own calls name it for the client's tracing.
     request.extensions_mut().insert(verb);
     api.clone().into_client().request(request).await
