@@ -538,7 +538,9 @@ impl IssuedOrders {
 
 /// What was made of each object (by namespace and name), with the version of the object it
 /// was made from: made once per version (uid and resourceVersion), not once per reconcile.
-/// A version that changes replaces what the last one made.
+/// A version that changes replaces what the last one made. Forgetting is always safe (the
+/// next lookup makes it again), so past [`PerVersion::LIMIT`] objects the record starts again:
+/// nothing is kept for ever for an object deleted before it was forgotten.
 pub struct PerVersion<T> {
     made: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<T>)>>,
 }
@@ -552,6 +554,9 @@ impl<T> Default for PerVersion<T> {
 }
 
 impl<T> PerVersion<T> {
+    /// Objects whose makings are held at most.
+    const LIMIT: usize = 65_536;
+
     /// What `make` made of `object`'s version, or makes of it now. A failure is not kept.
     pub fn get<K: Resource, E>(
         &self,
@@ -578,6 +583,9 @@ impl<T> PerVersion<T> {
         match (make(object), version) {
             (Ok(it), Some(version)) => {
                 let it = Arc::new(it);
+                if made.len() >= Self::LIMIT {
+                    made.clear();
+                }
                 made.insert(key, (version, it.clone()));
                 Ok(it)
             }
@@ -586,6 +594,26 @@ impl<T> PerVersion<T> {
                 result.map(Arc::new)
             }
         }
+    }
+
+    /// Keeps `it` as what was made of `object`'s version (the answer to the write that made
+    /// that version, say): made before the object was written, so not made again from it.
+    pub fn put<K: Resource>(&self, object: &K, it: Arc<T>) {
+        let meta = object.meta();
+        let (Some(uid), Some(version)) = (meta.uid.as_deref(), meta.resource_version.as_deref())
+        else {
+            return;
+        };
+        let key = format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        );
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if made.len() >= Self::LIMIT {
+            made.clear();
+        }
+        made.insert(key, (format!("{uid}/{version}"), it));
     }
 
     /// Forgets what was made of the object `namespace/name` (it is gone).
@@ -935,6 +963,33 @@ mod tests {
         writes.record("shop", "c8", Written::applied(&secret("u1", "5")));
         writes.sweep(|_, _| false);
         assert_eq!(pending(&writes), 2);
+    }
+
+    #[test]
+    fn a_making_kept_from_a_write_serves_that_version_and_the_record_is_bounded() {
+        let made: PerVersion<String> = PerVersion::default();
+        let make = |_: &k8s_openapi::api::core::v1::Secret| Ok::<_, ()>("loaded".to_owned());
+        made.put(&secret("u1", "20"), Arc::new("generated".into()));
+        let kept = made.get(&secret("u1", "20"), make).expect("made");
+        assert_eq!(*kept, "generated", "the version the write left");
+        let later = made.get(&secret("u1", "21"), make).expect("made");
+        assert_eq!(*later, "loaded", "a later version is made again");
+
+        let mut unversioned = secret("u1", "22");
+        unversioned.metadata.resource_version = None;
+        made.put(&unversioned, Arc::new("generated".into()));
+        let kept = made.get(&secret("u1", "21"), make).expect("made");
+        assert_eq!(*kept, "loaded", "nothing is kept without a version");
+
+        for i in 0..PerVersion::<String>::LIMIT {
+            let mut other = secret("u2", "1");
+            other.metadata.name = Some(format!("other-{i}"));
+            made.put(&other, Arc::new(String::new()));
+        }
+        let held = made.made.lock().map(|m| m.len()).unwrap_or_default();
+        assert!(held <= PerVersion::<String>::LIMIT, "{held} held");
+        let again = made.get(&secret("u1", "21"), |_| Ok::<_, ()>("again".to_owned()));
+        assert_eq!(*again.expect("made"), "again", "the record started again");
     }
 
     #[tokio::test(start_paused = true)]

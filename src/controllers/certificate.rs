@@ -108,6 +108,9 @@ pub struct Context {
     pub echoes: Arc<cache::Echoes>,
     /// The CA certificates, each parsed once per version of its Secret.
     pub ca_certificates: cache::PerVersion<CertificateInfo>,
+    /// The pending keys, by next-key Secret: the one this controller generated, kept with the
+    /// version its write left, else loaded once per version of the Secret.
+    pub pending_keys: cache::PerVersion<KeyPair>,
     /// The certificates of the Orders just issued, from the Order controller's writes.
     pub issued: Arc<cache::IssuedOrders>,
 }
@@ -1664,15 +1667,12 @@ async fn next_private_key(
     certificate: &Certificate,
     current: &Current,
     next_key_secret: Option<&Secret>,
-) -> Result<KeyPair, Error> {
+) -> Result<Arc<KeyPair>, Error> {
     let name = certificate.name_any();
     let namespace = certificate.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let spec: PrivateKey = certificate.spec.private_key.clone().unwrap_or_default();
-    let pending = next_key_secret
-        .and_then(|s| secret_text(s, "tls.key"))
-        .and_then(|pem| pki::load_key_pem(&pem).ok())
-        .filter(|k| k.matches_spec(&spec));
+    let pending = pending_key(ctx, next_key_secret).filter(|k| k.matches_spec(&spec));
     if let Some(key) = pending {
         return Ok(key);
     }
@@ -1693,8 +1693,20 @@ async fn next_private_key(
     let params = PatchParams::apply(MANAGER).force();
     let patch = Patch::Apply(&secret);
     let write = receipt::patch(&secrets, None, &next_key, &params, &patch);
-    sent::<Secret, _, _>(ctx, certificate, &next_key, write, applied).await?;
+    let written = sent::<Secret, _, _>(ctx, certificate, &next_key, write, applied).await?;
+    let key = Arc::new(key);
+    ctx.pending_keys.put(&written, key.clone());
     Ok(key)
+}
+
+/// The key in the next-key Secret, if it holds one.
+fn pending_key(ctx: &Context, next_key_secret: Option<&Secret>) -> Option<Arc<KeyPair>> {
+    let load = |secret: &Secret| {
+        secret_text(secret, "tls.key")
+            .and_then(|pem| pki::load_key_pem(&pem).ok())
+            .ok_or(())
+    };
+    ctx.pending_keys.get(next_key_secret?, load).ok()
 }
 
 /// The key in the certificate Secret, loaded again (keys are not cloned).
@@ -1753,9 +1765,7 @@ async fn write_issued(
         tracing::warn!(certificate = %name, order = %order_name, "the Issued order's certificate does not parse");
         return Ok(None);
     };
-    let key = next_key_secret
-        .and_then(|s| secret_text(s, "tls.key"))
-        .and_then(|pem| pki::load_key_pem(&pem).ok())
+    let key = pending_key(ctx, next_key_secret)
         .filter(|k| k.matches_public_key_der(&info.public_key_der));
     let Some(key) = key else {
         tracing::warn!(certificate = %name, order = %order_name, "the pending private key does not match the Issued order's certificate");
@@ -1782,6 +1792,7 @@ async fn write_issued(
     };
     let gone = |_: &()| next_key_secret.map(cache::Written::deleted);
     sent::<Secret, _, _>(ctx, certificate, &next_key, delete, gone).await?;
+    ctx.pending_keys.forget(&namespace, &next_key);
     let event = Event {
         type_: EventType::Normal,
         reason: "Issued".into(),
@@ -2062,6 +2073,7 @@ async fn run_in(
         certificates: controller.store(),
         echoes,
         ca_certificates: Default::default(),
+        pending_keys: Default::default(),
         issued,
     };
     controller
