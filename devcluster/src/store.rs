@@ -123,6 +123,7 @@ pub struct Expired {
 
 pub struct Store {
     inner: Mutex<Inner>,
+    /// Every change, for the server's own controllers ([`Store::changes`]).
     sender: broadcast::Sender<Arc<Event>>,
     /// Whether every change is written to disk (`--data-dir`).
     persistent: bool,
@@ -139,6 +140,9 @@ struct Inner {
     uids: HashMap<String, ObjectKey>,
     /// The objects naming each uid among their owner references.
     dependents: HashMap<String, BTreeSet<ObjectKey>>,
+    /// The changes of each watched resource, for its watches: a change wakes only the watches
+    /// of its own resource, where one feed of every change woke every watch for each.
+    feeds: HashMap<String, broadcast::Sender<Arc<Event>>>,
 }
 
 impl Inner {
@@ -205,6 +209,7 @@ impl Store {
                 window: window.max(1),
                 uids: HashMap::new(),
                 dependents: HashMap::new(),
+                feeds: HashMap::new(),
                 persistence: None,
             }),
             sender,
@@ -456,6 +461,9 @@ impl Store {
                 .clear();
         }
         // No receiver is not an error: nobody watches.
+        if let Some(feed) = inner.feeds.get(&event.key.resource) {
+            let _ = feed.send(event.clone());
+        }
         let _ = self.sender.send(event);
         let inner = &mut *inner;
         if let Some(persistence) = inner.persistence.as_mut()
@@ -475,8 +483,12 @@ impl Store {
         namespace: Option<&str>,
         from: Option<u64>,
     ) -> Result<Subscription, Expired> {
-        let inner = self.lock();
-        let receiver = self.sender.subscribe();
+        let mut inner = self.lock();
+        let receiver = inner
+            .feeds
+            .entry(resource.to_owned())
+            .or_insert_with(|| broadcast::channel(LIVE_FEED).0)
+            .subscribe();
         let in_scope = |key: &ObjectKey| {
             key.resource == resource && namespace.is_none_or(|ns| key.namespace == ns)
         };
@@ -637,6 +649,28 @@ mod tests {
                 ))
             })
             .unwrap()
+    }
+
+    #[test]
+    fn a_watch_hears_only_its_own_resources_changes() {
+        let store = Store::new(10);
+        let mut configmaps = store
+            .subscribe("/configmaps", None, None)
+            .expect("a subscription")
+            .receiver;
+        let mut secrets = store
+            .subscribe("/secrets", None, None)
+            .expect("a subscription")
+            .receiver;
+        let mut everything = store.changes();
+        put(&store, "a", json!({"x": "1"}));
+        let heard = configmaps.try_recv().expect("the ConfigMap's change");
+        assert_eq!(heard.key, ObjectKey::new("/configmaps", "default", "a"));
+        assert!(secrets.try_recv().is_err(), "a Secret watch is not woken");
+        assert!(
+            everything.try_recv().is_ok(),
+            "the feed of every change has it"
+        );
     }
 
     #[test]
