@@ -1435,6 +1435,11 @@ async fn reconcile_with(
         let state = state_of(order);
         let (_, order_message, _) = order_ready(order).unwrap_or_default();
         match state {
+            // The pending key is this controller's own write: a view that does not show it
+            // yet is read afresh, not taken for a key that does not match.
+            Some(OrderState::Issued) if !view.caught_up => {
+                return Ok(Next::Again(Box::new(View::read(ctx, certificate).await?)));
+            }
             Some(OrderState::Issued) => {
                 if let Some(action) = write_issued(
                     ctx,
