@@ -563,17 +563,7 @@ impl<T> PerVersion<T> {
         object: &K,
         make: impl FnOnce(&K) -> Result<T, E>,
     ) -> Result<Arc<T>, E> {
-        let meta = object.meta();
-        let key = format!(
-            "{}/{}",
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default()
-        );
-        let version = meta
-            .uid
-            .as_deref()
-            .zip(meta.resource_version.as_deref())
-            .map(|(uid, rv)| format!("{uid}/{rv}"));
+        let (key, version) = Self::identity(object.meta());
         let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
         if let (Some(version), Some((held, it))) = (&version, made.get(&key))
             && held == version
@@ -599,21 +589,29 @@ impl<T> PerVersion<T> {
     /// Keeps `it` as what was made of `object`'s version (the answer to the write that made
     /// that version, say): made before the object was written, so not made again from it.
     pub fn put<K: Resource>(&self, object: &K, it: Arc<T>) {
-        let meta = object.meta();
-        let (Some(uid), Some(version)) = (meta.uid.as_deref(), meta.resource_version.as_deref())
-        else {
+        let (key, Some(version)) = Self::identity(object.meta()) else {
             return;
         };
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if made.len() >= Self::LIMIT {
+            made.clear();
+        }
+        made.insert(key, (version, it));
+    }
+
+    /// An object's key (namespace and name) and version (uid and resourceVersion, if both).
+    fn identity(meta: &ObjectMeta) -> (String, Option<String>) {
         let key = format!(
             "{}/{}",
             meta.namespace.as_deref().unwrap_or_default(),
             meta.name.as_deref().unwrap_or_default()
         );
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        if made.len() >= Self::LIMIT {
-            made.clear();
-        }
-        made.insert(key, (format!("{uid}/{version}"), it));
+        let version = meta
+            .uid
+            .as_deref()
+            .zip(meta.resource_version.as_deref())
+            .map(|(uid, rv)| format!("{uid}/{rv}"));
+        (key, version)
     }
 
     /// Forgets what was made of the object `namespace/name` (it is gone).
@@ -640,7 +638,7 @@ pub struct Echoes {
 
 type EchoKey = (String, String, String);
 
-/// A write on its way ([`Echoes::sending`]); dropped once its answer is noted, or lost.
+/// A write on its way ([`Echoes::send`]); dropped once its answer is noted, or lost.
 pub struct Sending<'a> {
     echoes: &'a Echoes,
     key: EchoKey,
@@ -685,6 +683,9 @@ impl Echoes {
 
     /// Waits until no write of `object` is on its way, or [`Echoes::ANSWER_WAIT`] has passed.
     pub async fn answered<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        if self.sending().is_empty() {
+            return;
+        }
         let meta = object.meta();
         let (Some(namespace), Some(name)) = (meta.namespace.as_ref(), meta.name.as_ref()) else {
             return;
