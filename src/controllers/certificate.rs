@@ -1586,17 +1586,16 @@ async fn reconcile_with(
         ..Default::default()
     };
     let create = orders_api.create(&params, &order);
-    let left = |created: &Order| Some(cache::Written::applied(created));
-    let created = match sent::<Order, _, _>(ctx, certificate, &order.name_any(), create, left).await
-    {
-        Ok(created) => created,
-        // The cached Orders did not show one at this revision: decide again on what the API
-        // server holds (a fresh view computed this revision from the Orders it listed).
-        Err(kube::Error::Api(response)) if response.code == 409 && !view.fresh => {
-            return Ok(Next::Again(Box::new(View::read(ctx, certificate).await?)));
-        }
-        Err(error) => return Err(error.into()),
-    };
+    let created =
+        match sent::<Order, _, _>(ctx, certificate, &order.name_any(), create, applied).await {
+            Ok(created) => created,
+            // The cached Orders did not show one at this revision: decide again on what the API
+            // server holds (a fresh view computed this revision from the Orders it listed).
+            Err(kube::Error::Api(response)) if response.code == 409 && !view.fresh => {
+                return Ok(Next::Again(Box::new(View::read(ctx, certificate).await?)));
+            }
+            Err(error) => return Err(error.into()),
+        };
     let new_order = created.name_any();
     tracing::info!(certificate = %name, namespace = %namespace, order = %new_order, reason = trigger.reason(), "ordered a certificate");
     superseded.extend(
