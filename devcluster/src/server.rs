@@ -151,7 +151,7 @@ fn full(status: u16, content_type: &str, body: Bytes) -> hyper::Response<Body> {
 fn into_http(response: Response) -> hyper::Response<Body> {
     match response {
         Response::Watch(receiver) => {
-            let stream = tokio_stream_from(receiver)
+            let stream = watch_chunks(receiver)
                 .map(|chunk| Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))));
             hyper::Response::builder()
                 .status(200)
@@ -174,8 +174,92 @@ fn into_http(response: Response) -> hyper::Response<Body> {
     }
 }
 
-fn tokio_stream_from(
-    mut receiver: tokio::sync::mpsc::Receiver<Vec<u8>>,
+/// The most a watch chunk gathers of the lines already waiting.
+const CHUNK_LIMIT: usize = 1 << 20;
+/// A busy watch writes at most once per this interval.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// A watch's lines as HTTP chunks. A line that arrives within [`GATHER`] of the last write
+/// waits out the rest of it and goes out with every line queued meanwhile: under load the
+/// lines of many changes share one write (and one read on the other end), while a quiet
+/// watch sends each line at once.
+fn watch_chunks(
+    receiver: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> impl futures_util::Stream<Item = Vec<u8>> {
-    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+    futures_util::stream::unfold(
+        (receiver, None::<tokio::time::Instant>),
+        |(mut receiver, last)| async move {
+            let mut chunk = receiver.recv().await?;
+            if let Some(next) = last.map(|last| last + GATHER)
+                && tokio::time::Instant::now() < next
+            {
+                tokio::time::sleep_until(next).await;
+            }
+            while chunk.len() < CHUNK_LIMIT {
+                match receiver.try_recv() {
+                    Ok(line) => chunk.extend_from_slice(&line),
+                    Err(_) => break,
+                }
+            }
+            Some((chunk, (receiver, Some(tokio::time::Instant::now()))))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{Duration, Instant};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_watch_gathers_its_lines_and_a_quiet_one_sends_at_once() {
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let mut chunks = Box::pin(watch_chunks(receiver));
+
+        sender.send(b"a\n".to_vec()).await.unwrap();
+        let start = Instant::now();
+        assert_eq!(chunks.next().await.unwrap(), b"a\n");
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "the first line waits for nothing"
+        );
+
+        // A line within GATHER of that write waits out the rest, and the line that arrives
+        // meanwhile shares its chunk.
+        sender.send(b"b\n".to_vec()).await.unwrap();
+        let later = sender.clone();
+        // Sent only once the stream waits (this test runs on one thread).
+        tokio::spawn(async move { later.send(b"c\n".to_vec()).await.unwrap() });
+        let start = Instant::now();
+        assert_eq!(chunks.next().await.unwrap(), b"b\nc\n");
+        assert!(start.elapsed() <= GATHER);
+
+        // After a quiet spell a line goes out at once again.
+        tokio::time::advance(GATHER * 10).await;
+        sender.send(b"d\n".to_vec()).await.unwrap();
+        let start = Instant::now();
+        assert_eq!(chunks.next().await.unwrap(), b"d\n");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+
+        // The lines still queued when the watch ends go out, then the body ends.
+        sender.send(b"e\n".to_vec()).await.unwrap();
+        drop(sender);
+        assert_eq!(chunks.next().await.unwrap(), b"e\n");
+        assert!(chunks.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_stops_gathering_at_its_limit() {
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let mut chunks = Box::pin(watch_chunks(receiver));
+        let line = vec![b'x'; CHUNK_LIMIT / 2 + 1];
+        for _ in 0..3 {
+            sender.send(line.clone()).await.unwrap();
+        }
+        drop(sender);
+        assert_eq!(chunks.next().await.unwrap().len(), 2 * line.len());
+        assert_eq!(chunks.next().await.unwrap().len(), line.len());
+        assert!(chunks.next().await.is_none());
+    }
 }
