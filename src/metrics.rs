@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::api::common::Condition;
 use crate::api::{Account, Certificate, CertificateStatus, Group, Order, OrderStatus};
 use crate::billing::Money;
-use crate::controllers::Caches;
+use crate::controllers::{Caches, lean};
 
 /// The label of the per-kind reconcile metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -292,10 +292,10 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(lean::api(&api), watcher::Config::default())
         .default_backoff()
+        .map_ok(lean::event)
         .modify(move |object: &mut K| {
-            object.managed_fields_mut().clear();
             object.annotations_mut().clear();
             slim(object);
         })

@@ -31,7 +31,7 @@ pub use operator::Logging;
 
 use crate::api::common::KeyAlgorithm;
 use crate::api::{Account, Certificate, Group, PrivateCA, Product};
-use crate::controllers::Settings;
+use crate::controllers::{Settings, lean};
 use operator::Operator;
 use process::{CLIENT_THREADS, DEVCLUSTER_THREADS};
 
@@ -798,7 +798,9 @@ async fn create_certificate(
 /// Records when each Certificate is first seen Ready, and first seen Ready renewed.
 async fn watch_certificates(client: Client, observed: Shared) {
     let api: Api<Certificate> = Api::namespaced(client, NAMESPACE);
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let events = watcher(lean::api(&api), watcher::Config::default())
+        .default_backoff()
+        .map_ok(lean::event);
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         let certificate = match event {

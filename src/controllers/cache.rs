@@ -1,21 +1,21 @@
 //! Reflector caches: what a reconcile reads instead of asking the API server.
 //!
 //! One watch per kind and controller both fills the cache and triggers the controller, so a
-//! cache costs no extra watch. Cached objects lose their `managedFields`, which no reconcile
-//! reads and which would double the memory they take.
+//! cache costs no extra watch. Cached objects are decoded without their `managedFields`
+//! ([`lean`]), which no reconcile reads and which would double the memory they take.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use kube::api::{Api, ObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::{Error, Scope};
+use super::{Error, Scope, lean};
 
 /// A watch of `api` that keeps every object it sees in the returned store, and yields each
 /// object it touches to trigger a controller with.
@@ -30,9 +30,9 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
+    let stream = watcher(lean::api(&api), config)
         .default_backoff()
-        .modify(|object: &mut K| object.managed_fields_mut().clear());
+        .map_ok(lean::event);
     (
         reader,
         reflector::reflector(writer, stream).touched_objects(),
@@ -153,12 +153,10 @@ where
             fanout: fanout.clone(),
             listed: listed_rx,
         };
-        let events = watcher(api, config)
+        let events = watcher(lean::api(&api), config)
             .default_backoff()
-            .modify(move |object: &mut K| {
-                object.managed_fields_mut().clear();
-                slim(object);
-            });
+            .map_ok(lean::event)
+            .modify(slim);
         let task = async move {
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {

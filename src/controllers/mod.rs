@@ -6,6 +6,7 @@ pub mod cache;
 pub mod certificate;
 pub mod events;
 pub mod group;
+pub mod lean;
 pub mod order;
 pub mod pricelist;
 pub mod privateca;
