@@ -134,9 +134,12 @@ enum Outcome {
     Issue,
     Reject(&'static str),
     Deny,
+    /// Left as created, as by an Order controller that has not got to it.
+    Ignore,
 }
 
-/// Certificates named `flaky` are refused once for lack of funds; `denied` ones are denied.
+/// Certificates named `flaky` are refused once for lack of funds; `denied` ones are denied;
+/// the Orders of `waiting` ones are left alone.
 fn outcome_for(order: &Order) -> Outcome {
     match (
         order.spec.certificate_ref.name.as_str(),
@@ -144,6 +147,7 @@ fn outcome_for(order: &Order) -> Outcome {
     ) {
         ("flaky", 1) => Outcome::Reject("group \"team\" has 0.00 USD left; the order costs 10.00"),
         ("denied", _) => Outcome::Deny,
+        ("waiting", _) => Outcome::Ignore,
         _ => Outcome::Issue,
     }
 }
@@ -176,6 +180,7 @@ fn stand_in_order_controller(
                 continue;
             }
             let (state, ready, message, fields) = match outcome_for(&order) {
+                Outcome::Ignore => continue,
                 Outcome::Issue => {
                     let issued = sign(&order, &issuer);
                     (
@@ -571,6 +576,79 @@ spec:
         text(&pinned, "tls.crt"),
         "a new certificate"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_says_it_is_issuing_only_once_its_order_has_waited() {
+    let s = Scenario::start().await;
+    let certificates = s.api::<Certificate>();
+    // Every version of the Certificates, from before they exist.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Certificate>::new()));
+    let recorder = {
+        let seen = seen.clone();
+        let api = certificates.clone();
+        tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(certificate)) = stream.next().await {
+                seen.lock().unwrap().push(certificate);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    apply(
+        &s.cluster.client,
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: quick, namespace: acme}
+spec: {secretName: quick-tls, productRef: {name: web}, dnsNames: [quick.acme.example]}
+---
+apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: waiting, namespace: acme}
+spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme.example]}
+",
+    )
+    .await;
+
+    // An Order issued at once takes its Certificate straight to Ready.
+    wait_for(&certificates, "quick", 60, is_ready_at(1)).await;
+    let issuing = |c: &Certificate| condition(c, "Issuing").is_some_and(|i| i.0 == "True");
+    let quick: Vec<Certificate> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.name_any() == "quick")
+        .cloned()
+        .collect();
+    assert!(!quick.is_empty());
+    assert!(!quick.iter().any(issuing), "{quick:#?}");
+
+    // One left waiting is shown as issuing once it has waited, with why it was ordered.
+    let orders = s.api::<Order>();
+    wait_for(&orders, "waiting-1", 30, |_| true).await;
+    let ordered = std::time::Instant::now();
+    let waiting = wait_for(&certificates, "waiting", 30, issuing).await;
+    assert!(
+        ordered.elapsed() >= Duration::from_millis(500),
+        "Issuing after {:?}",
+        ordered.elapsed()
+    );
+    let (_, reason, message) = condition(&waiting, "Issuing").expect("Issuing");
+    assert_eq!(reason, "Issuing");
+    assert_eq!(
+        message,
+        "Order \"waiting-1\" created: Secret \"waiting-tls\" does not exist"
+    );
+    let status = waiting.status.as_ref().expect("a status");
+    assert_eq!(status.current_order.as_deref(), Some("waiting-1"));
+    let order = orders.get("waiting-1").await.expect("the Order");
+    assert_eq!(
+        order.annotations()["certinext.io/ordered-because"],
+        "Secret \"waiting-tls\" does not exist"
+    );
+    recorder.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

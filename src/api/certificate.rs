@@ -213,7 +213,8 @@ pub struct CertificateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready says whether the Secret holds a valid certificate for the current spec; Issuing
-    /// says an order is in progress and why.
+    /// says an order is in progress and why, once the Order has waited two seconds (one
+    /// issued sooner takes the Certificate straight to its next state).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -232,7 +233,7 @@ pub struct CertificateStatus {
     /// Serial number of the current certificate, in hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
-    /// The Order in progress, if any.
+    /// The Order in progress, if any, once it has waited two seconds (as Issuing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_order: Option<String>,
     /// Consecutive failed issuances; reset by a success.
