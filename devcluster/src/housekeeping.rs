@@ -40,7 +40,7 @@ pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
                             // A terminating namespace or CRD moves on when it changes or when
                             // one of its objects goes; nothing else concerns the sweep.
                             let terminations = [NAMESPACE_KEY, CRD_KEY].contains(&event.key.resource.as_str())
-                                || event.kind == EventType::Deleted;
+                                || (event.kind == EventType::Deleted && in_termination(&cluster, &event.key));
                             if terminations {
                                 sweep(&cluster);
                             }
@@ -62,6 +62,25 @@ pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Whether the object at `key` was in a terminating namespace or of a terminating CRD's
+/// resource: only then does its going move a termination on.
+fn in_termination(cluster: &Cluster, key: &ObjectKey) -> bool {
+    let deleting = |key: ObjectKey| cluster.store.get(&key).is_some_and(|o| is_deleting(&o));
+    if !key.namespace.is_empty() && deleting(ObjectKey::new(NAMESPACE_KEY, "", &key.namespace)) {
+        return true;
+    }
+    cluster
+        .def_by_key(&key.resource)
+        .filter(|def| def.custom)
+        .is_some_and(|def| {
+            deleting(ObjectKey::new(
+                CRD_KEY,
+                "",
+                &format!("{}.{}", def.plural, def.group),
+            ))
+        })
 }
 
 /// The garbage collector's part of a change: dependents of a deleted owner, an object whose

@@ -346,6 +346,86 @@ async fn deleting_a_crd_stops_serving_it_and_deletes_its_objects() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_namespace_or_crd_goes_once_the_finalizer_holding_its_last_object_does() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let (_cluster, client) = start().await;
+    install_widget_crd(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "held"}});
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(namespace).expect("namespace"),
+        )
+        .await
+        .expect("create the namespace");
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "held");
+    let held = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
+    configmaps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(held).expect("configmap"),
+        )
+        .await
+        .expect("create the held ConfigMap");
+    let widgets = widgets(&client);
+    let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]}, "spec": {"size": 1}});
+    widgets
+        .patch("held", &PatchParams::apply("test"), &Patch::Apply(&widget))
+        .await
+        .expect("create the held Widget");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    namespaces
+        .delete("held", &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .expect("delete the CRD");
+
+    // Both wait for their last object, which waits for its finalizer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let terminating = |meta: &ObjectMeta| meta.deletion_timestamp.is_some();
+    assert!(terminating(
+        &namespaces.get("held").await.expect("still there").metadata
+    ));
+    assert!(terminating(
+        &crds
+            .get("widgets.example.com")
+            .await
+            .expect("still there")
+            .metadata
+    ));
+    assert!(terminating(
+        &configmaps.get("held").await.expect("still there").metadata
+    ));
+
+    let release = json!({"metadata": {"finalizers": null}});
+    configmaps
+        .patch("held", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .expect("release the ConfigMap");
+    widgets
+        .patch("held", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .expect("release the Widget");
+    let namespace_gone = await_condition(namespaces, "held", |n: Option<&Namespace>| n.is_none());
+    let crd_gone = await_condition(
+        crds,
+        "widgets.example.com",
+        |c: Option<&CustomResourceDefinition>| c.is_none(),
+    );
+    tokio::time::timeout(Duration::from_secs(10), async {
+        namespace_gone.await.expect("watch");
+        crd_gone.await.expect("watch");
+    })
+    .await
+    .expect("both gone in time");
+}
+
 fn owned_by(name: &str, owner: &ConfigMap, block: bool, finalizers: &[&str]) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
