@@ -1426,7 +1426,7 @@ mod tests {
     }
 
     #[test]
-    fn json_keys_follow_the_kubernetes_field_order() {
+    fn every_field_of_a_decoded_object_is_kept_with_keys_in_sorted_order() {
         let secret = core::Secret {
             metadata: Some(go_meta("s", "default")),
             immutable: Some(true),
@@ -1438,14 +1438,16 @@ mod tests {
             panic!("not an object");
         };
         let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        // Objects are stored and served with their keys sorted, as Go writes the unstructured
+        // objects of custom resources and as kubectl prints every object.
         assert_eq!(
             keys,
             [
                 "apiVersion",
+                "data",
+                "immutable",
                 "kind",
                 "metadata",
-                "immutable",
-                "data",
                 "stringData",
                 "type"
             ]

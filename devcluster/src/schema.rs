@@ -3017,11 +3017,11 @@ mod tests {
             found,
             [
                 "spec.secretName: Required value",
-                "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
+                "spec.labels.a: Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\"",
                 "spec.mode: Unsupported value: \"C\": supported values: \"A\", \"B\"",
                 "spec.names[1]: Invalid value: \"integer\": spec.names[1] in body must be of type string: \"integer\"",
                 "spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\"",
-                "spec.labels.a: Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\"",
+                "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
             ]
         );
     }
@@ -3665,11 +3665,12 @@ mod tests {
                 json!({"metadata": {"name": "bad"},
                        "spec": {"limits": {"min": 3, "max": 2}, "tags": ["xa", "b"], "labels": {"k": "bad"}}})
             ),
+            // Fields in the object's (sorted) key order; the API server's order is a Go map's.
             [
                 "<nil>: Invalid value: \"object\": name must start with ok-",
+                "spec.labels[k]: Invalid value: \"string\": no bad labels",
                 "spec.limits: Invalid value: \"object\": min must not exceed max",
                 "spec.tags[1]: Invalid value: \"string\": tags start with x",
-                "spec.labels[k]: Invalid value: \"string\": no bad labels",
             ]
         );
     }

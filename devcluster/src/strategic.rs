@@ -1102,7 +1102,7 @@ fn merge_field(
     depth: usize,
 ) -> Result<(), Boxed> {
     if value.is_null() {
-        original.shift_remove(key);
+        original.remove(key);
         return Ok(());
     }
     let field_ty = ty.field(key);
@@ -1122,7 +1122,7 @@ fn merge_field(
             original.insert(key.clone(), v);
         }
         None => {
-            original.shift_remove(key);
+            original.remove(key);
         }
     }
     Ok(())
@@ -1936,12 +1936,12 @@ mod tests {
                 .map(|m| m.keys().cloned().collect::<Vec<_>>()),
             Some(
                 [
+                    "finalizers",
+                    "labels",
                     "name",
                     "namespace",
-                    "uid",
-                    "labels",
-                    "finalizers",
-                    "ownerReferences"
+                    "ownerReferences",
+                    "uid"
                 ]
                 .map(String::from)
                 .to_vec()
