@@ -1151,14 +1151,17 @@ async fn issue(
     }
 }
 
-/// Signs an order's certificate off the runtime's threads: the certificate, or why the CA
-/// could not sign it.
+/// Signs an order's certificate: the certificate, or why the CA could not sign it. An RSA CA
+/// signs off the runtime's threads; a quick one ([`Issuer::signs_quickly`]) in place.
 async fn sign(
     name: &str,
     issuer: Arc<Issuer>,
     csr: ParsedCsr,
     leaf: LeafProfile,
 ) -> Result<Result<pki::IssuedCertificate, pki::PkiError>, Error> {
+    if issuer.signs_quickly() {
+        return Ok(pki::sign_leaf(&csr, &issuer, &leaf));
+    }
     tokio::task::spawn_blocking(move || pki::sign_leaf(&csr, &issuer, &leaf))
         .await
         .map_err(|e| Error::Internal(format!("Order {name:?}: signing stopped: {e}")))

@@ -12,6 +12,7 @@ use super::inspect::{CertificateInfo, inspect_der, parse_der, split_pem_chain};
 use super::keys::{KeyPair, load_key_pem};
 use super::names::{NameConstraintViolation, check_name_constraints};
 use super::{PkiError, Result, add_duration, std_duration, to_offset_date_time, to_pem};
+use crate::api::common::KeyAlgorithm;
 use crate::api::privateca::{CASubject, NameConstraints, PrivateCASpec};
 
 /// What a CA certificate says besides its key.
@@ -262,6 +263,8 @@ pub struct Issuer {
     root: Vec<u8>,
     /// Name constraints of the CA, its intermediates and its root.
     constraints: Vec<NameConstraints>,
+    /// The CA key's algorithm.
+    algorithm: KeyAlgorithm,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -339,6 +342,7 @@ impl Issuer {
                 constraints.push(nc);
             }
         }
+        let algorithm = key.algorithm();
         let inner = rcgen::Issuer::from_ca_cert_der(
             &CertificateDer::from(ca.as_slice()),
             key.into_signing_key(),
@@ -350,7 +354,14 @@ impl Issuer {
             chain,
             root,
             constraints,
+            algorithm,
         })
+    }
+
+    /// Whether a signature with the CA's key takes microseconds (ECDSA, Ed25519) rather than
+    /// milliseconds (RSA): short enough to make on the async runtime's own threads.
+    pub fn signs_quickly(&self) -> bool {
+        super::keys::is_quick(self.algorithm)
     }
 
     /// What the CA certificate says.
@@ -453,6 +464,24 @@ mod tests {
             .unwrap();
         let ca = issue_root_ca(&profile("Root", path_length), &key).unwrap();
         Issuer::from_pem(&ca.chain_pem, &key_pem, &ca.root_pem).unwrap()
+    }
+
+    #[test]
+    fn an_elliptic_curve_ca_signs_in_place_and_an_rsa_one_does_not() {
+        assert!(root(None).signs_quickly());
+        let key = generate_key_for(KeyAlgorithm::Rsa2048).unwrap();
+        let key_pem = key
+            .to_pem(crate::api::common::PrivateKeyEncoding::Pkcs8)
+            .unwrap();
+        let ca = issue_root_ca(&profile("RSA Root", None), &key).unwrap();
+        let rsa = Issuer::from_pem(&ca.chain_pem, &key_pem, &ca.root_pem).unwrap();
+        assert!(!rsa.signs_quickly());
+        let quick = [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::Ed25519,
+        ];
+        assert!(quick.into_iter().all(crate::pki::keys::is_quick));
     }
 
     #[test]

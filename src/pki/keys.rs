@@ -101,9 +101,23 @@ pub fn generate_key_for(algorithm: KeyAlgorithm) -> Result<KeyPair> {
     Ok(KeyPair { algorithm, inner })
 }
 
-/// [`generate_key`] on tokio's blocking pool, so RSA generation does not stall the runtime.
+/// Whether generating a key of `algorithm`, or signing with one, takes microseconds
+/// (ECDSA, Ed25519): work that costs less than handing it to another thread and back. RSA
+/// takes milliseconds to sign and up to seconds to generate.
+pub fn is_quick(algorithm: KeyAlgorithm) -> bool {
+    !matches!(
+        algorithm,
+        KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096
+    )
+}
+
+/// [`generate_key`] without stalling the runtime: an RSA key is generated on tokio's blocking
+/// pool, a quick one ([`is_quick`]) where it is asked for.
 pub async fn generate_key_blocking(spec: PrivateKey) -> Result<KeyPair> {
     let algorithm = key_algorithm(&spec)?;
+    if is_quick(algorithm) {
+        return generate_key_for(algorithm);
+    }
     tokio::task::spawn_blocking(move || generate_key_for(algorithm))
         .await
         .map_err(|e| PkiError::KeyGeneration {
