@@ -281,11 +281,13 @@ async fn run_reconciles_the_enterprise_example_and_serves_its_metrics() {
         .kubectl(&["apply", "-f", &repo_path("examples/enterprise.yaml")])
         .await;
     wait_account_ready(&cluster, "globex").await;
-    // 7500.00 credited, 3500.00 allocated to the two groups.
-    assert_eq!(
-        account_field(&cluster, "globex", "{.status.wallet.balance}").await,
-        "4000.00"
-    );
+    // 7500.00 credited, 3500.00 allocated to the two groups (the Account may be Ready before
+    // it has counted both).
+    eventually("the wallet's balance counts both groups", || async {
+        let balance = account_field(&cluster, "globex", "{.status.wallet.balance}").await;
+        (balance == "4000.00").then_some(())
+    })
+    .await;
 
     scrape_until(&operator, "the example's figures in /metrics", |m| {
         let balance = m.value(
