@@ -631,7 +631,7 @@ spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme
     let ordered = std::time::Instant::now();
     let waiting = wait_for(&certificates, "waiting", 30, issuing).await;
     assert!(
-        ordered.elapsed() >= Duration::from_millis(500),
+        ordered.elapsed() >= Duration::from_secs(1),
         "Issuing after {:?}",
         ordered.elapsed()
     );

@@ -1629,15 +1629,20 @@ async fn reconcile_with(
     superseded.dedup();
     mark_superseded(&orders_api, &superseded).await?;
     // The status is written when the Order moves (issued, waiting for approval, refused), or
-    // says it is issuing once the Order has waited ISSUING_QUIET.
-    Ok(Next::Done(Action::requeue(ISSUING_QUIET)))
+    // says it is issuing once the Order has waited out its quiet time ([`quiet_left`]).
+    Ok(Next::Done(Action::requeue(
+        ISSUING_QUIET + Duration::from_secs(1),
+    )))
 }
 
 /// What is left of `order`'s quiet time ([`ISSUING_QUIET`]) at `now`, if any. The creation
-/// time has whole seconds, so the quiet time may end up to a second early, never late.
+/// time has whole seconds: the wait counts from the end of that second, so the quiet time
+/// lasts up to a second longer, never shorter.
 fn quiet_left(order: &Order, now: jiff::Timestamp) -> Option<Duration> {
     let created = order.creation_timestamp()?.0;
-    let waited = Duration::try_from(now.duration_since(created)).unwrap_or_default();
+    let waited = Duration::try_from(now.duration_since(created))
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_secs(1));
     ISSUING_QUIET
         .checked_sub(waited)
         .filter(|left| !left.is_zero())
@@ -2674,6 +2679,34 @@ mod tests {
                 "current {current}, limit {limit}"
             );
         }
+    }
+
+    #[test]
+    fn an_orders_quiet_time_counts_from_the_end_of_its_creation_second() {
+        let order: Order = serde_json::from_value(json!({
+            "apiVersion": "certinext.io/v1alpha1", "kind": "Order",
+            "metadata": {"name": "web-1", "namespace": "acme",
+                "creationTimestamp": "2026-11-28T10:00:00Z"},
+            "spec": {"certificateRef": {"name": "web"}, "revision": 1, "type": "Purchase",
+                "request": "CSR", "duration": "2160h"},
+        }))
+        .unwrap();
+        let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
+        let left = |t: &str| quiet_left(&order, at(t));
+        // Created at some moment within 10:00:00, so waited at least `now - 10:00:01`.
+        assert_eq!(left("2026-11-28T10:00:00.900Z"), Some(ISSUING_QUIET));
+        assert_eq!(
+            left("2026-11-28T10:00:01.500Z"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            left("2026-11-28T10:00:02.999Z"),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(left("2026-11-28T10:00:03Z"), None);
+        assert_eq!(left("2026-11-28T10:01:00Z"), None);
+        // A clock behind the API server's waits the whole quiet time, no more.
+        assert_eq!(left("2026-11-28T09:59:50Z"), Some(ISSUING_QUIET));
     }
 
     #[test]
