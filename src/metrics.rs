@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -292,9 +292,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(lean::api(&api), watcher::Config::default())
-        .default_backoff()
-        .map_ok(lean::event)
+    let stream = lean::watch(api, watcher::Config::default())
         .modify(move |object: &mut K| {
             object.annotations_mut().clear();
             slim(object);

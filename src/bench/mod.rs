@@ -21,7 +21,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
@@ -798,9 +798,7 @@ async fn create_certificate(
 /// Records when each Certificate is first seen Ready, and first seen Ready renewed.
 async fn watch_certificates(client: Client, observed: Shared) {
     let api: Api<Certificate> = Api::namespaced(client, NAMESPACE);
-    let events = watcher(lean::api(&api), watcher::Config::default())
-        .default_backoff()
-        .map_ok(lean::event);
+    let events = lean::watch(api, watcher::Config::default());
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         let certificate = match event {

@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt};
 use kube::api::{Api, ObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -30,9 +30,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(lean::api(&api), config)
-        .default_backoff()
-        .map_ok(lean::event);
+    let stream = lean::watch(api, config);
     (
         reader,
         reflector::reflector(writer, stream).touched_objects(),
@@ -153,10 +151,7 @@ where
             fanout: fanout.clone(),
             listed: listed_rx,
         };
-        let events = watcher(lean::api(&api), config)
-            .default_backoff()
-            .map_ok(lean::event)
-            .modify(slim);
+        let events = lean::watch(api, config).modify(slim);
         let task = async move {
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {

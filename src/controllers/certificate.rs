@@ -66,6 +66,9 @@ pub const ORDERED_BECAUSE_ANNOTATION: &str = "certinext.io/ordered-because";
 /// status says it is issuing: an Order issued sooner takes the Certificate straight to its
 /// next state, with one status write instead of two.
 pub const ISSUING_QUIET: Duration = Duration::from_secs(2);
+/// How finely an object's creation time is recorded: its quiet time counts from the end of
+/// that second, so it lasts between ISSUING_QUIET and this much longer.
+const CREATION_PRECISION: Duration = Duration::from_secs(1);
 
 /// The first wait after a failed issuance; each further failure doubles it.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -1631,7 +1634,7 @@ async fn reconcile_with(
     // The status is written when the Order moves (issued, waiting for approval, refused), or
     // says it is issuing once the Order has waited out its quiet time ([`quiet_left`]).
     Ok(Next::Done(Action::requeue(
-        ISSUING_QUIET + Duration::from_secs(1),
+        ISSUING_QUIET + CREATION_PRECISION,
     )))
 }
 
@@ -1642,7 +1645,7 @@ fn quiet_left(order: &Order, now: jiff::Timestamp) -> Option<Duration> {
     let created = order.creation_timestamp()?.0;
     let waited = Duration::try_from(now.duration_since(created))
         .unwrap_or_default()
-        .saturating_sub(Duration::from_secs(1));
+        .saturating_sub(CREATION_PRECISION);
     ISSUING_QUIET
         .checked_sub(waited)
         .filter(|left| !left.is_zero())

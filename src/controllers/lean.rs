@@ -8,12 +8,15 @@
 //! decodes as before.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Debug};
+
+use futures_util::{Stream, TryStreamExt};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::DynamicResourceScope;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
 use serde::de::{
     self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess, Visitor,
 };
@@ -62,8 +65,21 @@ impl<K: kube::Resource<DynamicType = ()>> kube::Resource for Lean<K> {
     }
 }
 
+/// kube-runtime's watcher of `api` with its default backoff, its objects decoded lean.
+pub fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher::watcher(self::api(&api), config)
+        .default_backoff()
+        .map_ok(event)
+}
+
 /// The same resource and namespace as `api`, decoded lean.
-pub fn api<K: kube::Resource<DynamicType = ()> + Clone>(api: &Api<K>) -> Api<Lean<K>> {
+fn api<K: kube::Resource<DynamicType = ()> + Clone>(api: &Api<K>) -> Api<Lean<K>> {
     let client = api.clone().into_client();
     match api.namespace() {
         Some(namespace) => Api::namespaced_with(client, namespace, &()),
@@ -72,7 +88,7 @@ pub fn api<K: kube::Resource<DynamicType = ()> + Clone>(api: &Api<K>) -> Api<Lea
 }
 
 /// A watcher event of a lean object, as an event of the object.
-pub fn event<K>(event: watcher::Event<Lean<K>>) -> watcher::Event<K> {
+fn event<K>(event: watcher::Event<Lean<K>>) -> watcher::Event<K> {
     match event {
         watcher::Event::Apply(Lean(object)) => watcher::Event::Apply(object),
         watcher::Event::Delete(Lean(object)) => watcher::Event::Delete(object),

@@ -1151,20 +1151,19 @@ async fn issue(
     }
 }
 
-/// Signs an order's certificate: the certificate, or why the CA could not sign it. An RSA CA
-/// signs off the runtime's threads; a quick one ([`Issuer::signs_quickly`]) in place.
+/// Signs an order's certificate without stalling the runtime (an RSA CA signs on the blocking
+/// pool, [`pki::keys::run_with`]): the certificate, or why the CA could not sign it.
 async fn sign(
     name: &str,
     issuer: Arc<Issuer>,
     csr: ParsedCsr,
     leaf: LeafProfile,
 ) -> Result<Result<pki::IssuedCertificate, pki::PkiError>, Error> {
-    if issuer.signs_quickly() {
-        return Ok(pki::sign_leaf(&csr, &issuer, &leaf));
-    }
-    tokio::task::spawn_blocking(move || pki::sign_leaf(&csr, &issuer, &leaf))
-        .await
-        .map_err(|e| Error::Internal(format!("Order {name:?}: signing stopped: {e}")))
+    pki::keys::run_with(issuer.algorithm(), move || {
+        pki::sign_leaf(&csr, &issuer, &leaf)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("Order {name:?}: signing stopped: {e}")))
 }
 
 /// Records an issued certificate on an order's status.

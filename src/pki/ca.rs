@@ -358,10 +358,10 @@ impl Issuer {
         })
     }
 
-    /// Whether a signature with the CA's key takes microseconds (ECDSA, Ed25519) rather than
-    /// milliseconds (RSA): short enough to make on the async runtime's own threads.
-    pub fn signs_quickly(&self) -> bool {
-        super::keys::is_quick(self.algorithm)
+    /// The CA key's algorithm: whether its signatures take microseconds (ECDSA, Ed25519) or
+    /// milliseconds (RSA), for [`super::keys::run_with`].
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
     }
 
     /// What the CA certificate says.
@@ -468,14 +468,14 @@ mod tests {
 
     #[test]
     fn an_elliptic_curve_ca_signs_in_place_and_an_rsa_one_does_not() {
-        assert!(root(None).signs_quickly());
+        assert!(crate::pki::keys::is_quick(root(None).algorithm()));
         let key = generate_key_for(KeyAlgorithm::Rsa2048).unwrap();
         let key_pem = key
             .to_pem(crate::api::common::PrivateKeyEncoding::Pkcs8)
             .unwrap();
         let ca = issue_root_ca(&profile("RSA Root", None), &key).unwrap();
         let rsa = Issuer::from_pem(&ca.chain_pem, &key_pem, &ca.root_pem).unwrap();
-        assert!(!rsa.signs_quickly());
+        assert!(!crate::pki::keys::is_quick(rsa.algorithm()));
         let quick = [
             KeyAlgorithm::EcdsaP256,
             KeyAlgorithm::EcdsaP384,

@@ -111,14 +111,22 @@ pub fn is_quick(algorithm: KeyAlgorithm) -> bool {
     )
 }
 
-/// [`generate_key`] without stalling the runtime: an RSA key is generated on tokio's blocking
-/// pool, a quick one ([`is_quick`]) where it is asked for.
+/// Runs `work` with keys of `algorithm` without stalling the async runtime: in place when it
+/// is quick ([`is_quick`]), else on tokio's blocking pool.
+pub async fn run_with<T: Send + 'static>(
+    algorithm: KeyAlgorithm,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, tokio::task::JoinError> {
+    if is_quick(algorithm) {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work).await
+}
+
+/// [`generate_key`] without stalling the runtime ([`run_with`]).
 pub async fn generate_key_blocking(spec: PrivateKey) -> Result<KeyPair> {
     let algorithm = key_algorithm(&spec)?;
-    if is_quick(algorithm) {
-        return generate_key_for(algorithm);
-    }
-    tokio::task::spawn_blocking(move || generate_key_for(algorithm))
+    run_with(algorithm, move || generate_key_for(algorithm))
         .await
         .map_err(|e| PkiError::KeyGeneration {
             algorithm: algorithm_name(algorithm).to_string(),
