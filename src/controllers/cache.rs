@@ -470,6 +470,81 @@ impl Written {
     }
 }
 
+/// The Orders the Certificate controller created that the Order controller of the same
+/// process has not yet taken up: a bounded hand-over between the two. Under a burst, a
+/// Certificate waits for room before it orders ([`Intake::enter`]) instead of its Order
+/// waiting in the Order controller's queue, where one left past its quiet time costs a
+/// status write saying it is issuing (see the Certificate controller).
+/// The wait is bounded ([`Intake::WAIT`]): an Order controller that is not running, or an
+/// Order deleted before it was taken up, holds back no Certificate for long, and a place
+/// held longer than [`Intake::STALE`] is given back.
+pub struct Intake {
+    room: Arc<tokio::sync::Semaphore>,
+    /// The places held, by `namespace/name` of their Order.
+    held: std::sync::Mutex<std::collections::HashMap<String, Place>>,
+}
+
+type Place = (tokio::time::Instant, tokio::sync::OwnedSemaphorePermit);
+
+impl Default for Intake {
+    fn default() -> Self {
+        Intake {
+            room: Arc::new(tokio::sync::Semaphore::new(Self::LIMIT)),
+            held: Default::default(),
+        }
+    }
+}
+
+impl Intake {
+    /// Orders created and not yet taken up, at most, before a Certificate waits.
+    pub const LIMIT: usize = 256;
+    /// The longest a Certificate waits for room.
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+    /// How long a place may be held before it is taken to be lost and given back.
+    pub const STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Takes a place for the Order `namespace/name`, about to be created: at once when there
+    /// is room, else as soon as there is, or without one after [`Intake::WAIT`].
+    pub async fn enter(&self, namespace: &str, name: &str) {
+        let room = self.room.clone();
+        let permit = match room.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                self.give_back_stale();
+                tokio::time::timeout(Self::WAIT, room.acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        };
+        if let Some(permit) = permit {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.insert(
+                format!("{namespace}/{name}"),
+                (tokio::time::Instant::now(), permit),
+            );
+        }
+    }
+
+    /// The Order `namespace/name` is taken up (or was not created): its place is free.
+    pub fn taken(&self, namespace: &str, name: &str) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !held.is_empty() {
+            held.remove(&format!("{namespace}/{name}"));
+        }
+    }
+
+    fn give_back_stale(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|_, (since, _)| since.elapsed() < Self::STALE);
+    }
+
+    /// Places held now.
+    pub fn held(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 /// The status of each Order the Order controller is issuing, certificate included, until the
 /// Certificate controller takes it for the Secret. The shared watch keeps an Issued Order
 /// without its certificate ([`order_view`]), so without this the Certificate controller would
@@ -984,6 +1059,43 @@ mod tests {
         assert!(held <= PerVersion::<String>::LIMIT, "{held} held");
         let again = made.get(&secret("u1", "21"), |_| Ok::<_, ()>("again".to_owned()));
         assert_eq!(*again.expect("made"), "again", "the record started again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_order_waits_for_room_in_the_intake_for_a_while_only() {
+        let intake = Arc::new(Intake::default());
+        let started = tokio::time::Instant::now();
+        for n in 0..Intake::LIMIT {
+            intake.enter("shop", &format!("web-{n}")).await;
+        }
+        assert_eq!(started.elapsed(), std::time::Duration::ZERO, "room for all");
+        assert_eq!(intake.held(), Intake::LIMIT);
+
+        // A full intake: the next Order waits until one is taken up.
+        let waiting = {
+            let intake = intake.clone();
+            tokio::spawn(async move { intake.enter("shop", "late-1").await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "no room yet");
+        intake.taken("shop", "web-0");
+        waiting.await.expect("entered");
+        assert_eq!(started.elapsed(), std::time::Duration::from_millis(300));
+        assert_eq!(intake.held(), Intake::LIMIT);
+
+        // Taking up an Order that holds no place frees none; with none freed, an Order waits
+        // Intake::WAIT and goes ahead without a place.
+        intake.taken("shop", "hand-made");
+        let before = tokio::time::Instant::now();
+        intake.enter("shop", "late-2").await;
+        assert_eq!(before.elapsed(), Intake::WAIT);
+        assert_eq!(intake.held(), Intake::LIMIT);
+
+        // Places held past Intake::STALE are given back to the next Order that finds none.
+        tokio::time::advance(Intake::STALE).await;
+        intake.enter("shop", "late-3").await;
+        assert_eq!(before.elapsed(), Intake::WAIT + Intake::STALE, "no wait");
+        assert_eq!(intake.held(), 1, "late-3's place only");
     }
 
     #[tokio::test(start_paused = true)]

@@ -124,6 +124,8 @@ pub struct Context {
     pub pending_keys: cache::PerVersion<KeyPair>,
     /// The certificates of the Orders just issued, from the Order controller's writes.
     pub issued: Arc<cache::IssuedOrders>,
+    /// The Orders created and not yet taken up by the Order controller.
+    pub intake: Arc<cache::Intake>,
 }
 
 impl Context {
@@ -1609,17 +1611,24 @@ async fn reconcile_with(
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
+    // Room in the Order controller's intake first: under a burst, the Certificate waits here
+    // rather than its Order in that controller's queue.
+    let order_name = order.name_any();
+    ctx.intake.enter(&namespace, &order_name).await;
     let create = orders_api.create(&params, &order);
-    let created =
-        match sent::<Order, _, _>(ctx, certificate, &order.name_any(), create, applied).await {
-            Ok(created) => created,
-            // The cached Orders did not show one at this revision: decide again on what the API
-            // server holds (a fresh view computed this revision from the Orders it listed).
-            Err(kube::Error::Api(response)) if response.code == 409 && !view.fresh => {
-                return Ok(Next::Again(Box::new(View::read(ctx, certificate).await?)));
-            }
-            Err(error) => return Err(error.into()),
-        };
+    let created = sent::<Order, _, _>(ctx, certificate, &order_name, create, applied).await;
+    if created.is_err() {
+        ctx.intake.taken(&namespace, &order_name);
+    }
+    let created = match created {
+        Ok(created) => created,
+        // The cached Orders did not show one at this revision: decide again on what the API
+        // server holds (a fresh view computed this revision from the Orders it listed).
+        Err(kube::Error::Api(response)) if response.code == 409 && !view.fresh => {
+            return Ok(Next::Again(Box::new(View::read(ctx, certificate).await?)));
+        }
+        Err(error) => return Err(error.into()),
+    };
     let new_order = created.name_any();
     tracing::info!(certificate = %name, namespace = %namespace, order = %new_order, reason = trigger.reason(), "ordered a certificate");
     superseded.extend(
@@ -2023,7 +2032,7 @@ pub async fn run(
     controllers: Vec<Prepared>,
 ) {
     let runs = controllers.into_iter().map(|prepared| {
-        let orders = (orders.of(&prepared.scope), orders.issued());
+        let orders = (orders.of(&prepared.scope), orders.issued(), orders.intake());
         run_in(client.clone(), settings.clone(), orders, prepared)
     });
     futures_util::future::join_all(runs).await;
@@ -2032,7 +2041,11 @@ pub async fn run(
 async fn run_in(
     client: Client,
     settings: super::Settings,
-    (shared_orders, issued): (cache::SharedWatch<Order>, Arc<cache::IssuedOrders>),
+    (shared_orders, issued, intake): (
+        cache::SharedWatch<Order>,
+        Arc<cache::IssuedOrders>,
+        Arc<cache::Intake>,
+    ),
     prepared: Prepared,
 ) {
     let Prepared {
@@ -2107,6 +2120,7 @@ async fn run_in(
         ca_certificates: Default::default(),
         pending_keys: Default::default(),
         issued,
+        intake,
     };
     controller
         .owns_shared_stream(order_changes)

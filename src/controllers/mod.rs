@@ -620,6 +620,7 @@ fn start_controllers(
 pub struct SharedOrders {
     scopes: Arc<[(Scope, cache::SharedWatch<crate::api::Order>)]>,
     issued: Arc<cache::IssuedOrders>,
+    intake: Arc<cache::Intake>,
 }
 
 impl SharedOrders {
@@ -641,6 +642,7 @@ impl SharedOrders {
         SharedOrders {
             scopes: scopes.collect(),
             issued: Arc::default(),
+            intake: Arc::default(),
         }
     }
 
@@ -660,6 +662,11 @@ impl SharedOrders {
     /// The certificates of the Orders just issued, on their way to their Secrets.
     pub fn issued(&self) -> Arc<cache::IssuedOrders> {
         self.issued.clone()
+    }
+
+    /// The Orders created and not yet taken up by the Order controller.
+    pub fn intake(&self) -> Arc<cache::Intake> {
+        self.intake.clone()
     }
 }
 

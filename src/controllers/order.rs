@@ -233,6 +233,8 @@ pub struct Context {
     pub caches: Caches,
     /// The certificates just issued, for the Certificate controller.
     pub issued: Arc<cache::IssuedOrders>,
+    /// The Orders the Certificate controller created, until taken up here.
+    pub intake: Arc<cache::Intake>,
 }
 
 /// The caches of what an order refers to, in the controller's scope (the account cache is
@@ -826,6 +828,10 @@ impl Step<'_> {
 }
 
 pub async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.intake.taken(
+        order.metadata.namespace.as_deref().unwrap_or_default(),
+        &order.name_any(),
+    );
     let step = Step {
         ctx: &ctx,
         api: api_of(&ctx.client, &*order),
@@ -1202,7 +1208,7 @@ pub async fn run(
             settings.clone(),
             scope.clone(),
             (books.clone(), wallets.clone()),
-            (orders.of(&scope), orders.issued()),
+            (orders.of(&scope), orders.issued(), orders.intake()),
         )
     })
     .await;
@@ -1213,7 +1219,11 @@ async fn run_in(
     settings: super::Settings,
     scope: super::Scope,
     (books, wallets): (Arc<Books>, Arc<Wallets>),
-    (orders, issued): (cache::SharedWatch<Order>, Arc<cache::IssuedOrders>),
+    (orders, issued, intake): (
+        cache::SharedWatch<Order>,
+        Arc<cache::IssuedOrders>,
+        Arc<cache::Intake>,
+    ),
 ) {
     let all = watcher::Config::default;
     let (accounts, account_changes) = cache::reflect(Api::<Account>::all(client.clone()), all());
@@ -1251,6 +1261,7 @@ async fn run_in(
         },
         client: client.clone(),
         issued,
+        intake,
     });
     // The caches' watches run with the controller; an order waiting for one of them retries
     // on its own schedule, so none of their changes triggers a reconcile.
