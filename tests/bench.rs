@@ -44,6 +44,8 @@ fn a_small_bench_issues_and_verifies_every_certificate_and_ends_with_json() {
         &summary["cpu_seconds"]["operator"],
         &summary["cpu_seconds"]["devcluster"],
         &summary["operator_cpu_share"],
+        &summary["cpu_ms_per_certificate"]["all"],
+        &summary["cpu_ms_per_certificate"]["operator"],
     ] {
         assert!(
             figure.as_f64().is_some_and(|f| f > 0.0),

@@ -231,6 +231,8 @@ pub struct Summary {
     pub cpu_seconds: BTreeMap<&'static str, f64>,
     /// The operator's share of the CPU time of operator + devcluster.
     pub operator_cpu_share: f64,
+    /// The same CPU time per certificate of the burst, in milliseconds, by who, and `all`.
+    pub cpu_ms_per_certificate: BTreeMap<&'static str, f64>,
     pub memory: Memory,
     pub renewal_storm: Option<Storm>,
     pub secrets_verified: usize,
@@ -540,6 +542,7 @@ async fn measure(
 
     let operator = cpu_seconds.get("operator").copied().unwrap_or_default();
     let devcluster = cpu_seconds.get("devcluster").copied().unwrap_or_default();
+    let cpu_ms_per_certificate = per_certificate_ms(&cpu_seconds, burst.certificates);
     failures.truncate(20);
     Ok(Summary {
         date: jiff::Timestamp::now().to_string(),
@@ -564,6 +567,7 @@ async fn measure(
         reconciles_per_certificate,
         operator_cpu_share: operator / (operator + devcluster).max(f64::EPSILON),
         cpu_seconds,
+        cpu_ms_per_certificate,
         memory: Memory {
             operator_peak_mib,
             operator_after_setup_mib,
@@ -1038,6 +1042,19 @@ async fn renewal_storm(
 }
 
 /// Figures per certificate by name, as `name 1.23, …`.
+/// CPU seconds by who, as milliseconds per certificate of `certificates`, with their sum as
+/// `all`.
+fn per_certificate_ms(
+    cpu_seconds: &BTreeMap<&'static str, f64>,
+    certificates: usize,
+) -> BTreeMap<&'static str, f64> {
+    let per = |seconds: f64| 1000.0 * seconds / certificates.max(1) as f64;
+    let mut ms: BTreeMap<&'static str, f64> =
+        cpu_seconds.iter().map(|(who, s)| (*who, per(*s))).collect();
+    ms.insert("all", per(cpu_seconds.values().sum()));
+    ms
+}
+
 fn per_certificate(figures: &BTreeMap<String, f64>) -> String {
     figures
         .iter()
@@ -1104,6 +1121,14 @@ fn human(s: &Summary) -> String {
             s.operator_cpu_share * 100.0
         ),
         format!(
+            "CPU per certificate: {}",
+            s.cpu_ms_per_certificate
+                .iter()
+                .map(|(who, ms)| format!("{who} {ms:.2} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
             "operator memory (its own process): peak {}; RSS after setup {}, after the burst {}",
             mib(s.memory.operator_peak_mib),
             mib(s.memory.operator_after_setup_mib),
@@ -1154,6 +1179,26 @@ mod tests {
             (100, 50.0, 90.0, 99.0, 100.0)
         );
         assert_eq!(Latency::of(vec![]).count, 0);
+    }
+
+    #[test]
+    fn cpu_is_counted_per_certificate_by_who_and_in_all() {
+        let seconds = BTreeMap::from([("devcluster", 2.0), ("operator", 1.5), ("bench", 0.5)]);
+        let ms = per_certificate_ms(&seconds, 1000);
+        assert_eq!(
+            ms,
+            BTreeMap::from([
+                ("all", 4.0),
+                ("bench", 0.5),
+                ("devcluster", 2.0),
+                ("operator", 1.5)
+            ])
+        );
+        assert_eq!(
+            per_certificate_ms(&seconds, 0)["all"],
+            4000.0,
+            "no division by zero"
+        );
     }
 
     #[test]
