@@ -74,14 +74,25 @@ where
     changes.filter_map(move |change| {
         let echoes = echoes.clone();
         async move {
-            if let Ok(object) = &change {
-                echoes.answered(object).await;
-                if echoes.echoed(object) {
-                    return None;
-                }
+            match &change {
+                Ok(object) if !echoes.heard(object).await => None,
+                _ => Some(change),
             }
-            Some(change)
         }
+    })
+}
+
+/// [`without_echoes`] for a shared watch's subscription ([`SharedWatch::subscribe`]).
+pub fn shared_without_echoes<K>(
+    changes: impl Stream<Item = Arc<K>>,
+    echoes: Arc<Echoes>,
+) -> impl Stream<Item = Arc<K>>
+where
+    K: Resource<DynamicType = ()>,
+{
+    changes.filter_map(move |object| {
+        let echoes = echoes.clone();
+        async move { echoes.heard(&*object).await.then_some(object) }
     })
 }
 
@@ -793,6 +804,13 @@ impl Echoes {
     pub fn forget(&self, kind: &str, namespace: &str, name: &str) {
         let mut noted = self.written.lock().unwrap_or_else(|e| e.into_inner());
         noted.remove(&(kind.to_owned(), namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Whether `object`, from a watch, is news rather than the echo of a noted write (once
+    /// any write of it on its way is answered: [`Echoes::answered`]).
+    pub async fn heard<K: Resource<DynamicType = ()>>(&self, object: &K) -> bool {
+        self.answered(object).await;
+        !self.echoed(object)
     }
 
     /// Whether `object`, as a watch delivered it, is this controller's own last write of it

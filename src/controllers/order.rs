@@ -235,6 +235,8 @@ pub struct Context {
     pub issued: Arc<cache::IssuedOrders>,
     /// The Orders the Certificate controller created, until taken up here.
     pub intake: Arc<cache::Intake>,
+    /// This controller's status writes, whose watch events reconcile nothing new.
+    pub echoes: Arc<cache::Echoes>,
 }
 
 /// The caches of what an order refers to, in the controller's scope (the account cache is
@@ -732,32 +734,6 @@ fn next_status(order: &Order, state: OrderState, message: &str) -> OrderStatus {
     status
 }
 
-/// Writes `status` guarded by the order's resourceVersion (a merge patch of the status that
-/// carries it, which the API server refuses with 409 when the order has changed). `None` on
-/// such a conflict: the caller retries from a fresh read.
-async fn write(
-    api: &Api<Order>,
-    order: &Order,
-    status: OrderStatus,
-) -> Result<Option<Order>, Error> {
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": order.resource_version()},
-        "status": status,
-    });
-    let params = PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
-    match api
-        .patch_status(&order.name_any(), &params, &Patch::Merge(&patch))
-        .await
-    {
-        Ok(written) => Ok(Some(written)),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// What a reconcile does after a conflicting write: read again at once.
 fn retry() -> Action {
     Action::requeue(Duration::from_millis(200))
@@ -790,6 +766,37 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
+    /// Writes `status` guarded by the order's resourceVersion (a merge patch of the status
+    /// that carries it, which the API server refuses with 409 when the order has changed).
+    /// `None` on such a conflict: the caller retries from a fresh read. The write's own watch
+    /// event is an echo ([`cache::Echoes`]): whatever the status says next, this reconcile
+    /// already acted on it.
+    async fn write(&self, order: &Order, status: OrderStatus) -> Result<Option<Order>, Error> {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": order.resource_version()},
+            "status": status,
+        });
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        let (namespace, name) = (order.namespace().unwrap_or_default(), order.name_any());
+        let _sending = self.ctx.echoes.send::<Order>(&namespace, &name);
+        match self
+            .api
+            .patch_status(&name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(written) => {
+                let noted = cache::Written::applied(&written);
+                self.ctx.echoes.note(&namespace, &noted);
+                Ok(Some(written))
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Ends `order` in `state` (Rejected, Denied, Failed or Cancelled), refunding its charge
     /// if it had one, and publishes a Warning Event for a refusal.
     async fn end(
@@ -806,7 +813,7 @@ impl Step<'_> {
         }
         let refund = refund_for(&status, message);
         status.transactions.extend(refund);
-        let Some(written) = write(&self.api, order, status).await? else {
+        let Some(written) = self.write(order, status).await? else {
             return Ok(retry());
         };
         self.ctx.books.record(&written);
@@ -823,7 +830,7 @@ impl Step<'_> {
         if order.status.as_ref() == Some(&status) {
             return Ok(Some(order.clone()));
         }
-        write(&self.api, order, status).await
+        self.write(order, status).await
     }
 }
 
@@ -1066,7 +1073,7 @@ async fn charge_and_issue(
     }];
     with_certificate(&mut status, issued);
     step.ctx.issued.put(order, &status);
-    let Some(written) = write(&step.api, order, status).await? else {
+    let Some(written) = step.write(order, status).await? else {
         return Ok(retry());
     };
     // Only a charge the API server holds enters the ledger.
@@ -1148,7 +1155,7 @@ async fn issue(
     let mut status = next_status(order, OrderState::Issued, &message);
     with_certificate(&mut status, issued);
     step.ctx.issued.put(order, &status);
-    match write(&step.api, order, status).await? {
+    match step.write(order, status).await? {
         Some(written) => {
             step.ctx.books.record(&written);
             Ok(Action::await_change())
@@ -1235,6 +1242,7 @@ async fn run_in(
     let (groups, group_changes) = cache::reflect(super::scoped(&client, &scope), all());
     let (sub_accounts, sub_account_changes) = cache::reflect(super::scoped(&client, &scope), all());
     let (price_lists, price_list_changes) = cache::reflect(super::scoped(&client, &scope), all());
+    let echoes = Arc::new(cache::Echoes::default());
     let context = Arc::new(Context {
         recorder: recorder(&client),
         books,
@@ -1262,12 +1270,15 @@ async fn run_in(
         client: client.clone(),
         issued,
         intake,
+        echoes: echoes.clone(),
     });
     // The caches' watches run with the controller; an order waiting for one of them retries
     // on its own schedule, so none of their changes triggers a reconcile.
     // The shared store of Orders holds every Order in scope: once an Order is over, it keeps
     // only what a deletion's release reads.
-    Controller::for_shared_stream(orders.subscribe(), orders.store())
+    // Its own status writes come back as echoes, which reconcile nothing new.
+    let heard = cache::shared_without_echoes(orders.subscribe(), echoes);
+    Controller::for_shared_stream(heard, orders.store())
         .watches_stream(account_changes, cache::fills_only)
         .watches_stream(product_changes, cache::fills_only)
         .watches_stream(ca_changes, cache::fills_only)
