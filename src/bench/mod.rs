@@ -1041,7 +1041,6 @@ async fn renewal_storm(
     })
 }
 
-/// Figures per certificate by name, as `name 1.23, …`.
 /// CPU seconds by who, as milliseconds per certificate of `certificates`, with their sum as
 /// `all`.
 fn per_certificate_ms(
@@ -1055,10 +1054,14 @@ fn per_certificate_ms(
     ms
 }
 
-fn per_certificate(figures: &BTreeMap<String, f64>) -> String {
+/// Figures by name, as `name 1.23, …`, each shown by `show`.
+fn listed<K: std::fmt::Display>(
+    figures: &BTreeMap<K, f64>,
+    show: impl Fn(f64) -> String,
+) -> String {
     figures
         .iter()
-        .map(|(name, n)| format!("{name} {n:.2}"))
+        .map(|(name, n)| format!("{name} {}", show(*n)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -1105,28 +1108,20 @@ fn human(s: &Summary) -> String {
         ),
         format!(
             "operator API requests per certificate: {}",
-            per_certificate(&s.api_requests_per_certificate)
+            listed(&s.api_requests_per_certificate, |n| format!("{n:.2}"))
         ),
         format!(
             "operator reconciles per certificate: {}",
-            per_certificate(&s.reconciles_per_certificate)
+            listed(&s.reconciles_per_certificate, |n| format!("{n:.2}"))
         ),
         format!(
             "CPU during the burst: {} (operator share of operator + devcluster {:.0}%)",
-            s.cpu_seconds
-                .iter()
-                .map(|(who, secs)| format!("{who} {secs:.1} s"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            listed(&s.cpu_seconds, |secs| format!("{secs:.1} s")),
             s.operator_cpu_share * 100.0
         ),
         format!(
             "CPU per certificate: {}",
-            s.cpu_ms_per_certificate
-                .iter()
-                .map(|(who, ms)| format!("{who} {ms:.2} ms"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(&s.cpu_ms_per_certificate, |ms| format!("{ms:.2} ms"))
         ),
         format!(
             "operator memory (its own process): peak {}; RSS after setup {}, after the burst {}",

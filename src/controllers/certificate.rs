@@ -2031,21 +2031,16 @@ pub async fn run(
     orders: super::SharedOrders,
     controllers: Vec<Prepared>,
 ) {
-    let runs = controllers.into_iter().map(|prepared| {
-        let orders = (orders.of(&prepared.scope), orders.issued(), orders.intake());
-        run_in(client.clone(), settings.clone(), orders, prepared)
-    });
+    let runs = controllers
+        .into_iter()
+        .map(|prepared| run_in(client.clone(), settings.clone(), orders.clone(), prepared));
     futures_util::future::join_all(runs).await;
 }
 
 async fn run_in(
     client: Client,
     settings: super::Settings,
-    (shared_orders, issued, intake): (
-        cache::SharedWatch<Order>,
-        Arc<cache::IssuedOrders>,
-        Arc<cache::Intake>,
-    ),
+    shared: super::SharedOrders,
     prepared: Prepared,
 ) {
     let Prepared {
@@ -2053,6 +2048,7 @@ async fn run_in(
         controller,
         echoes,
     } = prepared;
+    let shared_orders = shared.of(&scope);
     let store = controller.store();
     // Accounts, groups, products and CAs decide every certificate's standing; few change.
     let all = move || {
@@ -2119,8 +2115,8 @@ async fn run_in(
         echoes,
         ca_certificates: Default::default(),
         pending_keys: Default::default(),
-        issued,
-        intake,
+        issued: shared.issued(),
+        intake: shared.intake(),
     };
     controller
         .owns_shared_stream(order_changes)

@@ -1215,7 +1215,7 @@ pub async fn run(
             settings.clone(),
             scope.clone(),
             (books.clone(), wallets.clone()),
-            (orders.of(&scope), orders.issued(), orders.intake()),
+            orders.clone(),
         )
     })
     .await;
@@ -1226,12 +1226,9 @@ async fn run_in(
     settings: super::Settings,
     scope: super::Scope,
     (books, wallets): (Arc<Books>, Arc<Wallets>),
-    (orders, issued, intake): (
-        cache::SharedWatch<Order>,
-        Arc<cache::IssuedOrders>,
-        Arc<cache::Intake>,
-    ),
+    shared: super::SharedOrders,
 ) {
+    let orders = shared.of(&scope);
     let all = watcher::Config::default;
     let (accounts, account_changes) = cache::reflect(Api::<Account>::all(client.clone()), all());
     let (products, product_changes) = cache::reflect(super::scoped(&client, &scope), all());
@@ -1268,8 +1265,8 @@ async fn run_in(
             price_lists,
         },
         client: client.clone(),
-        issued,
-        intake,
+        issued: shared.issued(),
+        intake: shared.intake(),
         echoes: echoes.clone(),
     });
     // The caches' watches run with the controller; an order waiting for one of them retries
