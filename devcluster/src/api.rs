@@ -1275,17 +1275,74 @@ fn prepare_create(def: &ResourceDef, mut object: Value) -> Result<Value, ApiErro
         }
         CRD_KEY => crd_status(&mut object)?,
         // The defaults the API server gives built-ins.
-        "/secrets"
+        "/secrets" => {
             if object
                 .get("type")
-                .is_none_or(|t| t.as_str().is_none_or(str::is_empty)) =>
-        {
-            object["type"] = json!("Opaque");
+                .is_none_or(|t| t.as_str().is_none_or(str::is_empty))
+            {
+                object["type"] = json!("Opaque");
+            }
+            fold_string_data(def, &mut object)?;
         }
         _ => {}
     }
     admit(def, &mut object, None)?;
     Ok(object)
+}
+
+/// A Secret's `stringData` is write-only: the API server merges it into `data` (base64, over
+/// any key of the same name) and never stores it.
+fn fold_string_data(def: &ResourceDef, object: &mut Value) -> Result<(), ApiError> {
+    use base64::Engine as _;
+    let Some(fields) = object.as_object_mut() else {
+        return Ok(());
+    };
+    let Some(string_data) = fields.remove("stringData") else {
+        return Ok(());
+    };
+    let entries = match string_data {
+        Value::Null => return Ok(()),
+        Value::Object(entries) => entries,
+        _ => {
+            return Err(ApiError::bad_request(
+                "Secret in version \"v1\" cannot be handled as a Secret: stringData must be a map of strings",
+            ));
+        }
+    };
+    let name = fields
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let data = fields
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if data.is_null() {
+        *data = Value::Object(Map::new());
+    }
+    let Some(data) = data.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "Secret in version \"v1\" cannot be handled as a Secret: data must be a map",
+        ));
+    };
+    for (key, value) in entries {
+        let Some(text) = value.as_str() else {
+            return Err(ApiError::invalid(
+                &def.group,
+                &def.kind,
+                &name,
+                vec![Cause {
+                    reason: "FieldValueInvalid",
+                    field: format!("stringData[{key}]"),
+                    message: format!("Invalid value: {value}: must be a string"),
+                }],
+            ));
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+        data.insert(key, Value::String(encoded));
+    }
+    Ok(())
 }
 
 /// The next version of an object after an update, patch or apply: what clients may not change
@@ -1385,6 +1442,9 @@ fn finish_update(
                 }],
             ));
         }
+    }
+    if def.key() == "/secrets" && subresource.is_none() {
+        fold_string_data(def, &mut next)?;
     }
     // Pruning and defaulting come first: generation compares what will be stored.
     admit(def, &mut next, Some(current))?;

@@ -71,6 +71,69 @@ async fn names_are_generated_and_duplicates_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secrets_string_data_is_merged_into_its_data_and_not_kept() {
+    let (_cluster, client) = start().await;
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::default_namespaced(client);
+    let secret = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db"},
+        "data": {"user": "cm9vdA==", "host": "ZGI="},
+        "stringData": {"user": "admin", "password": "s3cret"}}))
+    .expect("a Secret");
+    let created = api
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create");
+    let data = |s: &k8s_openapi::api::core::v1::Secret| {
+        s.data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).expect("text")))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    // stringData wins over data for the same key, and is not stored.
+    assert_eq!(
+        data(&created),
+        [("host", "db"), ("password", "s3cret"), ("user", "admin")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into()
+    );
+    assert!(created.string_data.is_none());
+    let read = api.get("db").await.expect("get");
+    assert_eq!(data(&read), data(&created));
+    assert!(read.string_data.is_none());
+
+    // The same on a patch.
+    let patched = api
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": "n3w"}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(data(&patched)["password"], "n3w");
+    assert_eq!(data(&patched)["user"], "admin");
+    assert!(patched.string_data.is_none());
+
+    // A value that is not a string is refused, naming the key.
+    let status = api_error(
+        api.patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"port": 5432}})),
+        )
+        .await,
+    );
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status.message.contains("stringData[port]"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_preconditions_protect_the_object_they_name() {
     let (_cluster, client) = start().await;
     let api: Api<ConfigMap> = Api::default_namespaced(client);
