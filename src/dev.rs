@@ -76,11 +76,19 @@ pub async fn client_from(
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Installs the CRDs with server-side apply.
-pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+/// Installs what the operator needs before it starts, with server-side apply: the CRDs, and
+/// its own namespace (which holds its sealing key), as `config/` and the Helm chart do.
+pub async fn install(client: &kube::Client) -> anyhow::Result<()> {
     manifests::apply(client, &crate::crd::all_yaml()?, MANAGER)
         .await
         .context("installing the CRDs")?;
+    let namespace = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
+        crate::controllers::DEFAULT_NAMESPACE
+    );
+    manifests::apply(client, &namespace, MANAGER)
+        .await
+        .context("making the operator's namespace")?;
     Ok(())
 }
 
@@ -107,7 +115,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .await
         .context("starting the embedded API server")?;
     let client = client_for(&cluster).await?;
-    install_crds(&client).await?;
+    install(&client).await?;
     let controllers = start_controllers(&client);
     if !args.no_examples {
         let applied = manifests::apply(&client, QUICKSTART, MANAGER)

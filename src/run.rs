@@ -13,13 +13,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 
-use crate::controllers::{self, Settings};
+use crate::controllers::{self, DEFAULT_NAMESPACE, Settings};
 use crate::endpoints::{self, Health};
 use crate::leader::{self, Election, LeaseConfig};
 use crate::metrics::{self, ClusterState};
-
-/// The Lease's namespace when neither the flag nor `POD_NAMESPACE` says.
-const DEFAULT_NAMESPACE: &str = "certinext-system";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -43,7 +40,8 @@ pub struct RunArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub leader_elect: bool,
-    /// The namespace of the leader Lease [default: $POD_NAMESPACE, else certinext-system].
+    /// The operator's own namespace, which holds the leader Lease and the Secret of the key
+    /// that seals pending private keys [default: $POD_NAMESPACE, else certinext-system].
     #[arg(
         long,
         value_name = "NAMESPACE",
@@ -188,6 +186,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = Settings {
         concurrency: args.concurrency,
         namespaces: args.watch_namespaces.clone(),
+        own_namespace: args.lease_namespace(),
     };
     let (cluster, watches) = ClusterState::watch(&client, &settings);
     let registry = Arc::new(metrics::registry(cluster.clone(), leader.clone()));

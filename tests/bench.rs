@@ -83,4 +83,18 @@ fn a_small_bench_issues_and_verifies_every_certificate_and_ends_with_json() {
         orders.is_some_and(|n| n < 1.5),
         "Order reconciles per certificate: {reconciles:?}"
     );
+    // A certificate's private key is written once, into its Secret: the Order carries it
+    // sealed meanwhile, so no other Secret is written for it, nor deleted after.
+    let by_resource = summary["api_requests_per_certificate_by_resource"]
+        .as_object()
+        .expect("requests by resource");
+    let per_certificate = |what: &str| by_resource.get(what).and_then(Value::as_f64);
+    assert!(
+        per_certificate("patch secrets").is_some_and(|n| n < 1.5),
+        "Secret writes per certificate: {by_resource:?}"
+    );
+    assert!(
+        per_certificate("delete secrets").is_none_or(|n| n < 0.5),
+        "Secret deletes per certificate: {by_resource:?}"
+    );
 }

@@ -963,3 +963,287 @@ async fn a_repeated_event_joins_the_first_ones_series() {
         ]
     );
 }
+
+/// The test CA [`issue_ca`] made, from its Secret.
+async fn the_ca(client: &Client) -> pki::Issuer {
+    let secret = Api::<Secret>::namespaced(client.clone(), NS)
+        .get("root-ca")
+        .await
+        .expect("the CA Secret");
+    let (crt, key, ca) = (
+        text(&secret, "tls.crt"),
+        text(&secret, "tls.key"),
+        text(&secret, "ca.crt"),
+    );
+    pki::Issuer::from_pem(&crt, &key, &ca).expect("the CA")
+}
+
+/// The sealing key the operator made, from its Secret.
+async fn sealing_key(client: &Client) -> pki::SealingKey {
+    let secrets: Api<Secret> =
+        Api::namespaced(client.clone(), certinext::controllers::DEFAULT_NAMESPACE);
+    let secret = secrets
+        .get(certinext::controllers::sealing::SECRET_NAME)
+        .await
+        .expect("the sealing key Secret");
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("key"))
+        .expect("data.key");
+    pki::SealingKey::from_bytes(&bytes.0).expect("a sealing key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orders_key_is_sealed_into_it_and_outlives_a_restart() {
+    let mut s = Scenario::start().await;
+    let client = s.cluster.client.clone();
+    // The stand-in leaves `waiting` Orders alone: this test issues them itself, after
+    // restarting the controllers, so the key the Order was made with is no longer held.
+    apply(
+        &client,
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: waiting, namespace: acme}
+spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme.example]}
+",
+    )
+    .await;
+    let orders = s.api::<Order>();
+    let order = wait_for(&orders, "waiting-1", 30, |_| true).await;
+    let csr = pki::parse_csr(&order.spec.request).expect("the CSR");
+
+    // The Order carries its key sealed, bound to its Certificate and request; no Secret
+    // holds it meanwhile.
+    let sealed = order.spec.sealed_key.clone().expect("a sealed key");
+    let sealing = sealing_key(&client).await;
+    let key = certinext::controllers::sealing::open(
+        &sealing,
+        &sealed,
+        NS,
+        "waiting",
+        &order.spec.request,
+    )
+    .expect("the sealed key opens");
+    assert!(key.matches_public_key_der(&csr.public_key_der));
+    let der_base64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(key.pkcs8_der())
+    };
+    assert!(!sealed.contains(&der_base64[..40]), "{sealed}");
+    let wrong =
+        certinext::controllers::sealing::open(&sealing, &sealed, NS, "other", &order.spec.request);
+    assert!(
+        wrong.is_err(),
+        "a sealed key opens for its own Certificate only"
+    );
+    let secrets = s.api::<Secret>();
+    assert!(
+        secrets
+            .get_opt("waiting-next-key")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // A restart: the controllers that made the Order are gone; new ones start.
+    let stand_in = s.tasks.pop().expect("the stand-in");
+    for task in s.tasks.drain(..) {
+        task.abort();
+    }
+    s.tasks =
+        certinext::controllers::start_except(&client, &Default::default(), &["PrivateCA", "Order"]);
+    s.tasks.push(stand_in);
+
+    // The Order is issued now: the new controllers deliver it with the sealed key.
+    let issuer = the_ca(&client).await;
+    let issued = sign(&order, &issuer);
+    let status = json!({"status": {"state": "Issued", "certificate": issued.chain_pem,
+        "ca": issued.root_pem, "serialNumber": issued.serial_hex,
+        "notBefore": issued.not_before.to_string(), "notAfter": issued.not_after.to_string(),
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
+            "message": "issued", "lastTransitionTime": "2026-11-28T00:00:00Z"}]}});
+    orders
+        .patch_status("waiting-1", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("the Order is issued");
+    let certificates = s.api::<Certificate>();
+    wait_for(&certificates, "waiting", 60, is_ready_at(1)).await;
+    let secret = secrets.get("waiting-tls").await.expect("the Secret");
+    let delivered = pki::load_key_pem(&text(&secret, "tls.key")).expect("tls.key");
+    assert!(delivered.matches_public_key_der(&csr.public_key_der));
+    assert_eq!(public_key(&secret), csr.public_key_der);
+    assert_eq!(
+        s.orders_of("waiting").await.len(),
+        1,
+        "nothing ordered again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_sealed_key_cannot_be_opened_is_ordered_again() {
+    let mut s = Scenario::start().await;
+    let client = s.cluster.client.clone();
+    apply(
+        &client,
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: waiting, namespace: acme}
+spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme.example]}
+",
+    )
+    .await;
+    let orders = s.api::<Order>();
+    let order = wait_for(&orders, "waiting-1", 30, |_| true).await;
+
+    // The sealing key is deleted and the controllers restart: a new sealing key is made,
+    // and the Order's key, sealed under the old one, is lost.
+    let old = sealing_key(&client).await;
+    let stand_in = s.tasks.pop().expect("the stand-in");
+    for task in s.tasks.drain(..) {
+        task.abort();
+    }
+    let operator_secrets: Api<Secret> =
+        Api::namespaced(client.clone(), certinext::controllers::DEFAULT_NAMESPACE);
+    operator_secrets
+        .delete(
+            certinext::controllers::sealing::SECRET_NAME,
+            &Default::default(),
+        )
+        .await
+        .expect("the sealing key is deleted");
+    s.tasks =
+        certinext::controllers::start_except(&client, &Default::default(), &["PrivateCA", "Order"]);
+    s.tasks.push(stand_in);
+    let new = support::cluster::eventually("a new sealing key", || {
+        let operator_secrets = operator_secrets.clone();
+        async move {
+            operator_secrets
+                .get_opt(certinext::controllers::sealing::SECRET_NAME)
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    let new = pki::SealingKey::from_bytes(&new.data.expect("data")["key"].0).expect("a key");
+    assert_ne!(new.id(), old.id());
+
+    // Issued, the Order cannot be delivered: the Certificate orders again, with a new key.
+    let issuer = the_ca(&client).await;
+    let issued = sign(&order, &issuer);
+    let status = json!({"status": {"state": "Issued", "certificate": issued.chain_pem,
+        "ca": issued.root_pem, "serialNumber": issued.serial_hex,
+        "notBefore": issued.not_before.to_string(), "notAfter": issued.not_after.to_string(),
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
+            "message": "issued", "lastTransitionTime": "2026-11-28T00:00:00Z"}]}});
+    orders
+        .patch_status("waiting-1", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("the Order is issued");
+    let second = wait_for(&orders, "waiting-2", 60, |_| true).await;
+    let first_key = pki::parse_csr(&order.spec.request)
+        .expect("CSR")
+        .public_key_der;
+    let second_key = pki::parse_csr(&second.spec.request)
+        .expect("CSR")
+        .public_key_der;
+    assert_ne!(first_key, second_key, "a new key");
+    let sealed = second.spec.sealed_key.as_deref().expect("sealed");
+    assert!(sealed.starts_with(&format!("v1.{}.", new.id())), "{sealed}");
+    assert!(
+        s.api::<Secret>()
+            .get_opt("waiting-tls")
+            .await
+            .expect("get")
+            .is_none(),
+        "no Secret with a certificate whose key is lost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_an_earlier_version_made_is_delivered_with_its_next_key_secret() {
+    let mut s = Scenario::start().await;
+    let client = s.cluster.client.clone();
+    apply(
+        &client,
+        "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: waiting, namespace: acme}
+spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme.example]}
+",
+    )
+    .await;
+    let orders = s.api::<Order>();
+    let first = wait_for(&orders, "waiting-1", 30, |_| true).await;
+
+    // The operator stops; an earlier version takes over and orders revision 2 as it did:
+    // the key in `waiting-next-key`, none sealed in the Order.
+    let stand_in = s.tasks.pop().expect("the stand-in");
+    for task in s.tasks.drain(..) {
+        task.abort();
+    }
+    let certificate = s
+        .api::<Certificate>()
+        .get("waiting")
+        .await
+        .expect("the Certificate");
+    let key = pki::generate_key_for(certinext::api::common::KeyAlgorithm::EcdsaP256).expect("key");
+    let next_key = certinext::controllers::certificate::build_next_key_secret(&certificate, &key)
+        .expect("the next-key Secret");
+    let secrets = s.api::<Secret>();
+    secrets
+        .create(&Default::default(), &next_key)
+        .await
+        .expect("the next-key Secret is written");
+    let mut earlier = serde_json::to_value(&first).expect("JSON");
+    earlier["metadata"] = json!({"name": "waiting-2", "namespace": NS,
+        "labels": first.metadata.labels, "annotations": first.metadata.annotations,
+        "ownerReferences": first.metadata.owner_references,
+        "finalizers": first.metadata.finalizers});
+    earlier["spec"]["revision"] = json!(2);
+    earlier["spec"]["request"] = json!(pki::build_csr(&certificate.spec, &key).expect("CSR"));
+    earlier["spec"]
+        .as_object_mut()
+        .expect("a spec")
+        .remove("sealedKey");
+    earlier.as_object_mut().expect("an Order").remove("status");
+    let earlier: Order = serde_json::from_value(earlier).expect("an Order");
+    let earlier = orders
+        .create(&Default::default(), &earlier)
+        .await
+        .expect("the earlier version's Order");
+    let issued = sign(&earlier, &the_ca(&client).await);
+    let status = json!({"status": {"state": "Issued", "certificate": issued.chain_pem,
+        "ca": issued.root_pem, "serialNumber": issued.serial_hex,
+        "notBefore": issued.not_before.to_string(), "notAfter": issued.not_after.to_string(),
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
+            "message": "issued", "lastTransitionTime": "2026-11-28T00:00:00Z"}]}});
+    orders
+        .patch_status("waiting-2", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("the Order is issued");
+
+    // This version starts again: it delivers revision 2 with that key, and lets the
+    // next-key Secret go.
+    s.tasks =
+        certinext::controllers::start_except(&client, &Default::default(), &["PrivateCA", "Order"]);
+    s.tasks.push(stand_in);
+    let certificates = s.api::<Certificate>();
+    wait_for(&certificates, "waiting", 60, is_ready_at(2)).await;
+    let secret = secrets.get("waiting-tls").await.expect("the Secret");
+    assert_eq!(public_key(&secret), key.public_key_der());
+    let delivered = pki::load_key_pem(&text(&secret, "tls.key")).expect("tls.key");
+    assert!(delivered.matches_public_key_der(&key.public_key_der()));
+    support::cluster::eventually("the next-key Secret deleted", || {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_opt("waiting-next-key")
+                .await
+                .ok()
+                .and_then(|s| s.is_none().then_some(()))
+        }
+    })
+    .await;
+}

@@ -522,6 +522,33 @@ fn orders_keep_their_request_and_their_decision() {
         Some(&decided),
         "once recorded, is final",
     );
+
+    // The sealed key, set by the Certificate controller when it makes the Order, stays as
+    // it was made: neither changed, nor added, nor taken away.
+    let sealed = |key: Option<&str>| {
+        let mut order = order("CSR-1", None);
+        if let Some(key) = key {
+            order["spec"]["sealedKey"] = json!(key);
+        }
+        order
+    };
+    assert_accepted(
+        "Order",
+        &sealed(Some("v1.a.b")),
+        Some(&sealed(Some("v1.a.b"))),
+    );
+    for (new, old) in [
+        (Some("v1.a.c"), Some("v1.a.b")),
+        (None, Some("v1.a.b")),
+        (Some("v1.a.b"), None),
+    ] {
+        assert_refused(
+            "Order",
+            &sealed(new),
+            Some(&sealed(old)),
+            "sealedKey is immutable",
+        );
+    }
 }
 
 #[test]

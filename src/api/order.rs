@@ -47,6 +47,7 @@ use super::common::*;
     validation = Rule::new("self.request == oldSelf.request").message("request is immutable: a new CSR is a new Order").field_path(".request"),
     validation = Rule::new("self.certificateRef == oldSelf.certificateRef && self.revision == oldSelf.revision").message("certificateRef and revision are immutable"),
     validation = Rule::new("!has(oldSelf.approval) || (has(self.approval) && self.approval == oldSelf.approval)").message("an approval or denial, once recorded, is final").field_path(".approval"),
+    validation = Rule::new("has(self.sealedKey) == has(oldSelf.sealedKey) && (!has(self.sealedKey) || self.sealedKey == oldSelf.sealedKey)").message("sealedKey is immutable").field_path(".sealedKey"),
 )]
 pub struct OrderSpec {
     /// The Certificate this order issues.
@@ -88,6 +89,13 @@ pub struct OrderSpec {
     /// set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+
+    /// The private key of `request`, sealed (AES-256-GCM) under a key only the operator
+    /// holds: set by the Certificate controller on the Orders it makes, so that the key of an
+    /// Order in flight outlives a restart of the operator. Opaque to everyone else; immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16384))]
+    pub sealed_key: Option<String>,
 }
 
 /// Whether an order is a first issuance or a renewal; the ledger records it as its

@@ -340,7 +340,7 @@ async fn measure(
         .context("starting devcluster")?
         .context("starting devcluster")?;
     let client = crate::dev::client_from(cluster.kubeconfig(), Some(BENCH_AGENT)).await?;
-    crate::dev::install_crds(&client).await?;
+    crate::dev::install(&client).await?;
     for namespace in [NAMESPACE, UNRELATED_NAMESPACE] {
         create_namespace(&client, namespace).await?;
     }

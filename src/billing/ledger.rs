@@ -387,6 +387,7 @@ mod tests {
                 duration: "1h".parse::<Duration>().unwrap(),
                 usages: vec![],
                 approval: None,
+                sealed_key: None,
             },
         );
         order.metadata.namespace = Some("shop".into());

@@ -234,8 +234,9 @@ where
 }
 
 /// An Order as the shared watch keeps it ([`SharedWatch`]): whole while it can still be
-/// acted on, and once its life is over (Issued, Denied, Failed, …) without its CSR and
-/// certificates, most of its size, which only the Certificate controller reads, afresh.
+/// acted on, and once its life is over (Issued, Denied, Failed, …) without its CSR, sealed
+/// key and certificates, most of its size, which only the Certificate controller reads,
+/// afresh.
 pub fn order_view(order: &mut crate::api::Order) {
     let Some(status) = order.status.as_mut() else {
         return;
@@ -245,6 +246,7 @@ pub fn order_view(order: &mut crate::api::Order) {
         .is_some_and(crate::api::order::OrderState::is_terminal)
     {
         order.spec.request.clear();
+        order.spec.sealed_key = None;
         status.certificate = None;
         status.ca = None;
     }
@@ -865,16 +867,14 @@ fn comparable_version(version: &str) -> Option<u64> {
 #[derive(Default)]
 pub struct OwnWrites {
     /// The writes not yet seen in a view, by the (namespace, name) they were made for.
-    pending: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<Written>>>,
-    /// How many objects may have writes noted before the next sweep.
-    sweep_at: std::sync::atomic::AtomicUsize,
+    pending: PerOwner<Vec<Written>>,
 }
 
 impl OwnWrites {
     /// Notes `written`, made for `owner` in `namespace`; it replaces an earlier write of the
     /// same object, which a watch delivers before this one.
     pub fn record(&self, namespace: &str, owner: &str, written: Written) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending.lock();
         let writes = pending
             .entry((namespace.to_owned(), owner.to_owned()))
             .or_default();
@@ -892,7 +892,7 @@ impl OwnWrites {
         cached: impl Fn(&str, &str) -> Option<Option<&'a ObjectMeta>>,
     ) -> bool {
         let key = (namespace.to_owned(), owner.to_owned());
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.pending.lock();
         let Some(writes) = pending.get_mut(&key) else {
             return true;
         };
@@ -911,15 +911,46 @@ impl OwnWrites {
         all
     }
 
-    /// Forgets the writes made for objects that are gone (`alive` says which are not), each
-    /// time the objects with writes noted have doubled since the last time (at least 1,024).
+    /// Forgets the writes made for objects that are gone ([`PerOwner::sweep`]).
     pub fn sweep(&self, alive: impl Fn(&str, &str) -> bool) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        self.pending.sweep(alive);
+    }
+}
+
+/// Something kept per object (its namespace and name) for as long as the object lives: the
+/// entries of objects that are gone are swept out now and then ([`PerOwner::sweep`]).
+pub struct PerOwner<V> {
+    map: std::sync::Mutex<std::collections::HashMap<(String, String), V>>,
+    /// How many objects may have entries before the next sweep.
+    sweep_at: std::sync::atomic::AtomicUsize,
+}
+
+impl<V> Default for PerOwner<V> {
+    fn default() -> Self {
+        PerOwner {
+            map: Default::default(),
+            sweep_at: Default::default(),
+        }
+    }
+}
+
+impl<V> PerOwner<V> {
+    /// The entries, locked.
+    pub fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), V>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the entries of objects that are gone (`alive` says which are not), each time
+    /// the objects with entries have doubled since the last time (at least 1,024).
+    pub fn sweep(&self, alive: impl Fn(&str, &str) -> bool) {
+        let mut map = self.lock();
         let at = self.sweep_at.load(std::sync::atomic::Ordering::Relaxed);
-        if pending.len() > at.max(1024) {
-            pending.retain(|(namespace, name), _| alive(namespace, name));
+        if map.len() > at.max(1024) {
+            map.retain(|(namespace, name), _| alive(namespace, name));
             self.sweep_at
-                .store(2 * pending.len(), std::sync::atomic::Ordering::Relaxed);
+                .store(2 * map.len(), std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -1044,7 +1075,7 @@ mod tests {
                 Written::applied(&secret("u1", "5")),
             );
         }
-        let pending = |w: &OwnWrites| w.pending.lock().map(|p| p.len()).unwrap_or_default();
+        let pending = |w: &OwnWrites| w.pending.lock().len();
         writes.sweep(|_, name| name == "c7");
         assert_eq!(pending(&writes), 1);
         // The next sweep waits until the noted objects have doubled again (at least 1,024).

@@ -30,7 +30,7 @@ use super::{
     Error, Refusal, Scope, Standing, Tenancy, api_of, apply_status, condition, error_policy,
     no_account, report,
 };
-use super::{cache, receipt};
+use super::{cache, receipt, sealing};
 use crate::api::certificate::{Certificate, CertificateSpec};
 use crate::api::common::{
     IssuerReference, KeyAlgorithm, PrivateKey, ProductReference, RotationPolicy,
@@ -39,7 +39,7 @@ use crate::api::order::{Order, OrderSpec, OrderState, OrderType};
 use crate::api::product::CertificateTemplate;
 use crate::api::{Account, Group, PrivateCA, Product};
 use crate::capabilities::{self, Capability};
-use crate::pki::{self, CertificateInfo, KeyPair};
+use crate::pki::{self, CertificateInfo, KeyPair, SealingKey};
 
 /// The field manager of what this controller writes.
 pub const MANAGER: &str = "certinext-certificate-controller";
@@ -119,13 +119,40 @@ pub struct Context {
     pub echoes: Arc<cache::Echoes>,
     /// The CA certificates, each parsed once per version of its Secret.
     pub ca_certificates: cache::PerVersion<CertificateInfo>,
-    /// The pending keys, by next-key Secret: the one this controller generated, kept with the
-    /// version its write left, else loaded once per version of the Secret.
+    /// The pending keys of earlier versions of the operator, by next-key Secret, loaded once
+    /// per version of the Secret.
     pub pending_keys: cache::PerVersion<KeyPair>,
+    /// The key that seals each Order's private key into the Order ([`super::sealing`]).
+    pub sealing: Arc<SealingKey>,
+    /// The pending keys this controller made or opened, by Certificate ([`HeldKeys`]).
+    pub held_keys: HeldKeys,
     /// The certificates of the Orders just issued, from the Order controller's writes.
     pub issued: Arc<cache::IssuedOrders>,
     /// The Orders created and not yet taken up by the Order controller.
     pub intake: Arc<cache::Intake>,
+}
+
+/// The private key of each Certificate's next Order, held from before the Order is made
+/// until its certificate is in the Secret: the Order carries it sealed, for a process that
+/// did not make it (after a restart, or a change of leader).
+#[derive(Default)]
+pub struct HeldKeys(cache::PerOwner<Arc<KeyPair>>);
+
+impl HeldKeys {
+    fn get(&self, namespace: &str, certificate: &str) -> Option<Arc<KeyPair>> {
+        let key = (namespace.to_owned(), certificate.to_owned());
+        self.0.lock().get(&key).cloned()
+    }
+
+    fn hold(&self, namespace: &str, certificate: &str, key: Arc<KeyPair>) {
+        let owner = (namespace.to_owned(), certificate.to_owned());
+        self.0.lock().insert(owner, key);
+    }
+
+    fn release(&self, namespace: &str, certificate: &str) {
+        let owner = (namespace.to_owned(), certificate.to_owned());
+        self.0.lock().remove(&owner);
+    }
 }
 
 impl Context {
@@ -1110,6 +1137,7 @@ pub fn build_order(
     revision: i64,
     order_type: OrderType,
     request: String,
+    sealed_key: Option<String>,
     because: &str,
 ) -> Result<Order, Error> {
     let name = certificate.name_any();
@@ -1139,6 +1167,7 @@ pub fn build_order(
             duration: certificate.spec.duration,
             usages: certificate.spec.usages.clone(),
             approval: None,
+            sealed_key,
         },
     });
     serde_json::from_value(value)
@@ -1176,7 +1205,8 @@ fn base_labels(certificate: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// The `<cert>-next-key` Secret holding the key of the Order in flight (PKCS#8). Pure.
+/// The `<cert>-next-key` Secret in which versions of the operator before sealed keys kept the
+/// key of the Order in flight (PKCS#8); still read, and deleted once delivered. Pure.
 pub fn build_next_key_secret(certificate: &Certificate, key: &KeyPair) -> Result<Secret, Error> {
     let name = certificate.name_any();
     let pem = key
@@ -1320,11 +1350,13 @@ impl Progress {
 
 pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.synced.wait().await?;
-    ctx.own_writes.sweep(|namespace, name| {
+    let alive = |namespace: &str, name: &str| {
         ctx.certificates
             .get(&ObjectRef::new(name).within(namespace))
             .is_some()
-    });
+    };
+    ctx.own_writes.sweep(alive);
+    ctx.held_keys.0.sweep(alive);
     // A copy older than this controller's last status write: the newer one is on its way and
     // reconciles the Certificate again; deciding now would only write that status again.
     let namespace = certificate.namespace().unwrap_or_default();
@@ -1589,7 +1621,7 @@ async fn reconcile_with(
         }
     }
 
-    // Next private key, stored before the Order exists.
+    // Next private key, held, and sealed into the Order.
     let key = next_private_key(ctx, certificate, &current, next_key_secret.as_ref()).await?;
 
     // Order.
@@ -1606,7 +1638,16 @@ async fn reconcile_with(
         OrderType::Purchase
     };
     let because = trigger.message(secret_name);
-    let order = build_order(certificate, &plan, revision, order_type, request, &because)?;
+    let sealed = sealing::seal(&ctx.sealing, &key, &namespace, &name, &request)?;
+    let order = build_order(
+        certificate,
+        &plan,
+        revision,
+        order_type,
+        request,
+        Some(sealed),
+        &because,
+    )?;
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -1701,8 +1742,10 @@ fn readiness(
     }
 }
 
-/// The key for the next Order: the pending one when it still fits, the Secret's own key under
-/// `rotationPolicy: Never`, else a new one. Written to `<cert>-next-key` before use.
+/// The key for the next Order: the pending one when it still fits (held, or in the
+/// `<cert>-next-key` Secret an earlier version of the operator wrote), the Secret's own key
+/// under `rotationPolicy: Never`, else a new one. Held from here until the Secret holds its
+/// certificate; the Order carries it sealed.
 async fn next_private_key(
     ctx: &Context,
     certificate: &Certificate,
@@ -1713,8 +1756,14 @@ async fn next_private_key(
     let namespace = certificate.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let spec: PrivateKey = certificate.spec.private_key.clone().unwrap_or_default();
-    let pending = pending_key(ctx, next_key_secret).filter(|k| k.matches_spec(&spec));
+    let fits = |k: &Arc<KeyPair>| k.matches_spec(&spec);
+    let pending = ctx
+        .held_keys
+        .get(&namespace, &name)
+        .filter(fits)
+        .or_else(|| pending_key(ctx, next_key_secret).filter(fits));
     if let Some(key) = pending {
+        ctx.held_keys.hold(&namespace, &name, key.clone());
         return Ok(key);
     }
     let kept = match (spec.rotation_policy.unwrap_or_default(), current) {
@@ -1729,14 +1778,8 @@ async fn next_private_key(
             .await
             .map_err(|e| Error::Internal(format!("Certificate {name:?}: privateKey: {e}")))?,
     };
-    let secret = build_next_key_secret(certificate, &key)?;
-    let next_key = next_key_secret_name(&name);
-    let params = PatchParams::apply(MANAGER).force();
-    let patch = Patch::Apply(&secret);
-    let write = receipt::patch(&secrets, None, &next_key, &params, &patch);
-    let written = sent::<Secret, _, _>(ctx, certificate, &next_key, write, applied).await?;
     let key = Arc::new(key);
-    ctx.pending_keys.put(&written, key.clone());
+    ctx.held_keys.hold(&namespace, &name, key.clone());
     Ok(key)
 }
 
@@ -1750,6 +1793,61 @@ fn pending_key(ctx: &Context, next_key_secret: Option<&Secret>) -> Option<Arc<Ke
     ctx.pending_keys.get(next_key_secret?, load).ok()
 }
 
+/// The private key of `order`'s certificate (`info`): the one held since the Order was made,
+/// else the one sealed in the Order (read afresh when the cached copy went without it), else
+/// the one in a next-key Secret an earlier version of the operator wrote. `None`, with a
+/// warning saying why, when none of them is the certificate's.
+async fn key_for(
+    ctx: &Context,
+    certificate: &Certificate,
+    order: &Order,
+    info: &CertificateInfo,
+    next_key_secret: Option<&Secret>,
+) -> Result<Option<Arc<KeyPair>>, Error> {
+    let (namespace, name) = (
+        certificate.namespace().unwrap_or_default(),
+        certificate.name_any(),
+    );
+    let order_name = order.name_any();
+    let matches = |k: &Arc<KeyPair>| k.matches_public_key_der(&info.public_key_der);
+    if let Some(key) = ctx.held_keys.get(&namespace, &name).filter(matches) {
+        return Ok(Some(key));
+    }
+    let fetched;
+    let order = if order.spec.sealed_key.is_some() && !order.spec.request.is_empty() {
+        order
+    } else {
+        let orders: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
+        match orders.get_opt(&order_name).await? {
+            Some(fresh) if fresh.metadata.uid == order.metadata.uid => {
+                fetched = fresh;
+                &fetched
+            }
+            _ => return Ok(None),
+        }
+    };
+    let opened =
+        order.spec.sealed_key.as_deref().map(|sealed| {
+            sealing::open(&ctx.sealing, sealed, &namespace, &name, &order.spec.request)
+        });
+    let problem = match opened {
+        Some(Ok(key)) => {
+            let key = Arc::new(key);
+            if matches(&key) {
+                return Ok(Some(key));
+            }
+            "the key sealed in it is not its certificate's".to_owned()
+        }
+        Some(Err(problem)) => problem,
+        None => "it carries no sealed key".to_owned(),
+    };
+    if let Some(key) = pending_key(ctx, next_key_secret).filter(matches) {
+        return Ok(Some(key));
+    }
+    tracing::warn!(certificate = %name, namespace = %namespace, order = %order_name, %problem, "the private key of the Issued order's certificate cannot be had; ordering again");
+    Ok(None)
+}
+
 /// The key in the certificate Secret, loaded again (keys are not cloned).
 async fn secret_text_key(secrets: &Api<Secret>, name: &str) -> Result<Option<KeyPair>, Error> {
     Ok(secrets
@@ -1759,9 +1857,9 @@ async fn secret_text_key(secrets: &Api<Secret>, name: &str) -> Result<Option<Key
         .and_then(|pem| pki::load_key_pem(&pem).ok()))
 }
 
-/// An Issued Order for the current spec: writes the Secret with the pending key, deletes the
-/// next-key Secret, reports Ready. `None` when the Order cannot be used (its certificate no
-/// longer fits the spec, or the pending key is gone), so the caller decides afresh.
+/// An Issued Order for the current spec: writes the Secret with the pending key, reports
+/// Ready. `None` when the Order cannot be used (its certificate no longer fits the spec, or
+/// its private key cannot be had), so the caller decides afresh.
 async fn write_issued(
     ctx: &Context,
     certificate: &Certificate,
@@ -1806,10 +1904,7 @@ async fn write_issued(
         tracing::warn!(certificate = %name, order = %order_name, "the Issued order's certificate does not parse");
         return Ok(None);
     };
-    let key = pending_key(ctx, next_key_secret)
-        .filter(|k| k.matches_public_key_der(&info.public_key_der));
-    let Some(key) = key else {
-        tracing::warn!(certificate = %name, order = %order_name, "the pending private key does not match the Issued order's certificate");
+    let Some(key) = key_for(ctx, certificate, order, &info, next_key_secret).await? else {
         return Ok(None);
     };
     if let Some(what) = spec_mismatch(spec, plan, &info, Some(&order.spec)) {
@@ -1823,17 +1918,23 @@ async fn write_issued(
     let patch = Patch::Apply(&secret);
     let write = receipt::patch(&secrets, None, &spec.secret_name, &params, &patch);
     sent::<Secret, _, _>(ctx, certificate, &spec.secret_name, write, applied).await?;
-    let next_key = next_key_secret_name(&name);
-    let delete = async {
-        secrets
-            .delete(&next_key, &DeleteParams::default())
-            .await
-            .map(|_| ())
-            .or_else(ignore_not_found)
-    };
-    let gone = |_: &()| next_key_secret.map(cache::Written::deleted);
-    sent::<Secret, _, _>(ctx, certificate, &next_key, delete, gone).await?;
-    ctx.pending_keys.forget(&namespace, &next_key);
+    ctx.held_keys.release(&namespace, &name);
+    // A pending key an earlier version of the operator wrote out goes once it is delivered.
+    // The view shows this controller's own writes (the caller made sure): no next-key Secret
+    // in it means there is none.
+    if let Some(next_key_secret) = next_key_secret {
+        let next_key = next_key_secret_name(&name);
+        let delete = async {
+            secrets
+                .delete(&next_key, &DeleteParams::default())
+                .await
+                .map(|_| ())
+                .or_else(ignore_not_found)
+        };
+        let gone = |_: &()| Some(cache::Written::deleted(next_key_secret));
+        sent::<Secret, _, _>(ctx, certificate, &next_key, delete, gone).await?;
+        ctx.pending_keys.forget(&namespace, &next_key);
+    }
     let event = Event {
         type_: EventType::Normal,
         reason: "Issued".into(),
@@ -2098,6 +2199,8 @@ async fn run_in(
         cache::listed(&secrets),
         shared_orders.listed(),
     ]);
+    // No Order is made before its key can be sealed.
+    let sealing = sealing::load(&client, &settings.own_namespace).await;
     let context = Context {
         synced,
         recorder: super::recorder(&client),
@@ -2115,6 +2218,8 @@ async fn run_in(
         echoes,
         ca_certificates: Default::default(),
         pending_keys: Default::default(),
+        sealing,
+        held_keys: Default::default(),
         issued: shared.issued(),
         intake: shared.intake(),
     };
@@ -2466,6 +2571,7 @@ mod tests {
             1,
             OrderType::Purchase,
             String::new(),
+            None,
             "",
         )
         .unwrap();
@@ -2742,6 +2848,7 @@ mod tests {
             3,
             OrderType::Renewal,
             "CSR".into(),
+            Some("v1.sealed".into()),
             because,
         )
         .unwrap();
@@ -2763,6 +2870,7 @@ mod tests {
             Some("team")
         );
         assert_eq!(order.spec.order_type, OrderType::Renewal);
+        assert_eq!(order.spec.sealed_key.as_deref(), Some("v1.sealed"));
 
         let key = pki::generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
         let next = build_next_key_secret(&certificate, &key).unwrap();

@@ -12,6 +12,7 @@ pub mod pricelist;
 pub mod privateca;
 pub mod product;
 pub mod receipt;
+pub mod sealing;
 pub mod subaccount;
 
 use std::sync::Arc;
@@ -678,13 +679,20 @@ pub struct Settings {
     /// The namespaces whose objects the operator watches and acts on; every namespace when
     /// empty. Accounts, which are cluster-scoped, are always watched.
     pub namespaces: Vec<String>,
+    /// The operator's own namespace, which holds the sealing key Secret
+    /// ([`certificate::SEALING_KEY_SECRET`]).
+    pub own_namespace: String,
 }
+
+/// The operator's own namespace when nothing says otherwise.
+pub const DEFAULT_NAMESPACE: &str = "certinext-system";
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             concurrency: 4,
             namespaces: Vec::new(),
+            own_namespace: DEFAULT_NAMESPACE.to_owned(),
         }
     }
 }

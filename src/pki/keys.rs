@@ -157,6 +157,11 @@ pub fn load_key_pem(text: &str) -> Result<KeyPair> {
     }
 }
 
+/// Loads a private key from PKCS#8 DER, as [`KeyPair::pkcs8_der`] gives it.
+pub fn load_key_pkcs8_der(der: &[u8]) -> Result<KeyPair> {
+    from_pkcs8("PKCS#8", der)
+}
+
 fn invalid(encoding: &str, reason: String) -> PkiError {
     PkiError::InvalidKey {
         encoding: encoding.to_string(),
@@ -287,6 +292,11 @@ impl KeyPair {
                 Ok(to_pem(SEC1_EC_LABEL, sec1.as_ref()))
             }
         }
+    }
+
+    /// The private key as PKCS#8 DER, for [`super::seal`].
+    pub fn pkcs8_der(&self) -> &[u8] {
+        self.inner.serialized_der()
     }
 
     /// The public key as a DER SubjectPublicKeyInfo.

@@ -5,7 +5,8 @@
 //! [`csr`] turns a Certificate's spec into a CSR and back, [`ca`] makes root and intermediate
 //! CAs and rebuilds an [`Issuer`] from a CA's Secret, [`sign`] issues a leaf from a CSR,
 //! [`inspect`] reads certificates for status, [`names`] decides whether names are allowed,
-//! [`renewal`] decides when to renew, and [`verify`] checks a chain as a client would.
+//! [`renewal`] decides when to renew, [`verify`] checks a chain as a client would, and
+//! [`seal`] seals a pending private key into the Order that carries its request.
 
 pub mod ca;
 pub mod csr;
@@ -13,6 +14,7 @@ pub mod inspect;
 pub mod keys;
 pub mod names;
 pub mod renewal;
+pub mod seal;
 pub mod sign;
 pub mod verify;
 
@@ -25,13 +27,14 @@ pub use inspect::{
 };
 pub use keys::{
     KeyPair, algorithm_name, generate_key, generate_key_blocking, generate_key_for, key_algorithm,
-    load_key_pem,
+    load_key_pem, load_key_pkcs8_der,
 };
 pub use names::{
     NameConstraintViolation, check_name_constraints, dns_name_in_domains, dns_name_within,
     validate_dns_name,
 };
 pub use renewal::renewal_time;
+pub use seal::{SealError, SealingKey};
 pub use sign::{
     DEFAULT_USAGES, LeafProfile, TEMPLATE_USAGES, Validity, clip_validity, sign_leaf, usages_for,
 };

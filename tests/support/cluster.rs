@@ -32,10 +32,10 @@ impl TestCluster {
         }
     }
 
-    /// A fresh cluster with the certinext CRDs installed.
+    /// A fresh cluster with the certinext CRDs and the operator's namespace installed.
     pub async fn with_crds() -> Self {
         let cluster = Self::start().await;
-        certinext::dev::install_crds(&cluster.client)
+        certinext::dev::install(&cluster.client)
             .await
             .expect("CRDs install");
         cluster
