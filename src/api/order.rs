@@ -90,7 +90,7 @@ pub struct OrderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
 
-    /// The private key of `request`, sealed (AES-256-GCM) under a key only the operator
+    /// The private key of `request`, sealed (AES-256-GCM-SIV) under a key only the operator
     /// holds: set by the Certificate controller on the Orders it makes, so that the key of an
     /// Order in flight outlives a restart of the operator. Opaque to everyone else; immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]

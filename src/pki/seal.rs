@@ -1,6 +1,11 @@
-//! Sealing private keys for the Order that carries their request: AES-256-GCM under a key
-//! only the operator holds, so that a key generated for an Order in flight outlives the
+//! Sealing private keys for the Order that carries their request: AES-256-GCM-SIV under a
+//! key only the operator holds, so that a key generated for an Order in flight outlives the
 //! process without being written anywhere a tenant can read it in the clear.
+//!
+//! GCM-SIV (RFC 8452) rather than GCM: each seal takes a random 96-bit nonce, and a nonce
+//! that comes round again under GCM would give the authentication key away; under GCM-SIV it
+//! only shows that the same key was sealed twice. One sealing key then serves any number of
+//! Orders.
 //!
 //! A sealed key reads `v1.<key id>.<base64 of nonce, ciphertext and tag>`: the key id (the
 //! first eight bytes of the sealing key's SHA-256, in hex) says which sealing key opens it,
@@ -9,7 +14,7 @@
 
 use std::fmt;
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM_SIV, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -73,8 +78,8 @@ impl SealingKey {
         if bytes.len() != KEY_LEN {
             return Err(SealError::KeyLength(bytes.len()));
         }
-        let unbound =
-            UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| SealError::KeyLength(bytes.len()))?;
+        let unbound = UnboundKey::new(&AES_256_GCM_SIV, bytes)
+            .map_err(|_| SealError::KeyLength(bytes.len()))?;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
         let id = digest.as_ref()[..8]
             .iter()
@@ -129,7 +134,7 @@ impl SealingKey {
         let bytes = STANDARD
             .decode(body)
             .map_err(|_| SealError::Malformed("its body is not base64"))?;
-        if bytes.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+        if bytes.len() < NONCE_LEN + AES_256_GCM_SIV.tag_len() {
             return Err(SealError::Malformed("its body is too short"));
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
