@@ -668,19 +668,6 @@ impl<T> PerVersion<T> {
         }
     }
 
-    /// Keeps `it` as what was made of `object`'s version (the answer to the write that made
-    /// that version, say): made before the object was written, so not made again from it.
-    pub fn put<K: Resource>(&self, object: &K, it: Arc<T>) {
-        let (key, Some(version)) = Self::identity(object.meta()) else {
-            return;
-        };
-        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        if made.len() >= Self::LIMIT {
-            made.clear();
-        }
-        made.insert(key, (version, it));
-    }
-
     /// An object's key (namespace and name) and version (uid and resourceVersion, if both).
     fn identity(meta: &ObjectMeta) -> (String, Option<String>) {
         let key = format!(
@@ -1085,29 +1072,48 @@ mod tests {
     }
 
     #[test]
-    fn a_making_kept_from_a_write_serves_that_version_and_the_record_is_bounded() {
+    fn a_making_serves_its_version_and_the_record_is_bounded() {
         let made: PerVersion<String> = PerVersion::default();
-        let make = |_: &k8s_openapi::api::core::v1::Secret| Ok::<_, ()>("loaded".to_owned());
-        made.put(&secret("u1", "20"), Arc::new("generated".into()));
-        let kept = made.get(&secret("u1", "20"), make).expect("made");
-        assert_eq!(*kept, "generated", "the version the write left");
-        let later = made.get(&secret("u1", "21"), make).expect("made");
-        assert_eq!(*later, "loaded", "a later version is made again");
+        let first = made
+            .get(&secret("u1", "20"), |_| Ok::<_, ()>("first".to_owned()))
+            .expect("made");
+        assert_eq!(*first, "first");
+        let kept = made.get(&secret("u1", "20"), |_| Ok::<_, ()>("again".to_owned()));
+        assert_eq!(
+            *kept.expect("made"),
+            "first",
+            "the same version is made once"
+        );
+        let later = made.get(&secret("u1", "21"), |_| Ok::<_, ()>("later".to_owned()));
+        assert_eq!(
+            *later.expect("made"),
+            "later",
+            "a later version is made again"
+        );
+        let failed = made.get(&secret("u1", "22"), |_| Err::<String, _>("broken"));
+        assert_eq!(failed, Err("broken"));
+        let after = made.get(&secret("u1", "22"), |_| Ok::<_, ()>("fixed".to_owned()));
+        assert_eq!(*after.expect("made"), "fixed", "a failure is not kept");
 
-        let mut unversioned = secret("u1", "22");
+        let mut unversioned = secret("u1", "23");
         unversioned.metadata.resource_version = None;
-        made.put(&unversioned, Arc::new("generated".into()));
-        let kept = made.get(&secret("u1", "21"), make).expect("made");
-        assert_eq!(*kept, "loaded", "nothing is kept without a version");
+        let once = made.get(&unversioned, |_| Ok::<_, ()>("once".to_owned()));
+        assert_eq!(*once.expect("made"), "once");
+        let twice = made.get(&unversioned, |_| Ok::<_, ()>("twice".to_owned()));
+        assert_eq!(
+            *twice.expect("made"),
+            "twice",
+            "nothing is kept without a version"
+        );
 
         for i in 0..PerVersion::<String>::LIMIT {
             let mut other = secret("u2", "1");
             other.metadata.name = Some(format!("other-{i}"));
-            made.put(&other, Arc::new(String::new()));
+            let _ = made.get(&other, |_| Ok::<_, ()>(String::new()));
         }
         let held = made.made.lock().map(|m| m.len()).unwrap_or_default();
         assert!(held <= PerVersion::<String>::LIMIT, "{held} held");
-        let again = made.get(&secret("u1", "21"), |_| Ok::<_, ()>("again".to_owned()));
+        let again = made.get(&secret("u1", "22"), |_| Ok::<_, ()>("again".to_owned()));
         assert_eq!(*again.expect("made"), "again", "the record started again");
     }
 
