@@ -979,63 +979,100 @@ async fn the_ca(client: &Client) -> pki::Issuer {
 }
 
 /// The sealing key the operator made, from its Secret.
-async fn sealing_key(client: &Client) -> pki::SealingKey {
+async fn sealing_key(client: &Client) -> Option<pki::SealingKey> {
     let secrets: Api<Secret> =
         Api::namespaced(client.clone(), certinext::controllers::DEFAULT_NAMESPACE);
     let secret = secrets
-        .get(certinext::controllers::sealing::SECRET_NAME)
+        .get_opt(certinext::controllers::sealing::SECRET_NAME)
         .await
-        .expect("the sealing key Secret");
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("key"))
-        .expect("data.key");
-    pki::SealingKey::from_bytes(&bytes.0).expect("a sealing key")
+        .expect("get")?;
+    let bytes = secret.data.as_ref().and_then(|d| d.get("key"))?;
+    Some(pki::SealingKey::from_bytes(&bytes.0).expect("a sealing key"))
+}
+
+impl Scenario {
+    /// The Certificate `waiting` (whose Orders the stand-in leaves alone) and its first Order.
+    async fn order_waiting(&self) -> Order {
+        apply(
+            &self.cluster.client,
+            "apiVersion: certinext.io/v1alpha1
+kind: Certificate
+metadata: {name: waiting, namespace: acme}
+spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme.example]}
+",
+        )
+        .await;
+        wait_for(&self.api::<Order>(), "waiting-1", 30, |_| true).await
+    }
+
+    /// Stops the controllers, as a restart does; the stand-in (the last task) keeps running.
+    fn stop_controllers(&mut self) {
+        let stand_in = self.tasks.pop().expect("the stand-in");
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        self.tasks.push(stand_in);
+    }
+
+    /// Starts new controllers, which hold nothing the stopped ones held.
+    fn start_controllers(&mut self) {
+        let controllers = certinext::controllers::start_except(
+            &self.cluster.client,
+            &Default::default(),
+            &["PrivateCA", "Order"],
+        );
+        let at = self.tasks.len().saturating_sub(1);
+        self.tasks.splice(at..at, controllers);
+    }
+
+    /// Issues `order` as the Order controller would, with the test CA.
+    async fn issue(&self, order: &Order) {
+        let issued = sign(order, &the_ca(&self.cluster.client).await);
+        let status = json!({"status": {"state": "Issued", "certificate": issued.chain_pem,
+            "ca": issued.root_pem, "serialNumber": issued.serial_hex,
+            "notBefore": issued.not_before.to_string(), "notAfter": issued.not_after.to_string(),
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
+                "message": "issued", "lastTransitionTime": "2026-11-28T00:00:00Z"}]}});
+        self.api::<Order>()
+            .patch_status(
+                &order.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await
+            .expect("the Order is issued");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orders_key_is_sealed_into_it_and_outlives_a_restart() {
     let mut s = Scenario::start().await;
-    let client = s.cluster.client.clone();
-    // The stand-in leaves `waiting` Orders alone: this test issues them itself, after
-    // restarting the controllers, so the key the Order was made with is no longer held.
-    apply(
-        &client,
-        "apiVersion: certinext.io/v1alpha1
-kind: Certificate
-metadata: {name: waiting, namespace: acme}
-spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme.example]}
-",
-    )
-    .await;
-    let orders = s.api::<Order>();
-    let order = wait_for(&orders, "waiting-1", 30, |_| true).await;
+    let order = s.order_waiting().await;
     let csr = pki::parse_csr(&order.spec.request).expect("the CSR");
 
     // The Order carries its key sealed, bound to its Certificate and request; no Secret
     // holds it meanwhile.
     let sealed = order.spec.sealed_key.clone().expect("a sealed key");
-    let sealing = sealing_key(&client).await;
-    let key = certinext::controllers::sealing::open(
-        &sealing,
-        &sealed,
-        NS,
-        "waiting",
-        &order.spec.request,
-    )
-    .expect("the sealed key opens");
+    let sealing = sealing_key(&s.cluster.client).await.expect("a sealing key");
+    let open = |certificate: &str| {
+        certinext::controllers::sealing::open(
+            &sealing,
+            &sealed,
+            NS,
+            certificate,
+            &order.spec.request,
+        )
+    };
+    let key = open("waiting").expect("the sealed key opens");
     assert!(key.matches_public_key_der(&csr.public_key_der));
     let der_base64 = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(key.pkcs8_der())
     };
     assert!(!sealed.contains(&der_base64[..40]), "{sealed}");
-    let wrong =
-        certinext::controllers::sealing::open(&sealing, &sealed, NS, "other", &order.spec.request);
     assert!(
-        wrong.is_err(),
-        "a sealed key opens for its own Certificate only"
+        open("other").is_err(),
+        "it opens for its own Certificate only"
     );
     let secrets = s.api::<Secret>();
     assert!(
@@ -1046,29 +1083,12 @@ spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme
             .is_none()
     );
 
-    // A restart: the controllers that made the Order are gone; new ones start.
-    let stand_in = s.tasks.pop().expect("the stand-in");
-    for task in s.tasks.drain(..) {
-        task.abort();
-    }
-    s.tasks =
-        certinext::controllers::start_except(&client, &Default::default(), &["PrivateCA", "Order"]);
-    s.tasks.push(stand_in);
-
-    // The Order is issued now: the new controllers deliver it with the sealed key.
-    let issuer = the_ca(&client).await;
-    let issued = sign(&order, &issuer);
-    let status = json!({"status": {"state": "Issued", "certificate": issued.chain_pem,
-        "ca": issued.root_pem, "serialNumber": issued.serial_hex,
-        "notBefore": issued.not_before.to_string(), "notAfter": issued.not_after.to_string(),
-        "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
-            "message": "issued", "lastTransitionTime": "2026-11-28T00:00:00Z"}]}});
-    orders
-        .patch_status("waiting-1", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("the Order is issued");
-    let certificates = s.api::<Certificate>();
-    wait_for(&certificates, "waiting", 60, is_ready_at(1)).await;
+    // A restart: the controllers that made the Order, and held its key, are gone. Issued
+    // now, the Order is delivered by new ones with the key sealed in it.
+    s.stop_controllers();
+    s.start_controllers();
+    s.issue(&order).await;
+    wait_for(&s.api::<Certificate>(), "waiting", 60, is_ready_at(1)).await;
     let secret = secrets.get("waiting-tls").await.expect("the Secret");
     let delivered = pki::load_key_pem(&text(&secret, "tls.key")).expect("tls.key");
     assert!(delivered.matches_public_key_der(&csr.public_key_der));
@@ -1084,25 +1104,12 @@ spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme
 async fn an_order_whose_sealed_key_cannot_be_opened_is_ordered_again() {
     let mut s = Scenario::start().await;
     let client = s.cluster.client.clone();
-    apply(
-        &client,
-        "apiVersion: certinext.io/v1alpha1
-kind: Certificate
-metadata: {name: waiting, namespace: acme}
-spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme.example]}
-",
-    )
-    .await;
-    let orders = s.api::<Order>();
-    let order = wait_for(&orders, "waiting-1", 30, |_| true).await;
+    let order = s.order_waiting().await;
 
     // The sealing key is deleted and the controllers restart: a new sealing key is made,
     // and the Order's key, sealed under the old one, is lost.
-    let old = sealing_key(&client).await;
-    let stand_in = s.tasks.pop().expect("the stand-in");
-    for task in s.tasks.drain(..) {
-        task.abort();
-    }
+    let old = sealing_key(&client).await.expect("a sealing key");
+    s.stop_controllers();
     let operator_secrets: Api<Secret> =
         Api::namespaced(client.clone(), certinext::controllers::DEFAULT_NAMESPACE);
     operator_secrets
@@ -1112,36 +1119,13 @@ spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme
         )
         .await
         .expect("the sealing key is deleted");
-    s.tasks =
-        certinext::controllers::start_except(&client, &Default::default(), &["PrivateCA", "Order"]);
-    s.tasks.push(stand_in);
-    let new = support::cluster::eventually("a new sealing key", || {
-        let operator_secrets = operator_secrets.clone();
-        async move {
-            operator_secrets
-                .get_opt(certinext::controllers::sealing::SECRET_NAME)
-                .await
-                .ok()
-                .flatten()
-        }
-    })
-    .await;
-    let new = pki::SealingKey::from_bytes(&new.data.expect("data")["key"].0).expect("a key");
+    s.start_controllers();
+    let new = support::cluster::eventually("a new sealing key", || sealing_key(&client)).await;
     assert_ne!(new.id(), old.id());
 
     // Issued, the Order cannot be delivered: the Certificate orders again, with a new key.
-    let issuer = the_ca(&client).await;
-    let issued = sign(&order, &issuer);
-    let status = json!({"status": {"state": "Issued", "certificate": issued.chain_pem,
-        "ca": issued.root_pem, "serialNumber": issued.serial_hex,
-        "notBefore": issued.not_before.to_string(), "notAfter": issued.not_after.to_string(),
-        "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
-            "message": "issued", "lastTransitionTime": "2026-11-28T00:00:00Z"}]}});
-    orders
-        .patch_status("waiting-1", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("the Order is issued");
-    let second = wait_for(&orders, "waiting-2", 60, |_| true).await;
+    s.issue(&order).await;
+    let second = wait_for(&s.api::<Order>(), "waiting-2", 60, |_| true).await;
     let first_key = pki::parse_csr(&order.spec.request)
         .expect("CSR")
         .public_key_der;
@@ -1164,25 +1148,11 @@ spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_an_earlier_version_made_is_delivered_with_its_next_key_secret() {
     let mut s = Scenario::start().await;
-    let client = s.cluster.client.clone();
-    apply(
-        &client,
-        "apiVersion: certinext.io/v1alpha1
-kind: Certificate
-metadata: {name: waiting, namespace: acme}
-spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme.example]}
-",
-    )
-    .await;
-    let orders = s.api::<Order>();
-    let first = wait_for(&orders, "waiting-1", 30, |_| true).await;
+    let first = s.order_waiting().await;
 
     // The operator stops; an earlier version takes over and orders revision 2 as it did:
     // the key in `waiting-next-key`, none sealed in the Order.
-    let stand_in = s.tasks.pop().expect("the stand-in");
-    for task in s.tasks.drain(..) {
-        task.abort();
-    }
+    s.stop_controllers();
     let certificate = s
         .api::<Certificate>()
         .get("waiting")
@@ -1209,28 +1179,17 @@ spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme
         .remove("sealedKey");
     earlier.as_object_mut().expect("an Order").remove("status");
     let earlier: Order = serde_json::from_value(earlier).expect("an Order");
-    let earlier = orders
+    let earlier = s
+        .api::<Order>()
         .create(&Default::default(), &earlier)
         .await
         .expect("the earlier version's Order");
-    let issued = sign(&earlier, &the_ca(&client).await);
-    let status = json!({"status": {"state": "Issued", "certificate": issued.chain_pem,
-        "ca": issued.root_pem, "serialNumber": issued.serial_hex,
-        "notBefore": issued.not_before.to_string(), "notAfter": issued.not_after.to_string(),
-        "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
-            "message": "issued", "lastTransitionTime": "2026-11-28T00:00:00Z"}]}});
-    orders
-        .patch_status("waiting-2", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("the Order is issued");
+    s.issue(&earlier).await;
 
     // This version starts again: it delivers revision 2 with that key, and lets the
     // next-key Secret go.
-    s.tasks =
-        certinext::controllers::start_except(&client, &Default::default(), &["PrivateCA", "Order"]);
-    s.tasks.push(stand_in);
-    let certificates = s.api::<Certificate>();
-    wait_for(&certificates, "waiting", 60, is_ready_at(2)).await;
+    s.start_controllers();
+    wait_for(&s.api::<Certificate>(), "waiting", 60, is_ready_at(2)).await;
     let secret = secrets.get("waiting-tls").await.expect("the Secret");
     assert_eq!(public_key(&secret), key.public_key_der());
     let delivered = pki::load_key_pem(&text(&secret, "tls.key")).expect("tls.key");
