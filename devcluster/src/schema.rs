@@ -2058,6 +2058,10 @@ impl<'p> RuleRun<'p> {
         let this = to_cel(value, Some(s), root, 0);
         let before = old.map(|o| to_cel(o, Some(s), root, 0));
         let type_name = text(s, "type").unwrap_or_default();
+        // The variables are made once per node for all its rules, one scope for each way a
+        // rule sees `oldSelf` (plain or optional): each makes a copy of the whole value.
+        let base = self.base.clone();
+        let mut scopes: [Option<Option<cel::Context>>; 2] = [None, None];
         for rule in rules.iter() {
             let program = match &rule.program {
                 Ok(p) => p,
@@ -2073,7 +2077,10 @@ impl<'p> RuleRun<'p> {
             if rule.uses_old_self && before.is_none() && !rule.optional_old_self {
                 continue;
             }
-            let result = self.execute(program, &this, before.as_ref(), rule.optional_old_self);
+            let vars = scopes[usize::from(rule.optional_old_self)].get_or_insert_with(|| {
+                scope(&base, &this, before.as_ref(), rule.optional_old_self)
+            });
+            let result = execute(program, vars.as_ref());
             let detail = match result {
                 Ok(cel::Value::Bool(true)) => continue,
                 Ok(_) => None,
@@ -2093,13 +2100,17 @@ impl<'p> RuleRun<'p> {
             let message = rule
                 .message_program
                 .as_ref()
-                .and_then(|m| match self.execute(m, &this, before.as_ref(), false) {
-                    Ok(cel::Value::String(text))
-                        if !text.trim().is_empty() && !text.contains('\n') =>
-                    {
-                        Some(text.trim().to_owned())
+                .and_then(|m| {
+                    let vars = scopes[0]
+                        .get_or_insert_with(|| scope(&base, &this, before.as_ref(), false));
+                    match execute(m, vars.as_ref()) {
+                        Ok(cel::Value::String(text))
+                            if !text.trim().is_empty() && !text.contains('\n') =>
+                        {
+                            Some(text.trim().to_owned())
+                        }
+                        _ => None,
                     }
-                    _ => None,
                 })
                 .unwrap_or_else(|| rule.message_or_default());
             let field = match &rule.field_path {
@@ -2114,39 +2125,50 @@ impl<'p> RuleRun<'p> {
             });
         }
     }
+}
 
-    fn execute(
-        &self,
-        program: &cel::Program,
-        this: &cel::Value,
-        before: Option<&cel::Value>,
-        optional_old_self: bool,
-    ) -> Result<cel::Value, Evaluation> {
-        let run = catch_unwind(AssertUnwindSafe(|| {
-            let mut scope = self.base.new_inner_scope();
-            scope.add_variable_from_value("self", this.clone());
-            if optional_old_self {
-                let old = match before {
-                    Some(o) => cel::objects::OptionalValue::of(o.clone()),
-                    None => cel::objects::OptionalValue::none(),
-                };
-                scope.add_variable_from_value("oldSelf", cel::Value::Opaque(Arc::new(old)));
-            } else if let Some(o) = before {
-                scope.add_variable_from_value("oldSelf", o.clone());
-            }
-            program.execute(&scope)
-        }));
-        match run {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(cel::ExecutionError::NoSuchOverload)) => Err(Evaluation::NoSuchOverload),
-            Ok(Err(cel::ExecutionError::NoSuchKey(key))) => {
-                Err(Evaluation::Failed(format!("no such key: {key}")))
-            }
-            Ok(Err(e)) => Err(Evaluation::Failed(e.to_string())),
-            Err(_) => Err(Evaluation::Failed(
-                "internal error: the CEL interpreter failed".to_owned(),
-            )),
+/// A scope with `self` and `oldSelf` (optional or not) for rules to run in; `None` if making
+/// the variables failed inside the interpreter.
+fn scope<'b>(
+    base: &'b cel::Context<'static>,
+    this: &cel::Value,
+    before: Option<&cel::Value>,
+    optional_old_self: bool,
+) -> Option<cel::Context<'b>> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let mut scope = base.new_inner_scope();
+        scope.add_variable_from_value("self", this.clone());
+        if optional_old_self {
+            let old = match before {
+                Some(o) => cel::objects::OptionalValue::of(o.clone()),
+                None => cel::objects::OptionalValue::none(),
+            };
+            scope.add_variable_from_value("oldSelf", cel::Value::Opaque(Arc::new(old)));
+        } else if let Some(o) = before {
+            scope.add_variable_from_value("oldSelf", o.clone());
         }
+        scope
+    }))
+    .ok()
+}
+
+fn execute(program: &cel::Program, scope: Option<&cel::Context>) -> Result<cel::Value, Evaluation> {
+    let Some(scope) = scope else {
+        return Err(Evaluation::Failed(
+            "internal error: the CEL interpreter failed".to_owned(),
+        ));
+    };
+    let run = catch_unwind(AssertUnwindSafe(|| program.execute(scope)));
+    match run {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(cel::ExecutionError::NoSuchOverload)) => Err(Evaluation::NoSuchOverload),
+        Ok(Err(cel::ExecutionError::NoSuchKey(key))) => {
+            Err(Evaluation::Failed(format!("no such key: {key}")))
+        }
+        Ok(Err(e)) => Err(Evaluation::Failed(e.to_string())),
+        Err(_) => Err(Evaluation::Failed(
+            "internal error: the CEL interpreter failed".to_owned(),
+        )),
     }
 }
 
@@ -3788,6 +3810,49 @@ mod tests {
         assert_eq!(
             causes(&schema, json!({"spec": {"x": "v2"}}), Some(&old)).len(),
             1
+        );
+    }
+
+    #[test]
+    fn plain_and_optional_old_self_rules_at_one_node_each_see_their_own_old_self() {
+        let schema = with_x(json!({"type": "string", "x-kubernetes-validations": [
+            {"rule": "self == oldSelf", "message": "immutable"},
+            {"rule": "oldSelf.hasValue() ? oldSelf.value() != 'z' : self != 'z'",
+             "optionalOldSelf": true, "message": "z is final"},
+            {"rule": "self.size() < 4 || oldSelf.size() >= 4",
+             "messageExpression": "'too long: ' + self + ', was ' + oldSelf"},
+            {"rule": "self.size() < 5", "messageExpression": "'far too long: ' + self"}]}));
+        let messages = |object: Value, old: Option<Value>| -> Vec<String> {
+            causes(&schema, object, old.as_ref())
+                .into_iter()
+                .map(|c| c.message)
+                .collect()
+        };
+        let x = |v: &str| json!({"spec": {"x": v}});
+        assert!(messages(x("v1"), None).is_empty());
+        assert_eq!(
+            messages(x("z"), None),
+            ["Invalid value: \"string\": z is final"]
+        );
+        // On create the rules with a plain oldSelf are not run, nor their messages.
+        assert_eq!(
+            messages(x("abcde"), None),
+            ["Invalid value: \"string\": far too long: abcde"]
+        );
+        assert_eq!(
+            messages(x("b"), Some(x("a"))),
+            ["Invalid value: \"string\": immutable"]
+        );
+        assert_eq!(
+            messages(x("z"), Some(x("z"))),
+            ["Invalid value: \"string\": z is final"]
+        );
+        assert_eq!(
+            messages(x("abcd"), Some(x("abc"))),
+            [
+                "Invalid value: \"string\": immutable",
+                "Invalid value: \"string\": too long: abcd, was abc"
+            ]
         );
     }
 
