@@ -1757,12 +1757,10 @@ async fn next_private_key(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let spec: PrivateKey = certificate.spec.private_key.clone().unwrap_or_default();
     let fits = |k: &Arc<KeyPair>| k.matches_spec(&spec);
-    let pending = ctx
-        .held_keys
-        .get(&namespace, &name)
-        .filter(fits)
-        .or_else(|| pending_key(ctx, next_key_secret).filter(fits));
-    if let Some(key) = pending {
+    if let Some(key) = ctx.held_keys.get(&namespace, &name).filter(fits) {
+        return Ok(key);
+    }
+    if let Some(key) = pending_key(ctx, next_key_secret).filter(fits) {
         ctx.held_keys.hold(&namespace, &name, key.clone());
         return Ok(key);
     }
@@ -1794,8 +1792,8 @@ fn pending_key(ctx: &Context, next_key_secret: Option<&Secret>) -> Option<Arc<Ke
 }
 
 /// The private key of `order`'s certificate (`info`): the one held since the Order was made,
-/// else the one sealed in the Order (read afresh when the cached copy went without it), else
-/// the one in a next-key Secret an earlier version of the operator wrote. `None`, with a
+/// else the one in a next-key Secret an earlier version of the operator wrote, else the one
+/// sealed in the Order (read afresh when the cached copy went without it). `None`, with a
 /// warning saying why, when none of them is the certificate's.
 async fn key_for(
     ctx: &Context,
@@ -1810,7 +1808,12 @@ async fn key_for(
     );
     let order_name = order.name_any();
     let matches = |k: &Arc<KeyPair>| k.matches_public_key_der(&info.public_key_der);
-    if let Some(key) = ctx.held_keys.get(&namespace, &name).filter(matches) {
+    let at_hand = ctx
+        .held_keys
+        .get(&namespace, &name)
+        .filter(matches)
+        .or_else(|| pending_key(ctx, next_key_secret).filter(matches));
+    if let Some(key) = at_hand {
         return Ok(Some(key));
     }
     let fetched;
@@ -1841,9 +1844,6 @@ async fn key_for(
         Some(Err(problem)) => problem,
         None => "it carries no sealed key".to_owned(),
     };
-    if let Some(key) = pending_key(ctx, next_key_secret).filter(matches) {
-        return Ok(Some(key));
-    }
     tracing::warn!(certificate = %name, namespace = %namespace, order = %order_name, %problem, "the private key of the Issued order's certificate cannot be had; ordering again");
     Ok(None)
 }
@@ -1904,13 +1904,14 @@ async fn write_issued(
         tracing::warn!(certificate = %name, order = %order_name, "the Issued order's certificate does not parse");
         return Ok(None);
     };
-    let Some(key) = key_for(ctx, certificate, order, &info, next_key_secret).await? else {
-        return Ok(None);
-    };
     if let Some(what) = spec_mismatch(spec, plan, &info, Some(&order.spec)) {
         tracing::info!(certificate = %name, order = %order_name, %what, "the Issued order no longer fits the spec");
         return Ok(None);
     }
+    // Only for a certificate that will be written: finding its key may read the Order again.
+    let Some(key) = key_for(ctx, certificate, order, &info, next_key_secret).await? else {
+        return Ok(None);
+    };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let revision = order.spec.revision;
     let secret = build_secret(certificate, &plan.ca.1, revision, tls_crt, &key, ca_crt)?;

@@ -47,6 +47,9 @@ pub enum SealError {
     /// The system's random source failed.
     #[error("no random bytes for the nonce")]
     Random,
+    /// The cipher refused to seal (more bytes than it takes).
+    #[error("the cipher refused to seal {0} bytes")]
+    TooLong(usize),
 }
 
 /// A sealing key. `Debug` shows its id only.
@@ -109,7 +112,7 @@ impl SealingKey {
                 Aad::from(bound_to),
                 &mut sealed,
             )
-            .map_err(|_| SealError::Tampered)?;
+            .map_err(|_| SealError::TooLong(plaintext.len()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(format!("{VERSION}.{}.{}", self.id, STANDARD.encode(out)))
