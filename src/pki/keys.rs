@@ -274,22 +274,15 @@ impl KeyPair {
                 &pkcs8_private_key_octets(self.inner.serialized_der())?,
             )),
             (PrivateKeyEncoding::Pkcs1, KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384) => {
-                let curve: &'static EcdsaSigningAlgorithm =
-                    if self.algorithm == KeyAlgorithm::EcdsaP256 {
-                        &ECDSA_P256_SHA256_ASN1_SIGNING
-                    } else {
-                        &ECDSA_P384_SHA384_ASN1_SIGNING
-                    };
-                let key = EcdsaKeyPair::from_pkcs8(curve, self.inner.serialized_der())
-                    .map_err(|e| invalid("PKCS#8", e.to_string()))?;
-                let sec1 =
-                    key.private_key()
-                        .as_der()
-                        .map_err(|_| PkiError::UnsupportedEncoding {
-                            algorithm: algorithm_name(self.algorithm).to_string(),
-                            encoding: "SEC 1".to_string(),
-                        })?;
-                Ok(to_pem(SEC1_EC_LABEL, sec1.as_ref()))
+                // The PKCS#8 of a key this crate generated holds the SEC 1 structure already,
+                // less the curve (which PKCS#8 names in its algorithm): rewrapping it is plain
+                // DER work, where loading the key would check it with a point multiplication.
+                let der = self.inner.serialized_der();
+                let sec1 = match pkcs8_to_sec1(der) {
+                    Some(sec1) => sec1,
+                    None => sec1_of_loaded(self.algorithm, der)?,
+                };
+                Ok(to_pem(SEC1_EC_LABEL, &sec1))
             }
         }
     }
@@ -363,6 +356,83 @@ fn pkcs8_private_key_octets(pkcs8: &[u8]) -> Result<Vec<u8>> {
     })
     .map_err(|e| invalid("PKCS#8", format!("malformed PrivateKeyInfo: {e}")))
 }
+
+/// The SEC 1 `ECPrivateKey` (RFC 5915) in the PKCS#8 `pkcs8` of an EC key, with the curve
+/// named in its `parameters` as a standalone SEC 1 key carries it: `None` unless `pkcs8` is a
+/// well-formed EC key that holds its public key (the SEC 1 form then needs nothing computed).
+fn pkcs8_to_sec1(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    let (curve, inner) = yasna::parse_der(pkcs8, |r| {
+        r.read_sequence(|r| {
+            let _version = r.next().read_u8()?;
+            let (algorithm, curve) = r.next().read_sequence(|r| {
+                let algorithm = r.next().read_oid()?;
+                let curve = r.next().read_oid()?;
+                Ok((algorithm, curve))
+            })?;
+            if algorithm.components().as_slice() != EC_PUBLIC_KEY_OID {
+                return Err(yasna::ASN1Error::new(yasna::ASN1ErrorKind::Invalid));
+            }
+            let inner = r.next().read_bytes()?;
+            let _ = r.read_optional(|r| r.read_der())?;
+            let _ = r.read_optional(|r| r.read_der())?;
+            Ok((curve, inner))
+        })
+    })
+    .ok()?;
+    let (private, curve_in_key, public) = yasna::parse_der(&inner, |r| {
+        r.read_sequence(|r| {
+            if r.next().read_u8()? != 1 {
+                return Err(yasna::ASN1Error::new(yasna::ASN1ErrorKind::Invalid));
+            }
+            let private = r.next().read_bytes()?;
+            let curve =
+                r.read_optional(|r| r.read_tagged(yasna::Tag::context(0), |r| r.read_oid()))?;
+            let public = r.read_optional(|r| {
+                r.read_tagged(yasna::Tag::context(1), |r| r.read_bitvec_bytes())
+            })?;
+            Ok((private, curve, public))
+        })
+    })
+    .ok()?;
+    if curve_in_key.is_some_and(|named| named != curve) {
+        return None;
+    }
+    let (public, bits) = public?;
+    Some(yasna::construct_der(|w| {
+        w.write_sequence(|w| {
+            w.next().write_u8(1);
+            w.next().write_bytes(&private);
+            w.next()
+                .write_tagged(yasna::Tag::context(0), |w| w.write_oid(&curve));
+            w.next().write_tagged(yasna::Tag::context(1), |w| {
+                w.write_bitvec_bytes(&public, bits)
+            });
+        })
+    }))
+}
+
+/// The SEC 1 form of the EC key in `pkcs8`, as the crypto library writes it once it has
+/// loaded (and checked) the key.
+fn sec1_of_loaded(algorithm: KeyAlgorithm, pkcs8: &[u8]) -> Result<Vec<u8>> {
+    let curve: &'static EcdsaSigningAlgorithm = if algorithm == KeyAlgorithm::EcdsaP256 {
+        &ECDSA_P256_SHA256_ASN1_SIGNING
+    } else {
+        &ECDSA_P384_SHA384_ASN1_SIGNING
+    };
+    let key =
+        EcdsaKeyPair::from_pkcs8(curve, pkcs8).map_err(|e| invalid("PKCS#8", e.to_string()))?;
+    let sec1 = key
+        .private_key()
+        .as_der()
+        .map_err(|_| PkiError::UnsupportedEncoding {
+            algorithm: algorithm_name(algorithm).to_string(),
+            encoding: "SEC 1".to_string(),
+        })?;
+    Ok(sec1.as_ref().to_vec())
+}
+
+/// id-ecPublicKey (RFC 5480).
+const EC_PUBLIC_KEY_OID: &[u64] = &[1, 2, 840, 10045, 2, 1];
 
 #[cfg(test)]
 mod tests {
@@ -488,6 +558,61 @@ mod tests {
                 assert_eq!(loaded.public_key_der(), key.public_key_der(), "{alg:?}");
             }
         }
+    }
+
+    #[test]
+    fn an_ec_keys_sec1_form_is_rewrapped_from_its_pkcs8_as_the_crypto_library_writes_it() {
+        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384] {
+            for _ in 0..64 {
+                let key = generate_key_for(alg).unwrap();
+                let der = key.pkcs8_der();
+                let rewrapped = pkcs8_to_sec1(der).expect("a generated key holds its public key");
+                assert_eq!(rewrapped, sec1_of_loaded(alg, der).unwrap(), "{alg:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_ec_key_without_its_public_key_is_loaded_to_write_its_sec1_form() {
+        // OpenSSL's PKCS#8 of a P-256 key made without the optional public key.
+        let sec1 = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_u8(1);
+                w.next().write_bytes(&[7u8; 32]);
+            })
+        });
+        let pkcs8 = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_u8(0);
+                w.next().write_sequence(|w| {
+                    w.next()
+                        .write_oid(&yasna::models::ObjectIdentifier::from_slice(
+                            EC_PUBLIC_KEY_OID,
+                        ));
+                    w.next()
+                        .write_oid(&yasna::models::ObjectIdentifier::from_slice(&[
+                            1, 2, 840, 10045, 3, 1, 7,
+                        ]));
+                });
+                w.next().write_bytes(&sec1);
+            })
+        });
+        assert_eq!(
+            pkcs8_to_sec1(&pkcs8),
+            None,
+            "nothing to rewrap without a public key"
+        );
+        let key = load_key_pem(&to_pem(PKCS8_LABEL, &pkcs8)).unwrap();
+        let written = key.to_pem(PrivateKeyEncoding::Pkcs1).unwrap();
+        assert!(
+            written.starts_with("-----BEGIN EC PRIVATE KEY-----"),
+            "{written}"
+        );
+        let back = load_key_pem(&written).unwrap();
+        assert_eq!(back.public_key_der(), key.public_key_der());
+        // Not an EC key at all: not rewrapped.
+        let rsa = generate_key_for(KeyAlgorithm::Rsa2048).unwrap();
+        assert_eq!(pkcs8_to_sec1(rsa.pkcs8_der()), None);
     }
 
     #[test]
