@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -86,8 +87,8 @@ pub fn admit_with(
         unchanged: &unchanged,
     }
     .check(root, object, "", true, 0, &mut causes);
-    check_embedded(root, object, "", true, 0, &mut causes);
-    check_list_types(root, object, "", true, 0, &mut causes);
+    check_embedded(plan, root, object, "", true, 0, &mut causes);
+    check_list_types(plan, root, object, "", true, 0, &mut causes);
 
     if plan.has_rules {
         if causes.iter().any(|c| blocks_rules(c.reason)) {
@@ -134,6 +135,9 @@ pub struct Plan {
     rule_free: HashSet<usize>,
     /// Nodes of `schema`, by address, with a rule using `oldSelf` at or below them.
     old_self: HashSet<usize>,
+    /// Nodes of `schema`, by address, with neither an embedded resource nor a set or map
+    /// list at or below them: the embedded-resource and list-type checks skip them.
+    unmarked: HashSet<usize>,
 }
 
 impl Plan {
@@ -164,6 +168,7 @@ impl Plan {
             too_deep,
             rule_free: HashSet::new(),
             old_self: HashSet::new(),
+            unmarked: HashSet::new(),
             schema: schema.clone(),
         };
         if plan.has_rules
@@ -171,7 +176,38 @@ impl Plan {
         {
             plan.survey(root, 0);
         }
+        if !too_deep && let Some(root) = schema.as_object() {
+            plan.survey_marks(root, 0);
+        }
         plan
+    }
+
+    /// Notes the nodes below `s` (as the embedded-resource and list-type checks walk them:
+    /// properties, map values, items) that hold no embedded resource and no set or map list;
+    /// returns whether `s` holds one.
+    fn survey_marks(&mut self, s: &Schema, depth: usize) -> bool {
+        if depth > WALK_LIMIT {
+            return true;
+        }
+        let mut marked =
+            flag(s, EMBEDDED) || matches!(text(s, "x-kubernetes-list-type"), Some("set" | "map"));
+        let properties = s.get("properties").and_then(Value::as_object).into_iter();
+        let below = properties
+            .flat_map(|p| p.values())
+            .chain(s.get("items"))
+            .chain(s.get("additionalProperties"))
+            .filter_map(Value::as_object);
+        for child in below {
+            marked |= self.survey_marks(child, depth + 1);
+        }
+        if !marked {
+            self.unmarked.insert(s as *const Schema as usize);
+        }
+        marked
+    }
+
+    fn unmarked(&self, s: &Schema) -> bool {
+        self.unmarked.contains(&(s as *const Schema as usize))
     }
 
     /// Notes `s` and the nodes the rules' walk visits below it; returns whether any holds a
@@ -689,14 +725,6 @@ fn openapi_field(name: &str) -> String {
     }
 }
 
-fn openapi_property(name: &str, key: &str) -> String {
-    if name.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{name}.{key}")
-    }
-}
-
 /// A kube-openapi error that is not a field error: the API server reports it at `<nil>`.
 fn unplaced(message: String) -> Cause {
     Cause {
@@ -1014,15 +1042,12 @@ impl Checker<'_> {
         out: &mut Vec<Cause>,
     ) {
         if let Some(item_schema) = items(s) {
+            // One name for every item, rewritten in place.
+            let mut item_name = String::with_capacity(name.len() + 8);
             for (i, item) in list.iter().enumerate() {
-                self.check(
-                    Some(item_schema),
-                    item,
-                    &format!("{name}[{i}]"),
-                    false,
-                    depth + 1,
-                    out,
-                );
+                item_name.clear();
+                let _ = write!(item_name, "{name}[{i}]");
+                self.check(Some(item_schema), item, &item_name, false, depth + 1, out);
             }
         }
         let size = i64::try_from(list.len()).unwrap_or(i64::MAX);
@@ -1106,29 +1131,34 @@ impl Checker<'_> {
             }
         }
         let map_values = additional_schema(s);
+        // One name for every child, rewritten in place: `name.key` (a property of the root:
+        // `key`).
+        let mut child_name = String::with_capacity(name.len() + 24);
         for (key, child) in map {
             if is_root_field(root, key) || (root && self.unchanged.contains(key)) {
                 continue;
             }
-            if let Some(p) = property(s, key) {
-                self.check(
-                    Some(p),
-                    child,
-                    &openapi_property(name, key),
-                    false,
-                    depth + 1,
-                    out,
-                );
-            } else if let Some(a) = map_values {
-                self.check(
-                    Some(a),
-                    child,
-                    &format!("{name}.{key}"),
-                    false,
-                    depth + 1,
-                    out,
-                );
+            let (child_schema, prefixed) = match property(s, key) {
+                Some(p) => (p, !name.is_empty()),
+                None => match map_values {
+                    Some(a) => (a, true),
+                    None => continue,
+                },
+            };
+            child_name.clear();
+            if prefixed {
+                child_name.push_str(name);
+                child_name.push('.');
             }
+            child_name.push_str(key);
+            self.check(
+                Some(child_schema),
+                child,
+                &child_name,
+                false,
+                depth + 1,
+                out,
+            );
         }
     }
 }
@@ -1378,6 +1408,7 @@ fn index_path(path: &str, index: usize) -> String {
 
 /// `apiVersion` and `kind` of objects marked `x-kubernetes-embedded-resource`.
 fn check_embedded(
+    plan: &Plan,
     schema: Option<&Schema>,
     value: &Value,
     path: &str,
@@ -1388,7 +1419,7 @@ fn check_embedded(
     let Some(s) = schema else {
         return;
     };
-    if depth > WALK_LIMIT {
+    if depth > WALK_LIMIT || plan.unmarked(s) {
         return;
     }
     match value {
@@ -1402,6 +1433,7 @@ fn check_embedded(
                 }
                 if let Some(p) = property(s, key) {
                     check_embedded(
+                        plan,
                         Some(p),
                         child,
                         &child_path(path, key),
@@ -1410,13 +1442,29 @@ fn check_embedded(
                         out,
                     );
                 } else if let Some(a) = additional_schema(s) {
-                    check_embedded(Some(a), child, &key_path(path, key), false, depth + 1, out);
+                    check_embedded(
+                        plan,
+                        Some(a),
+                        child,
+                        &key_path(path, key),
+                        false,
+                        depth + 1,
+                        out,
+                    );
                 }
             }
         }
         Value::Array(list) => {
             for (i, item) in list.iter().enumerate() {
-                check_embedded(items(s), item, &index_path(path, i), false, depth + 1, out);
+                check_embedded(
+                    plan,
+                    items(s),
+                    item,
+                    &index_path(path, i),
+                    false,
+                    depth + 1,
+                    out,
+                );
             }
         }
         _ => {}
@@ -1500,6 +1548,7 @@ fn is_dns1035_label(s: &str) -> bool {
 /// `x-kubernetes-list-type: set` items and `map` keys must be unique; the first repetition of
 /// each is reported.
 fn check_list_types(
+    plan: &Plan,
     schema: Option<&Schema>,
     value: &Value,
     path: &str,
@@ -1510,7 +1559,7 @@ fn check_list_types(
     let Some(s) = schema else {
         return;
     };
-    if depth > WALK_LIMIT {
+    if depth > WALK_LIMIT || plan.unmarked(s) {
         return;
     }
     match value {
@@ -1521,6 +1570,7 @@ fn check_list_types(
                 }
                 if let Some(p) = property(s, key) {
                     check_list_types(
+                        plan,
                         Some(p),
                         child,
                         &child_path(path, key),
@@ -1529,7 +1579,15 @@ fn check_list_types(
                         out,
                     );
                 } else if let Some(a) = additional_schema(s) {
-                    check_list_types(Some(a), child, &key_path(path, key), false, depth + 1, out);
+                    check_list_types(
+                        plan,
+                        Some(a),
+                        child,
+                        &key_path(path, key),
+                        false,
+                        depth + 1,
+                        out,
+                    );
                 }
             }
         }
@@ -1546,7 +1604,15 @@ fn check_list_types(
                 _ => {}
             }
             for (i, item) in list.iter().enumerate() {
-                check_list_types(items(s), item, &index_path(path, i), false, depth + 1, out);
+                check_list_types(
+                    plan,
+                    items(s),
+                    item,
+                    &index_path(path, i),
+                    false,
+                    depth + 1,
+                    out,
+                );
             }
         }
         _ => {}
@@ -3574,6 +3640,48 @@ mod tests {
                 "spec.x.kind: Invalid value: \"not a_kind\": may have mixed case, but should otherwise match: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
             ]
         );
+    }
+
+    #[test]
+    fn embedded_resources_and_set_lists_deep_in_maps_and_lists_are_checked_and_plain_nodes_skipped()
+    {
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "plain": {"type": "object", "properties": {"name": {"type": "string"}}},
+                "pools": {"type": "object", "additionalProperties": {"type": "array", "items": {
+                    "type": "object", "properties": {
+                        "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                            "x-kubernetes-preserve-unknown-fields": true},
+                        "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                            "items": {"type": "string"}}
+                    }}}}
+            }},
+            "status": {"type": "object", "properties": {"note": {"type": "string"}}}
+        }});
+        assert_eq!(
+            refused(
+                &schema,
+                json!({"spec": {"plain": {"name": "a"}, "pools": {"east": [
+                    {"template": {"apiVersion": "v1"}, "tags": ["a", "b", "a"]}
+                ]}}, "status": {"note": "n"}}),
+            ),
+            [
+                "spec.pools[east][0].template.kind: Required value",
+                "spec.pools[east][0].tags[2]: Duplicate value: \"a\"",
+            ]
+        );
+        let plan = Plan::new(Arc::new(schema));
+        let node = |pointer: &str| {
+            plan.schema
+                .pointer(pointer)
+                .and_then(Value::as_object)
+                .map(|s| plan.unmarked(s))
+        };
+        assert_eq!(node("/properties/spec/properties/plain"), Some(true));
+        assert_eq!(node("/properties/status"), Some(true));
+        assert_eq!(node("/properties/spec"), Some(false));
+        assert_eq!(node("/properties/spec/properties/pools"), Some(false));
+        assert_eq!(node(""), Some(false));
     }
 
     #[test]
