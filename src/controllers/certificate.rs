@@ -1656,7 +1656,7 @@ async fn reconcile_with(
     // rather than its Order in that controller's queue.
     let order_name = order.name_any();
     ctx.intake.enter(&namespace, &order_name).await;
-    let create = orders_api.create(&params, &order);
+    let create = receipt::create(&orders_api, &params, &order);
     let created = sent::<Order, _, _>(ctx, certificate, &order_name, create, applied).await;
     if created.is_err() {
         ctx.intake.taken(&namespace, &order_name);

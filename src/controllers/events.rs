@@ -70,9 +70,8 @@ impl Recorder {
                 Err(error) => return Err(error),
             }
         }
-        let created = api
-            .create(&PostParams::default(), &self.event(event, regarding, now))
-            .await?;
+        let event = self.event(event, regarding, now);
+        let created = super::receipt::create(&api, &PostParams::default(), &event).await?;
         self.recent().remember(key, created.name_any(), now);
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 
 /// The object a write left, as far as its identity and version go.
@@ -115,6 +115,20 @@ where
     let mut request = request.map_err(kube::Error::BuildRequest)?;
     // The verb, as `Api`'s own calls name it for the client's tracing.
     request.extensions_mut().insert(verb);
+    api.clone().into_client().request(request).await
+}
+
+/// [`Api::create`] of `object`, answered with a [`Receipt`].
+pub async fn create<K>(api: &Api<K>, params: &PostParams, object: &K) -> kube::Result<Receipt<K>>
+where
+    K: kube::Resource + Clone + Serialize,
+{
+    let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+    let mut request = kube::core::Request::new(api.resource_url())
+        .create(params, body)
+        .map_err(kube::Error::BuildRequest)?;
+    // The verb, as `Api`'s own calls name it for the client's tracing.
+    request.extensions_mut().insert("create");
     api.clone().into_client().request(request).await
 }
 
