@@ -591,15 +591,14 @@ impl Cluster {
             }
             Ok(Change::Put(created))
         })?;
-        let object = match (preview, outcome) {
-            (Some(preview), _) => Arc::new(preview),
-            (None, Outcome::Written(object)) => {
+        match (preview, outcome) {
+            (Some(preview), _) => Ok(target.respond(201, &preview)),
+            (None, Outcome::Written(object, change)) => {
                 self.after_write(&def, &object);
-                object
+                Ok(target.respond_change(201, &change))
             }
-            (None, _) => return Err(ApiError::internal("create did not write")),
-        };
-        Ok(target.respond(201, &object))
+            (None, _) => Err(ApiError::internal("create did not write")),
+        }
     }
 
     fn update(&self, target: &Target, name: &str, request: &Request) -> Result<Response, ApiError> {
@@ -808,9 +807,9 @@ impl Cluster {
         })?;
         let (code, object) = match (preview, outcome) {
             (Some(preview), _) => (200, Arc::new(preview)),
-            (None, Outcome::Written(object)) => {
+            (None, Outcome::Written(object, change)) => {
                 self.after_write(&def, &object);
-                (if created { 201 } else { 200 }, object)
+                return Ok(target.respond_change(if created { 201 } else { 200 }, &change));
             }
             (None, Outcome::Unchanged(Some(object))) => (200, object),
             (None, Outcome::Removed(object)) => {
@@ -940,7 +939,7 @@ impl Cluster {
         })?;
         match (preview, outcome) {
             (Some(object), _) => Ok(Deleted::Pending(Arc::new(object))),
-            (None, Outcome::Written(object)) => Ok(Deleted::Pending(object)),
+            (None, Outcome::Written(object, _)) => Ok(Deleted::Pending(object)),
             (None, Outcome::Removed(object)) => {
                 self.after_remove(def, &object);
                 Ok(Deleted::Gone(object))
@@ -1066,6 +1065,15 @@ impl Target {
     /// The object as this version of the resource presents it.
     fn present(&self, object: &Value) -> Value {
         present(&self.def, object)
+    }
+
+    /// A response of the object `change` wrote, in the bytes the watches of this version send.
+    fn respond_change(&self, code: u16, change: &crate::store::Event) -> Response {
+        let api_version = self.def.api_version();
+        let body = change.presented(&api_version, || {
+            crate::watch::presented(&self.def, &change.object)
+        });
+        Response::Body(code, body.to_vec())
     }
 
     /// A response of the object as this version presents it, serialised straight from the

@@ -45,8 +45,8 @@ impl EventType {
     }
 }
 
-/// A change's watch line: event type, apiVersion, bytes.
-pub type Rendered = (&'static str, String, Arc<[u8]>);
+/// A change's object as one apiVersion presents it, serialised.
+pub type Rendered = (String, Arc<[u8]>);
 
 /// One change, as watches see it.
 #[derive(Debug)]
@@ -58,30 +58,22 @@ pub struct Event {
     pub object: Arc<Value>,
     /// The object before the change, for selectors that an update moves an object out of.
     pub previous: Option<Arc<Value>>,
-    /// Its watch lines once rendered, by event type and apiVersion: every watcher of the
-    /// resource sends the same bytes, so the object is serialised once, not once per watch.
+    /// Its object once serialised, by apiVersion: the write's answer and every watcher of the
+    /// resource send the same bytes, so the object is serialised once, not once per watch.
     pub rendered: Mutex<Vec<Rendered>>,
 }
 
 impl Event {
-    /// The watch line of this change as `kind` (ADDED, MODIFIED, DELETED) in the form of
-    /// `api_version`, rendered by `render` the first time it is asked for.
-    pub fn line(
-        &self,
-        kind: &'static str,
-        api_version: &str,
-        render: impl FnOnce() -> Vec<u8>,
-    ) -> Vec<u8> {
+    /// The object of this change in the form of `api_version`, serialised by `render` the
+    /// first time it is asked for.
+    pub fn presented(&self, api_version: &str, render: impl FnOnce() -> Vec<u8>) -> Arc<[u8]> {
         let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, _, bytes)) = rendered
-            .iter()
-            .find(|(k, v, _)| *k == kind && v == api_version)
-        {
-            return bytes.to_vec();
+        if let Some((_, bytes)) = rendered.iter().find(|(v, _)| v == api_version) {
+            return bytes.clone();
         }
         let bytes: Arc<[u8]> = render().into();
-        rendered.push((kind, api_version.to_owned(), bytes.clone()));
-        bytes.to_vec()
+        rendered.push((api_version.to_owned(), bytes.clone()));
+        bytes
     }
 }
 
@@ -98,7 +90,9 @@ pub enum Change {
 /// What a mutation did.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Written(Arc<Value>),
+    /// The object as stored, and its change (whose rendering the write's answer shares with
+    /// the watches).
+    Written(Arc<Value>, Arc<Event>),
     Removed(Arc<Value>),
     Unchanged(Option<Arc<Value>>),
 }
@@ -194,7 +188,7 @@ pub fn owner_uids(object: &Value) -> impl Iterator<Item = &str> {
 /// ends, and its client resumes from the change window (each held change keeps the object's
 /// version at that change alive, so the feed is kept short).
 const LIVE_FEED: usize = 8_192;
-/// How many of the latest changes keep their rendered watch lines.
+/// How many of the latest changes keep their rendered objects.
 const RENDERED_KEPT: usize = 1_024;
 
 impl Store {
@@ -403,8 +397,8 @@ impl Store {
                 } else {
                     EventType::Added
                 };
-                self.record(inner, kind, key, object.clone(), current);
-                Ok(Outcome::Written(object))
+                let event = self.record(inner, kind, key, object.clone(), current);
+                Ok(Outcome::Written(object, event))
             }
             Change::Remove => {
                 let Some(current) = current else {
@@ -422,7 +416,7 @@ impl Store {
                     metadata.insert("resourceVersion".into(), Value::String(next_rv.to_string()));
                 }
                 let last = Arc::new(last);
-                self.record(inner, EventType::Deleted, key, last.clone(), Some(current));
+                let _ = self.record(inner, EventType::Deleted, key, last.clone(), Some(current));
                 Ok(Outcome::Removed(last))
             }
         }
@@ -435,7 +429,7 @@ impl Store {
         key: &ObjectKey,
         object: Arc<Value>,
         previous: Option<Arc<Value>>,
-    ) {
+    ) -> Arc<Event> {
         let event = Arc::new(Event {
             rv: inner.rv,
             kind,
@@ -464,7 +458,7 @@ impl Store {
         if let Some(feed) = inner.feeds.get(&event.key.resource) {
             let _ = feed.send(event.clone());
         }
-        let _ = self.sender.send(event);
+        let _ = self.sender.send(event.clone());
         let inner = &mut *inner;
         if let Some(persistence) = inner.persistence.as_mut()
             && persistence.wants_compaction()
@@ -473,6 +467,7 @@ impl Store {
             // The log keeps growing, which loses nothing; say so and try again later.
             tracing::warn!(%error, "cannot snapshot the store");
         }
+        event
     }
 
     /// Starts a watch of `resource` (in `namespace`, or all): from `from` (replaying the
@@ -674,12 +669,37 @@ mod tests {
     }
 
     #[test]
+    fn a_changes_object_is_serialised_once_per_version_for_its_answer_and_its_watches() {
+        let store = Store::new(10);
+        let mut feed = store.changes();
+        let Outcome::Written(object, change) = put(&store, "a", json!({"x": "1"})) else {
+            panic!("written")
+        };
+        let heard = feed.try_recv().expect("the feed has the change");
+        assert!(
+            Arc::ptr_eq(&heard, &change),
+            "the write and its watchers share one change"
+        );
+        let renders = std::cell::Cell::new(0);
+        let render = || {
+            renders.set(renders.get() + 1);
+            serde_json::to_vec(&*object).unwrap()
+        };
+        let answer = change.presented("v1", render);
+        let watched = heard.presented("v1", || panic!("rendered again"));
+        assert!(Arc::ptr_eq(&answer, &watched));
+        assert_eq!(renders.get(), 1);
+        let other = heard.presented("v2", || b"{}".to_vec());
+        assert_eq!(&*other, b"{}", "another version is rendered apart");
+    }
+
+    #[test]
     fn every_write_gets_the_next_version() {
         let store = Store::new(10);
-        let Outcome::Written(a) = put(&store, "a", json!({"x": "1"})) else {
+        let Outcome::Written(a, _) = put(&store, "a", json!({"x": "1"})) else {
             panic!()
         };
-        let Outcome::Written(b) = put(&store, "a", json!({"x": "2"})) else {
+        let Outcome::Written(b, _) = put(&store, "a", json!({"x": "2"})) else {
             panic!()
         };
         assert_eq!(a["metadata"]["resourceVersion"], "2");
@@ -754,7 +774,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, [json!(1), json!(2)]);
-        let Outcome::Written(written) = outcome else {
+        let Outcome::Written(written, _) = outcome else {
             panic!("written")
         };
         assert_eq!(written["data"]["n"], 12);

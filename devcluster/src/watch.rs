@@ -83,18 +83,18 @@ pub fn start(
                 return;
             }
         }
-        let api_version = def.api_version();
         let in_scope = |event: &Event| {
             event.key.resource == def.key()
                 && namespace
                     .as_deref()
                     .is_none_or(|ns| event.key.namespace == ns)
         };
+        let api_version = def.api_version();
         for event in std::mem::take(&mut subscription.backlog) {
             last_rv = last_rv.max(event.rv);
             if let Some((kind, object)) = visible(&event, &filter)
                 && sender
-                    .send(presented_line(&def, kind, object))
+                    .send(render.event_line(&event, kind, object, &api_version))
                     .await
                     .is_err()
             {
@@ -132,12 +132,7 @@ pub fn start(
                         let Some((kind, object)) = visible(&event, &filter) else {
                             continue;
                         };
-                        let line = match render.format {
-                            Format::Object => event.line(kind, &api_version, || {
-                                presented_line(&def, kind, object)
-                            }),
-                            _ => render.line(kind, object),
-                        };
+                        let line = render.event_line(&event, kind, object, &api_version);
                         if sender.send(line).await.is_err() {
                             return;
                         }
@@ -197,6 +192,24 @@ struct Render<'a> {
 }
 
 impl Render<'_> {
+    /// The line of `event`, seen as a change of `kind` to `object` by this watch: an object's
+    /// bytes are those every other watch of its version sends.
+    fn event_line(
+        &mut self,
+        event: &Event,
+        kind: &str,
+        object: &Value,
+        api_version: &str,
+    ) -> Vec<u8> {
+        match self.format {
+            Format::Object => object_line(
+                kind,
+                &event.presented(api_version, || presented(self.def, object)),
+            ),
+            _ => self.line(kind, object),
+        }
+    }
+
     fn line(&mut self, kind: &str, stored: &Value) -> Vec<u8> {
         let object = match self.format {
             Format::Object => return presented_line(self.def, kind, stored),
@@ -214,20 +227,28 @@ impl Render<'_> {
 
 /// An event line for a stored object, serialised from the store without a copy.
 fn presented_line(def: &ResourceDef, kind: &str, stored: &Value) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Line<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        object: Presented<'a>,
-    }
+    object_line(kind, &presented(def, stored))
+}
+
+/// A stored object as `def`'s version presents it, serialised.
+pub fn presented(def: &ResourceDef, stored: &Value) -> Vec<u8> {
     let api_version = def.api_version();
     let object = Presented {
         def,
         api_version: &api_version,
         object: stored,
     };
-    let mut bytes = serde_json::to_vec(&Line { kind, object }).unwrap_or_else(|_| b"{}".to_vec());
-    bytes.push(b'\n');
+    serde_json::to_vec(&object).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// The event line `{"type": kind, "object": …}` of a serialised object.
+fn object_line(kind: &str, object: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(object.len() + kind.len() + 24);
+    bytes.extend_from_slice(b"{\"type\":\"");
+    bytes.extend_from_slice(kind.as_bytes());
+    bytes.extend_from_slice(b"\",\"object\":");
+    bytes.extend_from_slice(object);
+    bytes.extend_from_slice(b"}\n");
     bytes
 }
 

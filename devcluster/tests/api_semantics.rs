@@ -216,6 +216,88 @@ async fn watches_send_bookmarks_and_end_at_their_timeout() {
     }
 }
 
+/// The next line of a watch, as JSON.
+async fn next_line<S>(lines: &mut S) -> serde_json::Value
+where
+    S: futures_util::Stream<Item = std::io::Result<String>> + Unpin,
+{
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next())
+        .await
+        .expect("a line in time")
+        .expect("the stream goes on")
+        .expect("a line");
+    serde_json::from_str(&line).expect("a JSON line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_answers_with_the_object_its_watchers_see_in_the_form_each_asked_for() {
+    use futures_util::AsyncBufReadExt;
+    let (cluster, client) = start().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let before = cluster.resource_version().to_string();
+    // Written before the watches start: they replay it from the change window.
+    let first = client
+        .request_text(
+            hyper::Request::post("/api/v1/namespaces/default/configmaps")
+                .header("Content-Type", "application/json")
+                .body(
+                    serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "shared"}, "data": {"n": "1"}}))
+                    .expect("json"),
+                )
+                .expect("request"),
+        )
+        .await
+        .expect("create");
+    let watch = |accept: &'static str| {
+        let client = client.clone();
+        let before = before.clone();
+        async move {
+            let request = hyper::Request::get(format!(
+                "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={before}"
+            ))
+            .header("Accept", accept)
+            .body(Vec::new())
+            .expect("request");
+            client.request_stream(request).await.expect("watch").lines()
+        }
+    };
+    let mut objects = Box::pin(watch("application/json").await);
+    let mut metadata =
+        Box::pin(watch("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1").await);
+    let second = client
+        .request_text(
+            hyper::Request::patch("/api/v1/namespaces/default/configmaps/shared")
+                .header("Content-Type", "application/merge-patch+json")
+                .body(br#"{"data": {"n": "2"}}"#.to_vec())
+                .expect("request"),
+        )
+        .await
+        .expect("patch");
+    for (kind, answer) in [("ADDED", &first), ("MODIFIED", &second)] {
+        let event = next_line(&mut objects).await;
+        assert_eq!(event["type"], kind);
+        let answer: serde_json::Value = serde_json::from_str(answer).expect("the answer is JSON");
+        assert_eq!(
+            event["object"], answer,
+            "the watch sees what the write answered"
+        );
+        // Replayed or live, a metadata watch gets metadata only.
+        let event = next_line(&mut metadata).await;
+        assert_eq!(event["type"], kind);
+        assert_eq!(event["object"]["kind"], "PartialObjectMetadata", "{event}");
+        assert_eq!(
+            event["object"]["metadata"]["resourceVersion"],
+            answer["metadata"]["resourceVersion"]
+        );
+        assert!(event["object"].get("data").is_none(), "{event}");
+    }
+    assert_eq!(
+        api.get("shared").await.expect("get").data.expect("data")["n"],
+        "2"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_from_an_expired_version_gets_410_in_the_stream() {
     let cluster = DevCluster::start(Config {
