@@ -166,6 +166,7 @@ pub fn apply(
                 subresource: manager.subresource.map(str::to_owned),
                 set: diff.added,
                 fields: None,
+                parsed: true,
             });
         }
     }
@@ -242,6 +243,7 @@ pub fn apply(
         subresource: manager.subresource.map(str::to_owned),
         set: applied_set,
         fields,
+        parsed: true,
     };
     match own {
         Some(i) => entries[i] = entry,
@@ -289,6 +291,8 @@ pub fn record_update(
             .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_object))
     });
     let stored = managed_fields_of(old_obj);
+    let diff = diff_objects(old_obj, new, root, scope);
+    let changed: FieldSet = diff.added.union(&diff.modified).cloned().collect();
     let mut entries = match provided {
         // A client's own entries are written back as this server would write them; entries
         // sent back as read are the stored ones.
@@ -296,12 +300,9 @@ pub fn record_update(
             .into_iter()
             .map(|e| Entry { fields: None, ..e })
             .collect(),
-        _ => parse_entries(stored),
+        _ => stored_entries(stored, manager, &changed, &diff.removed),
     };
-
-    let diff = diff_objects(old_obj, new, root, scope);
-    let changed: FieldSet = diff.added.union(&diff.modified).cloned().collect();
-    for e in &mut entries {
+    for e in entries.iter_mut().filter(|e| e.parsed) {
         e.retain(|p| !changed.contains(p) && !diff.removed.contains(p));
     }
     if !changed.is_empty() {
@@ -327,10 +328,11 @@ pub fn record_update(
                 subresource: manager.subresource.map(str::to_owned),
                 set: changed,
                 fields: None,
+                parsed: true,
             }),
         }
     }
-    entries.retain(|e| !e.set.is_empty());
+    entries.retain(|e| !e.is_empty());
     set_managed_fields(new, &entries);
 }
 
@@ -1080,6 +1082,9 @@ struct Entry {
     /// write's cost. Stored entries were written by [`set_managed_fields`], so the copy is what
     /// serializing `set` would give.
     fields: Option<Value>,
+    /// Whether `set` was read from `fields`. A stored entry a non-apply write does not touch
+    /// is not read at all ([`stored_entries`]): its `set` stays empty and `fields` says it.
+    parsed: bool,
 }
 
 impl Entry {
@@ -1089,6 +1094,14 @@ impl Entry {
         self.set.retain(keep);
         if self.set.len() != before {
             self.fields = None;
+        }
+    }
+
+    /// Whether the entry owns nothing (and is dropped).
+    fn is_empty(&self) -> bool {
+        match (&self.fields, self.parsed) {
+            (Some(fields), false) => fields.as_object().is_none_or(Map::is_empty),
+            _ => self.set.is_empty(),
         }
     }
 
@@ -1172,9 +1185,111 @@ fn parse_entries(v: Option<&Value>) -> Vec<Entry> {
             subresource: subresource.map(str::to_owned),
             set,
             fields: stored.filter(|v| v.is_object()).cloned(),
+            parsed: true,
         });
     }
     out
+}
+
+/// The stored managedFields `v` for a non-apply write of `manager` that takes `changed` and
+/// lets go of `removed`: as [`parse_entries`], except that an entry holding none of those
+/// paths (and not the writer's own, which the write extends) is kept as stored, unread.
+fn stored_entries(
+    v: Option<&Value>,
+    manager: &Manager,
+    changed: &FieldSet,
+    removed: &FieldSet,
+) -> Vec<Entry> {
+    let mut entries = parse_entries_lazily(v);
+    for e in entries.iter_mut().filter(|e| !e.parsed) {
+        let own = !changed.is_empty() && e.is(manager.name, Operation::Update, manager.subresource);
+        let fields = e.fields.as_ref();
+        if own
+            || changed
+                .iter()
+                .chain(removed)
+                .any(|p| fields.is_some_and(|f| holds(f, p)))
+        {
+            e.set = fields.map(parse_fields_v1).unwrap_or_default();
+            e.parsed = true;
+        }
+    }
+    entries
+}
+
+/// [`parse_entries`] without reading any entry's fields, unless two entries of one identity
+/// must be merged.
+fn parse_entries_lazily(v: Option<&Value>) -> Vec<Entry> {
+    let raw: Vec<&Value> = v.and_then(Value::as_array).into_iter().flatten().collect();
+    let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
+    for raw in raw {
+        let Some(manager) = raw.get("manager").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(operation) = raw
+            .get("operation")
+            .and_then(Value::as_str)
+            .and_then(Operation::parse)
+        else {
+            continue;
+        };
+        if raw
+            .get("fieldsType")
+            .is_some_and(|t| t.as_str() != Some("FieldsV1"))
+        {
+            continue;
+        }
+        let subresource = raw
+            .get("subresource")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let fields = raw.get("fieldsV1").filter(|f| f.is_object());
+        if fields.is_none() || out.iter().any(|e| e.is(manager, operation, subresource)) {
+            // Nothing stored to keep, or entries to merge: read them all.
+            return parse_entries(v);
+        }
+        out.push(Entry {
+            manager: manager.to_owned(),
+            operation,
+            api_version: string_at(raw, "apiVersion"),
+            time: string_at(raw, "time"),
+            subresource: subresource.map(str::to_owned),
+            set: FieldSet::new(),
+            fields: fields.cloned(),
+            parsed: false,
+        });
+    }
+    out
+}
+
+/// Whether the FieldsV1 `fields` holds `path` as [`parse_fields_v1`] reads it: the path's
+/// node exists and is a leaf or is marked a member (`"."`).
+fn holds(fields: &Value, path: &Path) -> bool {
+    if path.is_empty() {
+        return false;
+    }
+    let mut node = fields;
+    for pe in path {
+        let Value::Object(children) = node else {
+            return false;
+        };
+        let found = children.get(&pe_key(pe)).or_else(|| match pe {
+            // Keys and values are stored canonical; one written otherwise still counts.
+            Pe::Key(_) | Pe::Value(_) => children
+                .iter()
+                .find(|(k, _)| parse_pe(k).as_ref() == Some(pe))
+                .map(|(_, child)| child),
+            Pe::Field(_) | Pe::Index(_) => None,
+        });
+        match found {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    match node {
+        Value::Object(m) => m.is_empty() || m.contains_key("."),
+        _ => true,
+    }
 }
 
 fn set_managed_fields(object: &mut Value, entries: &[Entry]) {
@@ -1425,6 +1540,94 @@ mod tests {
             "f:spec": {"f:empty": {}, "f:template": {"f:spec": {"f:containers": {}}}}
         });
         assert_eq!(field_set(&object, None).to_string(), expected.to_string());
+    }
+
+    #[test]
+    fn a_stored_entry_holds_exactly_the_paths_its_fields_parse_to() {
+        let s = schema();
+        let object = spec(json!({"containers": [{"name": "a", "image": "x", "ports": [
+            {"containerPort": 80, "protocol": "TCP"}]}], "tags": ["t", "u"], "labels": {"k": "v"}}));
+        let fields = field_set(&object, Some(&s));
+        let set = parse_fields_v1(&fields);
+        assert_eq!(set.len(), 7, "{set:?}");
+        for path in &set {
+            assert!(holds(&fields, path), "{}", path_string(path));
+        }
+        // The parents of members are not members themselves, and absent paths are not held.
+        let spec_path = vec![Pe::Field("spec".into())];
+        assert!(!set.contains(&spec_path) && !holds(&fields, &spec_path));
+        let absent = vec![Pe::Field("spec".into()), Pe::Field("replicas".into())];
+        assert!(!holds(&fields, &absent));
+        assert!(!holds(&fields, &Vec::new()));
+        // A key stored in another order or spacing is the same key.
+        let stored = json!({"f:spec": {"f:c": {"k:{ \"port\": 80, \"name\": \"x\" }": {}}}});
+        for path in &parse_fields_v1(&stored) {
+            assert!(holds(&stored, path), "{}", path_string(path));
+        }
+    }
+
+    #[test]
+    fn a_write_reads_only_the_entries_it_takes_fields_from() {
+        let s = schema();
+        let mut object = widget(
+            json!({}),
+            json!({"replicas": 1, "containers": [{"name": "a", "image": "x"}]}),
+        );
+        record_update(None, &mut object, &Manager::new("maker"), Some(&s), T1);
+        let mut with_status = object.clone();
+        with_status["status"] = json!({"phase": "Up"});
+        record_update(
+            Some(&object),
+            &mut with_status,
+            &Manager::status("watcher"),
+            Some(&s),
+            T2,
+        );
+        // A stored entry whose fields the write does not touch stays unread and as stored.
+        let stored = with_status.clone();
+        let touched = |object: &Value, changed: Value| {
+            let changed: FieldSet = parse_fields_v1(&changed);
+            let entries = stored_entries(
+                managed_fields_of(object),
+                &Manager::new("scaler"),
+                &changed,
+                &FieldSet::new(),
+            );
+            entries
+                .iter()
+                .map(|e| (e.manager.clone(), e.parsed))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            touched(&stored, json!({"f:spec": {"f:replicas": {}}})),
+            [("maker".to_owned(), true), ("watcher".to_owned(), false)]
+        );
+        assert_eq!(
+            touched(&stored, json!({"f:metadata": {"f:labels": {"f:new": {}}}})),
+            [("maker".to_owned(), false), ("watcher".to_owned(), false)]
+        );
+        // And the write's result is the one every entry read would give.
+        let mut scaled = stored.clone();
+        scaled["spec"]["replicas"] = json!(3);
+        record_update(
+            Some(&stored),
+            &mut scaled,
+            &Manager::new("scaler"),
+            Some(&s),
+            T3,
+        );
+        assert_eq!(owned(&scaled, "scaler", "Update", None), [".spec.replicas"]);
+        let maker = owned(&scaled, "maker", "Update", None);
+        assert!(!maker.contains(&".spec.replicas".to_owned()), "{maker:?}");
+        assert!(
+            maker.contains(&".spec.containers[name=\"a\"].image".to_owned()),
+            "{maker:?}"
+        );
+        assert_eq!(
+            entry(&scaled, "watcher", "Update", Some("status")),
+            entry(&stored, "watcher", "Update", Some("status")),
+            "untouched: kept as stored"
+        );
     }
 
     #[test]
