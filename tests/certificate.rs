@@ -120,7 +120,7 @@ spec:
         .await
         .expect("the CA Secret");
     let status = json!({"status": {
-        "secretName": "root-ca", "serialNumber": root.serial_hex, "chainDepth": 0,
+        "secretName": "root-ca", "serialNumber": root.info.serial_hex, "chainDepth": 0,
         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
             "message": "test CA", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}});
     cas.patch_status("root", &PatchParams::default(), &Patch::Merge(&status))
@@ -188,9 +188,9 @@ fn stand_in_order_controller(
                         "True",
                         "issued".to_owned(),
                         json!({"certificate": issued.chain_pem, "ca": issued.root_pem,
-                            "serialNumber": issued.serial_hex,
-                            "notBefore": issued.not_before.to_string(),
-                            "notAfter": issued.not_after.to_string()}),
+                            "serialNumber": issued.info.serial_hex,
+                            "notBefore": issued.info.not_before.to_string(),
+                            "notAfter": issued.info.not_after.to_string()}),
                     )
                 }
                 Outcome::Reject(why) => ("Rejected", "False", why.to_owned(), json!({})),
@@ -1029,8 +1029,8 @@ spec: {secretName: waiting-tls, productRef: {name: web}, dnsNames: [waiting.acme
     async fn issue(&self, order: &Order) {
         let issued = sign(order, &the_ca(&self.cluster.client).await);
         let status = json!({"status": {"state": "Issued", "certificate": issued.chain_pem,
-            "ca": issued.root_pem, "serialNumber": issued.serial_hex,
-            "notBefore": issued.not_before.to_string(), "notAfter": issued.not_after.to_string(),
+            "ca": issued.root_pem, "serialNumber": issued.info.serial_hex,
+            "notBefore": issued.info.not_before.to_string(), "notAfter": issued.info.not_after.to_string(),
             "conditions": [{"type": "Ready", "status": "True", "reason": "Issued",
                 "message": "issued", "lastTransitionTime": "2026-11-28T00:00:00Z"}]}});
         self.api::<Order>()

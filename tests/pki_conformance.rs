@@ -223,10 +223,10 @@ fn conformance(alg: KeyAlgorithm) {
     assert_eq!(info.not_before, validity.not_before);
     assert_eq!(info.not_after, validity.not_after);
     assert_eq!(
-        (issued.not_before, issued.not_after),
+        (issued.info.not_before, issued.info.not_after),
         (validity.not_before, validity.not_after)
     );
-    assert_eq!(info.serial_hex, issued.serial_hex);
+    assert_eq!(info.serial_hex, issued.info.serial_hex);
     assert_eq!(info.fingerprint_sha256.len(), 64);
     assert_eq!(info.authority_key_id, int_info.subject_key_id);
     assert!(info.subject_key_id.is_some());

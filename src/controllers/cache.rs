@@ -572,14 +572,26 @@ pub struct IssuedOrders {
     held: std::sync::Mutex<IssuedByName>,
 }
 
-type IssuedByName =
-    std::collections::HashMap<(String, String), (String, crate::api::order::OrderStatus)>;
+type IssuedByName = std::collections::HashMap<(String, String), Held>;
+
+/// A status held for an Order: the Order's uid, the status, and its certificate as the
+/// signer read it.
+type Held = (
+    String,
+    crate::api::order::OrderStatus,
+    crate::pki::CertificateInfo,
+);
 
 impl IssuedOrders {
     const LIMIT: usize = 4_096;
 
-    /// Holds `status`, about to be written to `order`.
-    pub fn put(&self, order: &crate::api::Order, status: &crate::api::order::OrderStatus) {
+    /// Holds `status`, about to be written to `order`, whose certificate is `info`.
+    pub fn put(
+        &self,
+        order: &crate::api::Order,
+        status: &crate::api::order::OrderStatus,
+        info: crate::pki::CertificateInfo,
+    ) {
         let meta = &order.metadata;
         let (Some(namespace), Some(name), Some(uid)) = (
             meta.namespace.as_ref(),
@@ -594,16 +606,20 @@ impl IssuedOrders {
         }
         held.insert(
             (namespace.clone(), name.clone()),
-            (uid.clone(), status.clone()),
+            (uid.clone(), status.clone(), info),
         );
     }
 
-    /// `order` (a cached copy) with the whole status held for it, when the copy shows that
-    /// status as the cache keeps it; the held status is let go either way.
-    pub fn take(&self, order: &crate::api::Order) -> Option<crate::api::Order> {
+    /// `order` (a cached copy) with the whole status held for it and its certificate read,
+    /// when the copy shows that status as the cache keeps it; the held status is let go either
+    /// way.
+    pub fn take(
+        &self,
+        order: &crate::api::Order,
+    ) -> Option<(crate::api::Order, crate::pki::CertificateInfo)> {
         let meta = &order.metadata;
         let key = (meta.namespace.clone()?, meta.name.clone()?);
-        let (uid, status) = self
+        let (uid, status, info) = self
             .held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -614,7 +630,7 @@ impl IssuedOrders {
         };
         let mut shown = whole.clone();
         order_view(&mut shown);
-        (meta.uid.as_ref() == Some(&uid) && shown.status == order.status).then_some(whole)
+        (meta.uid.as_ref() == Some(&uid) && shown.status == order.status).then_some((whole, info))
     }
 }
 
@@ -1306,23 +1322,27 @@ mod tests {
         let (order, status) = issued_order();
         assert!(issued.take(&cached(&order, &status)).is_none(), "none held");
 
-        issued.put(&order, &status);
-        let whole = issued
+        let signed = rcgen::generate_simple_self_signed(vec!["web.shop.example".to_owned()])
+            .expect("a certificate");
+        let info = crate::pki::inspect_der(signed.cert.der()).expect("it reads");
+        issued.put(&order, &status, info.clone());
+        let (whole, read) = issued
             .take(&cached(&order, &status))
             .expect("the status held");
         assert_eq!(whole.status.as_ref(), Some(&status));
+        assert_eq!(read, info, "with the certificate as the signer read it");
         assert!(
             issued.take(&cached(&order, &status)).is_none(),
             "taken once"
         );
 
         // A write that failed: the Order shows another status, or is another Order.
-        issued.put(&order, &status);
+        issued.put(&order, &status, info.clone());
         let mut other = status.clone();
         other.serial_number = Some("0b".into());
         assert!(issued.take(&cached(&order, &other)).is_none());
         assert!(issued.take(&cached(&order, &status)).is_none(), "let go");
-        issued.put(&order, &status);
+        issued.put(&order, &status, info);
         let mut recreated = order.clone();
         recreated.metadata.uid = Some("o2".into());
         assert!(issued.take(&cached(&recreated, &status)).is_none());

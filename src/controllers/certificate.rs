@@ -1874,16 +1874,19 @@ async fn write_issued(
     let namespace = certificate.namespace().unwrap_or_default();
     let orders_api: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
     // The cache keeps Orders without their certificates: the Order controller's write
-    // passes them on, else the Order is read again.
+    // passes them on (with the certificate as the signer read it), else the Order is read
+    // again.
     let fetched;
+    let mut read = None;
     let order = if order
         .status
         .as_ref()
         .is_some_and(|s| s.certificate.is_some())
     {
         order
-    } else if let Some(whole) = ctx.issued.take(order) {
+    } else if let Some((whole, info)) = ctx.issued.take(order) {
         fetched = whole;
+        read = Some(info);
         &fetched
     } else {
         match orders_api.get_opt(&order_name).await? {
@@ -1900,7 +1903,7 @@ async fn write_issued(
         tracing::warn!(certificate = %name, order = %order_name, "the Issued order carries no certificate");
         return Ok(None);
     };
-    let Ok(info) = pki::inspect_pem(tls_crt) else {
+    let Some(info) = read.or_else(|| pki::inspect_pem(tls_crt).ok()) else {
         tracing::warn!(certificate = %name, order = %order_name, "the Issued order's certificate does not parse");
         return Ok(None);
     };

@@ -41,7 +41,7 @@ use crate::api::{Account, Group, Order, PriceList, PrivateCA, Product, SubAccoun
 use crate::billing::ledger::{self, ARCHIVE_ANNOTATION, Archive, Entry, Ledger};
 use crate::billing::pricing::{self, ApprovalInputs};
 use crate::billing::{Money, MoneyError};
-use crate::pki::{self, Issuer, LeafProfile, ParsedCsr};
+use crate::pki::{self, CertificateInfo, Issuer, LeafProfile, ParsedCsr};
 
 /// The field manager of what this controller writes.
 pub const MANAGER: &str = "certinext-order-controller";
@@ -1058,7 +1058,7 @@ async fn charge_and_issue(
     };
     let message = format!(
         "Order {name:?} was charged {} {} to {payer} and issued certificate {} valid until {}",
-        plan.price, plan.currency, issued.serial_hex, issued.not_after
+        plan.price, plan.currency, issued.info.serial_hex, issued.info.not_after
     );
     let mut status = next_status(order, OrderState::Issued, &message);
     priced(&mut status, plan);
@@ -1071,8 +1071,8 @@ async fn charge_and_issue(
         at: now(),
         reason: None,
     }];
-    with_certificate(&mut status, issued);
-    step.ctx.issued.put(order, &status);
+    let info = with_certificate(&mut status, issued);
+    step.ctx.issued.put(order, &status, info);
     let Some(written) = step.write(order, status).await? else {
         return Ok(retry());
     };
@@ -1150,11 +1150,11 @@ async fn issue(
     };
     let message = format!(
         "Order {name:?} issued certificate {} valid until {}",
-        issued.serial_hex, issued.not_after
+        issued.info.serial_hex, issued.info.not_after
     );
     let mut status = next_status(order, OrderState::Issued, &message);
-    with_certificate(&mut status, issued);
-    step.ctx.issued.put(order, &status);
+    let info = with_certificate(&mut status, issued);
+    step.ctx.issued.put(order, &status, info);
     match step.write(order, status).await? {
         Some(written) => {
             step.ctx.books.record(&written);
@@ -1179,13 +1179,15 @@ async fn sign(
     .map_err(|e| Error::Internal(format!("Order {name:?}: signing stopped: {e}")))
 }
 
-/// Records an issued certificate on an order's status.
-fn with_certificate(status: &mut OrderStatus, issued: pki::IssuedCertificate) {
+/// Records an issued certificate on an order's status; what it read of the certificate is
+/// left for the Certificate controller ([`cache::IssuedOrders`]).
+fn with_certificate(status: &mut OrderStatus, issued: pki::IssuedCertificate) -> CertificateInfo {
     status.certificate = Some(issued.chain_pem);
     status.ca = Some(issued.root_pem);
-    status.serial_number = Some(issued.serial_hex);
-    status.not_before = Some(Time(issued.not_before));
-    status.not_after = Some(Time(issued.not_after));
+    status.serial_number = Some(issued.info.serial_hex.clone());
+    status.not_before = Some(Time(issued.info.not_before));
+    status.not_after = Some(Time(issued.info.not_after));
+    issued.info
 }
 
 /// Runs the controller until the stream ends. The ledger is rebuilt first, from a fresh list

@@ -55,12 +55,8 @@ pub struct IssuedCertificate {
     pub chain_pem: String,
     /// `ca.crt`: the root.
     pub root_pem: String,
-    /// Serial number, lower-case hex.
-    pub serial_hex: String,
-    /// Start of validity.
-    pub not_before: Timestamp,
-    /// End of validity.
-    pub not_after: Timestamp,
+    /// The certificate as [`inspect_der`] reads it: serial number, validity, names, key.
+    pub info: CertificateInfo,
 }
 
 /// A CA certificate as issued.
@@ -204,9 +200,7 @@ pub fn issue_root_ca(profile: &CaProfile, key: &KeyPair) -> Result<CaCertificate
         certificate_pem: pem.clone(),
         chain_pem: pem.clone(),
         root_pem: pem,
-        serial_hex: info.serial_hex,
-        not_before: info.not_before,
-        not_after: info.not_after,
+        info,
     })
 }
 
@@ -426,9 +420,7 @@ impl Issuer {
             certificate_pem,
             chain_pem,
             root_pem: self.root_pem(),
-            serial_hex: info.serial_hex,
-            not_before: info.not_before,
-            not_after: info.not_after,
+            info,
         })
     }
 }
@@ -495,8 +487,8 @@ mod tests {
         assert_eq!(info.key_usages, [CertSign, CrlSign]);
         assert!(info.subject_key_id.is_some());
         assert_eq!(ca.chain_pem, ca.root_pem);
-        assert_eq!(ca.not_before, ts("2026-01-01T00:00:00Z"));
-        assert_eq!(ca.serial_hex.len(), 32);
+        assert_eq!(ca.info.not_before, ts("2026-01-01T00:00:00Z"));
+        assert_eq!(ca.info.serial_hex.len(), 32);
     }
 
     #[test]
@@ -559,7 +551,7 @@ mod tests {
         let mut long = profile("Int", None);
         long.not_after = ts("2040-01-01T00:00:00Z");
         let ca = issue_intermediate_ca(&long, &key, &parent).unwrap();
-        assert_eq!(ca.not_after, parent.not_after());
+        assert_eq!(ca.info.not_after, parent.not_after());
         // Under a root, the intermediate's chain is itself: the root stays in ca.crt.
         assert_eq!(ca.chain_pem, ca.certificate_pem.clone());
     }
