@@ -382,18 +382,16 @@ impl Cluster {
         let key = target.key(name);
         let stored = self.store.get(&key).ok_or_else(|| target.not_found(name))?;
         let format = format(request);
-        if let Format::Object = format {
-            return Ok(target.respond(200, &stored));
-        }
-        let object = target.present(&stored);
-        let body = match format {
-            Format::Object => object,
-            Format::Metadata => table::partial(&object),
-            Format::Table(include) => {
-                let rv = json!({"resourceVersion": resource_version(&object)});
-                table::table(&target.def, &[object], rv, include, true)
-            }
+        let include = match format {
+            Format::Object => return Ok(target.respond(200, &stored)),
+            // Metadata is the same in every version: the object need not be converted (or
+            // copied whole) to show it.
+            Format::Metadata => return Ok(Response::Json(200, table::partial(&stored))),
+            Format::Table(include) => include,
         };
+        let object = target.present(&stored);
+        let rv = json!({"resourceVersion": resource_version(&object)});
+        let body = table::table(&target.def, &[object], rv, include, true);
         Ok(Response::Json(200, body))
     }
 
