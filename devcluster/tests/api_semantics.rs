@@ -296,6 +296,16 @@ async fn a_write_answers_with_the_object_its_watchers_see_in_the_form_each_asked
         api.get("shared").await.expect("get").data.expect("data")["n"],
         "2"
     );
+    let metadata = api.get_metadata("shared").await.expect("get as metadata");
+    assert_eq!(
+        metadata.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    let answer: serde_json::Value = serde_json::from_str(&second).expect("the answer is JSON");
+    assert_eq!(
+        metadata.metadata.resource_version.as_deref(),
+        answer["metadata"]["resourceVersion"].as_str()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
