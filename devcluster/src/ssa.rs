@@ -232,8 +232,9 @@ pub fn apply(
         string_at(applied, "apiVersion").or_else(|| string_at(live_obj, "apiVersion"));
     // Applying the same fields again (a controller's next status) keeps their FieldsV1 as is.
     let fields = own
-        .filter(|&i| entries[i].set == applied_set)
-        .and_then(|i| entries[i].fields.take());
+        .map(|i| &entries[i])
+        .filter(|e| e.set == applied_set)
+        .and_then(|e| e.fields.clone());
     let entry = Entry {
         manager: manager.name.to_owned(),
         operation: Operation::Apply,
@@ -249,7 +250,7 @@ pub fn apply(
         None => entries.push(entry),
     }
     entries.retain(|e| !e.set.is_empty());
-    set_managed_fields(&mut merged, entries);
+    set_managed_fields(&mut merged, &entries);
     Ok(merged)
 }
 
@@ -332,7 +333,7 @@ pub fn record_update(
         }
     }
     entries.retain(|e| !e.is_empty());
-    set_managed_fields(new, entries);
+    set_managed_fields(new, &entries);
 }
 
 /// The field set of an object (what a manager owning all of it would own), in FieldsV1 JSON.
@@ -1110,24 +1111,24 @@ impl Entry {
             && self.subresource.as_deref() == subresource
     }
 
-    fn into_value(self) -> Value {
+    fn to_value(&self) -> Value {
         let mut m = Map::new();
-        m.insert("manager".to_owned(), Value::from(self.manager));
+        m.insert("manager".to_owned(), Value::from(self.manager.clone()));
         m.insert("operation".to_owned(), Value::from(self.operation.as_str()));
-        if let Some(v) = self.api_version {
-            m.insert("apiVersion".to_owned(), Value::from(v));
+        if let Some(v) = &self.api_version {
+            m.insert("apiVersion".to_owned(), Value::from(v.clone()));
         }
-        if let Some(t) = self.time {
-            m.insert("time".to_owned(), Value::from(t));
+        if let Some(t) = &self.time {
+            m.insert("time".to_owned(), Value::from(t.clone()));
         }
         m.insert("fieldsType".to_owned(), Value::from("FieldsV1"));
-        let fields = match self.fields {
-            Some(stored) => stored,
+        let fields = match &self.fields {
+            Some(stored) => stored.clone(),
             None => fields_v1(&self.set),
         };
         m.insert("fieldsV1".to_owned(), fields);
-        if let Some(s) = self.subresource {
-            m.insert("subresource".to_owned(), Value::from(s));
+        if let Some(s) = &self.subresource {
+            m.insert("subresource".to_owned(), Value::from(s.clone()));
         }
         Value::Object(m)
     }
@@ -1291,7 +1292,7 @@ fn holds(fields: &Value, path: &Path) -> bool {
     }
 }
 
-fn set_managed_fields(object: &mut Value, entries: Vec<Entry>) {
+fn set_managed_fields(object: &mut Value, entries: &[Entry]) {
     let Value::Object(root) = object else {
         return;
     };
@@ -1310,7 +1311,7 @@ fn set_managed_fields(object: &mut Value, entries: Vec<Entry>) {
     if let Value::Object(meta) = meta {
         meta.insert(
             "managedFields".to_owned(),
-            Value::Array(entries.into_iter().map(Entry::into_value).collect()),
+            Value::Array(entries.iter().map(Entry::to_value).collect()),
         );
     }
 }
