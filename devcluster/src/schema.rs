@@ -2122,7 +2122,14 @@ impl<'p> RuleRun<'p> {
             return;
         }
         let this = to_cel(value, Some(s), root, 0);
-        let before = old.map(|o| to_cel(o, Some(s), root, 0));
+        // An unchanged value (a status write's spec) is converted once for both.
+        let before = old.map(|o| {
+            if o == value {
+                this.clone()
+            } else {
+                to_cel(o, Some(s), root, 0)
+            }
+        });
         let type_name = text(s, "type").unwrap_or_default();
         // The variables are made once per node for all its rules, one scope for each way a
         // rule sees `oldSelf` (plain or optional): each makes a copy of the whole value.
