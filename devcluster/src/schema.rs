@@ -87,8 +87,8 @@ pub fn admit_with(
         unchanged: &unchanged,
     }
     .check(root, object, "", true, 0, &mut causes);
-    check_embedded(plan, root, object, "", true, 0, &mut causes);
-    check_list_types(plan, root, object, "", true, 0, &mut causes);
+    check_embedded(plan, root, object, &mut causes);
+    check_list_types(plan, root, object, &mut causes);
 
     if plan.has_rules {
         if causes.iter().any(|c| blocks_rules(c.reason)) {
@@ -1406,69 +1406,71 @@ fn index_path(path: &str, index: usize) -> String {
     format!("{path}[{index}]")
 }
 
-/// `apiVersion` and `kind` of objects marked `x-kubernetes-embedded-resource`.
-fn check_embedded(
+/// Walks `value` along `schema` as the embedded-resource and list-type checks do (properties,
+/// map values, list items), calling `visit` with each node's schema, value, path and whether
+/// it is the root. Nodes past the walk's limit, and nodes with nothing at or below them marked
+/// for these checks ([`Plan::unmarked`]), are passed over.
+fn walk_marked(
     plan: &Plan,
     schema: Option<&Schema>,
     value: &Value,
-    path: &str,
-    root: bool,
-    depth: usize,
-    out: &mut Vec<Cause>,
+    at: (&str, bool, usize),
+    visit: &mut dyn FnMut(&Schema, &Value, &str, bool),
 ) {
-    let Some(s) = schema else {
+    let (path, root, depth) = at;
+    let Some(s) = schema.filter(|s| depth <= WALK_LIMIT && !plan.unmarked(s)) else {
         return;
     };
-    if depth > WALK_LIMIT || plan.unmarked(s) {
-        return;
-    }
+    visit(s, value, path, root);
     match value {
         Value::Object(map) => {
-            if !root && flag(s, EMBEDDED) {
-                check_embedded_resource(map, path, out);
-            }
-            for (key, child) in map {
-                if is_root_field(root, key) {
-                    continue;
-                }
-                if let Some(p) = property(s, key) {
-                    check_embedded(
+            for (key, child) in map.iter().filter(|(key, _)| !is_root_field(root, key)) {
+                let (child_schema, child_path) = match property(s, key) {
+                    Some(p) => (Some(p), child_path(path, key)),
+                    None => (additional_schema(s), key_path(path, key)),
+                };
+                if child_schema.is_some() {
+                    walk_marked(
                         plan,
-                        Some(p),
+                        child_schema,
                         child,
-                        &child_path(path, key),
-                        false,
-                        depth + 1,
-                        out,
-                    );
-                } else if let Some(a) = additional_schema(s) {
-                    check_embedded(
-                        plan,
-                        Some(a),
-                        child,
-                        &key_path(path, key),
-                        false,
-                        depth + 1,
-                        out,
+                        (&child_path, false, depth + 1),
+                        visit,
                     );
                 }
             }
         }
         Value::Array(list) => {
             for (i, item) in list.iter().enumerate() {
-                check_embedded(
+                walk_marked(
                     plan,
                     items(s),
                     item,
-                    &index_path(path, i),
-                    false,
-                    depth + 1,
-                    out,
+                    (&index_path(path, i), false, depth + 1),
+                    visit,
                 );
             }
         }
         _ => {}
     }
+}
+
+/// `apiVersion` and `kind` of objects marked `x-kubernetes-embedded-resource`.
+fn check_embedded(plan: &Plan, schema: Option<&Schema>, object: &Value, out: &mut Vec<Cause>) {
+    walk_marked(
+        plan,
+        schema,
+        object,
+        ("", true, 0),
+        &mut |s, value, path, root| {
+            if let Value::Object(map) = value
+                && !root
+                && flag(s, EMBEDDED)
+            {
+                check_embedded_resource(map, path, out);
+            }
+        },
+    );
 }
 
 fn check_embedded_resource(map: &Map<String, Value>, path: &str, out: &mut Vec<Cause>) {
@@ -1547,51 +1549,16 @@ fn is_dns1035_label(s: &str) -> bool {
 
 /// `x-kubernetes-list-type: set` items and `map` keys must be unique; the first repetition of
 /// each is reported.
-fn check_list_types(
-    plan: &Plan,
-    schema: Option<&Schema>,
-    value: &Value,
-    path: &str,
-    root: bool,
-    depth: usize,
-    out: &mut Vec<Cause>,
-) {
-    let Some(s) = schema else {
-        return;
-    };
-    if depth > WALK_LIMIT || plan.unmarked(s) {
-        return;
-    }
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map {
-                if is_root_field(root, key) {
-                    continue;
-                }
-                if let Some(p) = property(s, key) {
-                    check_list_types(
-                        plan,
-                        Some(p),
-                        child,
-                        &child_path(path, key),
-                        false,
-                        depth + 1,
-                        out,
-                    );
-                } else if let Some(a) = additional_schema(s) {
-                    check_list_types(
-                        plan,
-                        Some(a),
-                        child,
-                        &key_path(path, key),
-                        false,
-                        depth + 1,
-                        out,
-                    );
-                }
-            }
-        }
-        Value::Array(list) => {
+fn check_list_types(plan: &Plan, schema: Option<&Schema>, object: &Value, out: &mut Vec<Cause>) {
+    walk_marked(
+        plan,
+        schema,
+        object,
+        ("", true, 0),
+        &mut |s, value, path, _| {
+            let Value::Array(list) = value else {
+                return;
+            };
             match text(s, "x-kubernetes-list-type") {
                 Some("set") => {
                     for i in first_repeats(list.iter().map(identity)) {
@@ -1603,20 +1570,8 @@ fn check_list_types(
                 Some("map") => check_list_map(s, list, path, out),
                 _ => {}
             }
-            for (i, item) in list.iter().enumerate() {
-                check_list_types(
-                    plan,
-                    items(s),
-                    item,
-                    &index_path(path, i),
-                    false,
-                    depth + 1,
-                    out,
-                );
-            }
-        }
-        _ => {}
-    }
+        },
+    );
 }
 
 /// How list items compare for uniqueness: scalars by type and value (`1` and `1.0` differ),

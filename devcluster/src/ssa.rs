@@ -1088,6 +1088,26 @@ struct Entry {
 }
 
 impl Entry {
+    /// The stored entry `raw` of `identity`, its fields read as `set`.
+    fn stored(
+        raw: &Value,
+        identity: (&str, Operation, Option<&str>),
+        set: FieldSet,
+        fields: Option<Value>,
+    ) -> Entry {
+        let (manager, operation, subresource) = identity;
+        Entry {
+            manager: manager.to_owned(),
+            operation,
+            api_version: string_at(raw, "apiVersion"),
+            time: string_at(raw, "time"),
+            subresource: subresource.map(str::to_owned),
+            set,
+            fields,
+            parsed: true,
+        }
+    }
+
     /// Keeps the paths `keep` accepts, dropping the stored `fieldsV1` if any path goes.
     fn retain(&mut self, keep: impl FnMut(&Path) -> bool) {
         let before = self.set.len();
@@ -1142,31 +1162,35 @@ fn managed_fields_of(object: &Value) -> Option<&Value> {
     object.get("metadata")?.get("managedFields")
 }
 
+/// A managedFields entry's manager, operation and subresource; `None` for an entry that is not
+/// understood (no manager, an unknown operation, fields other than FieldsV1).
+fn identity(raw: &Value) -> Option<(&str, Operation, Option<&str>)> {
+    let manager = raw.get("manager").and_then(Value::as_str)?;
+    let operation = raw
+        .get("operation")
+        .and_then(Value::as_str)
+        .and_then(Operation::parse)?;
+    if raw
+        .get("fieldsType")
+        .is_some_and(|t| t.as_str() != Some("FieldsV1"))
+    {
+        return None;
+    }
+    let subresource = raw
+        .get("subresource")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    Some((manager, operation, subresource))
+}
+
 /// Parses managedFields leniently: entries that are not understood are dropped, and entries
 /// with the same identity (manager, operation, subresource) are merged.
 fn parse_entries(v: Option<&Value>) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
     for raw in v.and_then(Value::as_array).into_iter().flatten() {
-        let Some(manager) = raw.get("manager").and_then(Value::as_str) else {
+        let Some((manager, operation, subresource)) = identity(raw) else {
             continue;
         };
-        let Some(operation) = raw
-            .get("operation")
-            .and_then(Value::as_str)
-            .and_then(Operation::parse)
-        else {
-            continue;
-        };
-        if raw
-            .get("fieldsType")
-            .is_some_and(|t| t.as_str() != Some("FieldsV1"))
-        {
-            continue;
-        }
-        let subresource = raw
-            .get("subresource")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
         let stored = raw.get("fieldsV1");
         let set = stored.map(parse_fields_v1).unwrap_or_default();
         if let Some(existing) = out
@@ -1177,16 +1201,13 @@ fn parse_entries(v: Option<&Value>) -> Vec<Entry> {
             existing.fields = None;
             continue;
         }
-        out.push(Entry {
-            manager: manager.to_owned(),
-            operation,
-            api_version: string_at(raw, "apiVersion"),
-            time: string_at(raw, "time"),
-            subresource: subresource.map(str::to_owned),
+        let fields = stored.filter(|v| v.is_object()).cloned();
+        out.push(Entry::stored(
+            raw,
+            (manager, operation, subresource),
             set,
-            fields: stored.filter(|v| v.is_object()).cloned(),
-            parsed: true,
-        });
+            fields,
+        ));
     }
     out
 }
@@ -1223,40 +1244,23 @@ fn parse_entries_lazily(v: Option<&Value>) -> Vec<Entry> {
     let raw: Vec<&Value> = v.and_then(Value::as_array).into_iter().flatten().collect();
     let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
     for raw in raw {
-        let Some(manager) = raw.get("manager").and_then(Value::as_str) else {
+        let Some((manager, operation, subresource)) = identity(raw) else {
             continue;
         };
-        let Some(operation) = raw
-            .get("operation")
-            .and_then(Value::as_str)
-            .and_then(Operation::parse)
-        else {
-            continue;
-        };
-        if raw
-            .get("fieldsType")
-            .is_some_and(|t| t.as_str() != Some("FieldsV1"))
-        {
-            continue;
-        }
-        let subresource = raw
-            .get("subresource")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
         let fields = raw.get("fieldsV1").filter(|f| f.is_object());
         if fields.is_none() || out.iter().any(|e| e.is(manager, operation, subresource)) {
             // Nothing stored to keep, or entries to merge: read them all.
             return parse_entries(v);
         }
+        let unread = Entry::stored(
+            raw,
+            (manager, operation, subresource),
+            FieldSet::new(),
+            fields.cloned(),
+        );
         out.push(Entry {
-            manager: manager.to_owned(),
-            operation,
-            api_version: string_at(raw, "apiVersion"),
-            time: string_at(raw, "time"),
-            subresource: subresource.map(str::to_owned),
-            set: FieldSet::new(),
-            fields: fields.cloned(),
             parsed: false,
+            ..unread
         });
     }
     out
