@@ -61,11 +61,7 @@ pub fn start(
             first: true,
         };
         for object in std::mem::take(&mut subscription.initial) {
-            if filter.matches(&object)
-                && sender
-                    .send(presented_line(&def, "ADDED", &object))
-                    .await
-                    .is_err()
+            if filter.matches(&object) && sender.send(render.line("ADDED", &object)).await.is_err()
             {
                 return;
             }

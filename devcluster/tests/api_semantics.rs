@@ -296,6 +296,20 @@ async fn a_write_answers_with_the_object_its_watchers_see_in_the_form_each_asked
         api.get("shared").await.expect("get").data.expect("data")["n"],
         "2"
     );
+    // A watch from now starts with the current objects, in its form too.
+    let request = hyper::Request::get("/api/v1/namespaces/default/configmaps?watch=1")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())
+        .expect("request");
+    let mut current = Box::pin(client.request_stream(request).await.expect("watch").lines());
+    let event = next_line(&mut current).await;
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["kind"], "PartialObjectMetadata", "{event}");
+    assert_eq!(event["object"]["metadata"]["name"], "shared");
+    assert!(event["object"].get("data").is_none(), "{event}");
     let metadata = api.get_metadata("shared").await.expect("get as metadata");
     assert_eq!(
         metadata.types.as_ref().map(|t| t.kind.as_str()),
