@@ -1422,33 +1422,34 @@ fn walk_marked(
         return;
     };
     visit(s, value, path, root);
+    // A child's path is formatted only for a child the walk goes into.
+    let marked = |child: &Schema| !plan.unmarked(child);
     match value {
         Value::Object(map) => {
             for (key, child) in map.iter().filter(|(key, _)| !is_root_field(root, key)) {
-                let (child_schema, child_path) = match property(s, key) {
-                    Some(p) => (Some(p), child_path(path, key)),
-                    None => (additional_schema(s), key_path(path, key)),
+                let child_path = match property(s, key) {
+                    Some(p) => marked(p).then(|| (p, child_path(path, key))),
+                    None => additional_schema(s)
+                        .filter(|a| marked(a))
+                        .map(|a| (a, key_path(path, key))),
                 };
-                if child_schema.is_some() {
-                    walk_marked(
-                        plan,
-                        child_schema,
-                        child,
-                        (&child_path, false, depth + 1),
-                        visit,
-                    );
+                if let Some((c, child_path)) = child_path {
+                    walk_marked(plan, Some(c), child, (&child_path, false, depth + 1), visit);
                 }
             }
         }
         Value::Array(list) => {
-            for (i, item) in list.iter().enumerate() {
-                walk_marked(
-                    plan,
-                    items(s),
-                    item,
-                    (&index_path(path, i), false, depth + 1),
-                    visit,
-                );
+            if let Some(item_schema) = items(s).filter(|i| marked(i)) {
+                for (i, item) in list.iter().enumerate() {
+                    let item_path = index_path(path, i);
+                    walk_marked(
+                        plan,
+                        Some(item_schema),
+                        item,
+                        (&item_path, false, depth + 1),
+                        visit,
+                    );
+                }
             }
         }
         _ => {}

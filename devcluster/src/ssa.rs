@@ -1088,11 +1088,12 @@ struct Entry {
 }
 
 impl Entry {
-    /// The stored entry `raw` of `identity`, its fields read as `set`.
+    /// The stored entry `raw` of `identity` with its `fields`, read as `set` (`None`: not
+    /// read).
     fn stored(
         raw: &Value,
         identity: (&str, Operation, Option<&str>),
-        set: FieldSet,
+        set: Option<FieldSet>,
         fields: Option<Value>,
     ) -> Entry {
         let (manager, operation, subresource) = identity;
@@ -1102,9 +1103,9 @@ impl Entry {
             api_version: string_at(raw, "apiVersion"),
             time: string_at(raw, "time"),
             subresource: subresource.map(str::to_owned),
-            set,
+            parsed: set.is_some(),
+            set: set.unwrap_or_default(),
             fields,
-            parsed: true,
         }
     }
 
@@ -1205,7 +1206,7 @@ fn parse_entries(v: Option<&Value>) -> Vec<Entry> {
         out.push(Entry::stored(
             raw,
             (manager, operation, subresource),
-            set,
+            Some(set),
             fields,
         ));
     }
@@ -1224,14 +1225,11 @@ fn stored_entries(
     let mut entries = parse_entries_lazily(v);
     for e in entries.iter_mut().filter(|e| !e.parsed) {
         let own = !changed.is_empty() && e.is(manager.name, Operation::Update, manager.subresource);
-        let fields = e.fields.as_ref();
-        if own
-            || changed
-                .iter()
-                .chain(removed)
-                .any(|p| fields.is_some_and(|f| holds(f, p)))
-        {
-            e.set = fields.map(parse_fields_v1).unwrap_or_default();
+        let Some(fields) = &e.fields else {
+            continue;
+        };
+        if own || changed.iter().chain(removed).any(|p| holds(fields, p)) {
+            e.set = parse_fields_v1(fields);
             e.parsed = true;
         }
     }
@@ -1241,9 +1239,9 @@ fn stored_entries(
 /// [`parse_entries`] without reading any entry's fields, unless two entries of one identity
 /// must be merged.
 fn parse_entries_lazily(v: Option<&Value>) -> Vec<Entry> {
-    let raw: Vec<&Value> = v.and_then(Value::as_array).into_iter().flatten().collect();
-    let mut out: Vec<Entry> = Vec::with_capacity(raw.len());
-    for raw in raw {
+    let stored = v.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let mut out: Vec<Entry> = Vec::with_capacity(stored.len());
+    for raw in stored {
         let Some((manager, operation, subresource)) = identity(raw) else {
             continue;
         };
@@ -1252,16 +1250,12 @@ fn parse_entries_lazily(v: Option<&Value>) -> Vec<Entry> {
             // Nothing stored to keep, or entries to merge: read them all.
             return parse_entries(v);
         }
-        let unread = Entry::stored(
+        out.push(Entry::stored(
             raw,
             (manager, operation, subresource),
-            FieldSet::new(),
+            None,
             fields.cloned(),
-        );
-        out.push(Entry {
-            parsed: false,
-            ..unread
-        });
+        ));
     }
     out
 }
