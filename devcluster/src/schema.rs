@@ -77,7 +77,7 @@ pub fn admit_with(
     let mut pruned = pruner.pruned;
     pruned.sort();
     drop_nulls(object, root, true, 0);
-    apply_defaults(object, root, true, 0);
+    apply_defaults(plan, object, root, true, 0);
 
     // Top-level fields the write left as stored are ratcheted (KEP-4008): neither the
     // structural checks nor the rules within them run again.
@@ -99,13 +99,15 @@ pub fn admit_with(
             ));
         } else {
             // The stored object went through the same decoding: pruned, nulls dropped, defaulted.
+            // Only transition rules read it.
             let old = old
+                .filter(|_| root.is_some_and(|r| plan.uses_old_self(r)))
                 .filter(|o| nesting(o, MAX_OBJECT_NESTING) <= MAX_OBJECT_NESTING)
                 .map(|o| {
                     let mut o = o.clone();
                     Pruner::default().prune(&mut o, root, true, 0);
                     drop_nulls(&mut o, root, true, 0);
-                    apply_defaults(&mut o, root, true, 0);
+                    apply_defaults(plan, &mut o, root, true, 0);
                     o
                 });
             let mut rules = RuleRun::new(plan, unchanged);
@@ -138,6 +140,10 @@ pub struct Plan {
     /// Nodes of `schema`, by address, with neither an embedded resource nor a set or map
     /// list at or below them: the embedded-resource and list-type checks skip them.
     unmarked: HashSet<usize>,
+    /// The compiled rules of each node of `schema` that has any, by address.
+    rules: HashMap<usize, Arc<[Rule]>>,
+    /// Nodes of `schema`, by address, with no `default` below them: defaulting skips them.
+    defaults_free: HashSet<usize>,
 }
 
 impl Plan {
@@ -169,6 +175,8 @@ impl Plan {
             rule_free: HashSet::new(),
             old_self: HashSet::new(),
             unmarked: HashSet::new(),
+            rules: HashMap::new(),
+            defaults_free: HashSet::new(),
             schema: schema.clone(),
         };
         if plan.has_rules
@@ -178,8 +186,35 @@ impl Plan {
         }
         if !too_deep && let Some(root) = schema.as_object() {
             plan.survey_marks(root, 0);
+            plan.survey_defaults(root, 0);
         }
         plan
+    }
+
+    /// Notes the nodes below `s` (as defaulting walks them: properties, map values, items)
+    /// with no `default` below them; returns whether `s` has one at or below it.
+    fn survey_defaults(&mut self, s: &Schema, depth: usize) -> bool {
+        if depth > WALK_LIMIT {
+            return true;
+        }
+        let properties = s.get("properties").and_then(Value::as_object).into_iter();
+        let below = properties
+            .flat_map(|p| p.values())
+            .chain(s.get("items"))
+            .chain(s.get("additionalProperties"))
+            .filter_map(Value::as_object);
+        let mut defaulted = false;
+        for child in below {
+            defaulted |= self.survey_defaults(child, depth + 1);
+        }
+        if !defaulted {
+            self.defaults_free.insert(s as *const Schema as usize);
+        }
+        defaulted || s.contains_key("default")
+    }
+
+    fn defaults_free(&self, s: &Schema) -> bool {
+        self.defaults_free.contains(&(s as *const Schema as usize))
     }
 
     /// Notes the nodes below `s` (as the embedded-resource and list-type checks walk them:
@@ -219,6 +254,10 @@ impl Plan {
         let rules = s.get(RULES).and_then(Value::as_array);
         let mut any = rules.is_some_and(|r| !r.is_empty());
         let mut old_self = rules.is_some_and(|r| r.iter().any(mentions_old_self));
+        if let Some(raw) = rules.filter(|r| !r.is_empty()) {
+            let compiled: Arc<[Rule]> = raw.iter().filter_map(|r| Rule::compile(r, s)).collect();
+            self.rules.insert(s as *const Schema as usize, compiled);
+        }
         let properties = s.get("properties").and_then(Value::as_object).into_iter();
         let branches = s.get("allOf").and_then(Value::as_array).into_iter();
         let below = properties
@@ -248,6 +287,11 @@ impl Plan {
 
     fn uses_old_self(&self, s: &Schema) -> bool {
         self.old_self.contains(&(s as *const Schema as usize))
+    }
+
+    /// The rules of node `s`, compiled when the plan was made.
+    fn rules_of(&self, s: &Schema) -> Option<&Arc<[Rule]>> {
+        self.rules.get(&(s as *const Schema as usize))
     }
 }
 
@@ -328,14 +372,58 @@ fn field_schema<'s>(s: Option<&'s Schema>, key: &str) -> Option<&'s Schema> {
     property(s, key).or_else(|| additional_schema(s))
 }
 
-/// The types a value may have; `x-kubernetes-int-or-string` is integer or string.
-fn types(s: &Schema) -> Vec<&str> {
-    if flag(s, INT_OR_STRING) {
-        return vec!["integer", "string"];
+/// What the structural check reads of a schema node, gathered in one pass over its keys: most
+/// keywords are absent from most nodes, and looking each one up costs more than the pass.
+#[derive(Default)]
+struct View<'s> {
+    type_: &'s str,
+    int_or_string: bool,
+    nullable: bool,
+    format: bool,
+    /// `allOf`, `anyOf`, `oneOf` or `not`.
+    junctors: bool,
+    /// `maxLength`, `minLength` or `pattern`.
+    strings: bool,
+    /// `minProperties`, `maxProperties`, `required` or `additionalProperties`.
+    objects: bool,
+    enumerated: bool,
+    properties: Option<&'s Schema>,
+    additional: Option<&'s Value>,
+}
+
+impl<'s> View<'s> {
+    fn of(s: &'s Schema) -> View<'s> {
+        let mut view = View::default();
+        for (key, value) in s {
+            match key.as_str() {
+                "type" => view.type_ = value.as_str().unwrap_or_default(),
+                INT_OR_STRING => view.int_or_string = value.as_bool() == Some(true),
+                "nullable" => view.nullable = value.as_bool() == Some(true),
+                "format" => view.format = true,
+                "allOf" | "anyOf" | "oneOf" | "not" => view.junctors = true,
+                "maxLength" | "minLength" | "pattern" => view.strings = true,
+                "minProperties" | "maxProperties" | "required" => view.objects = true,
+                "additionalProperties" => {
+                    view.objects = true;
+                    view.additional = Some(value);
+                }
+                "enum" => view.enumerated = true,
+                "properties" => view.properties = value.as_object(),
+                _ => {}
+            }
+        }
+        view
     }
-    match text(s, "type") {
-        Some(t) if !t.is_empty() => vec![t],
-        _ => Vec::new(),
+
+    /// The types a value may have; `x-kubernetes-int-or-string` is integer or string.
+    fn types(&self) -> &[&'s str] {
+        if self.int_or_string {
+            &["integer", "string"]
+        } else if self.type_.is_empty() {
+            &[]
+        } else {
+            std::slice::from_ref(&self.type_)
+        }
     }
 }
 
@@ -416,6 +504,9 @@ impl Pruner {
         match value {
             Value::Object(map) => {
                 let embedded = schema.is_some_and(|s| flag(s, EMBEDDED));
+                let properties = schema
+                    .and_then(|s| s.get("properties"))
+                    .and_then(Value::as_object);
                 let mut unknown = HashSet::new();
                 for (key, child) in map.iter_mut() {
                     if is_root_field(root, key) || (embedded && keeps_embedded_field(key, child)) {
@@ -425,7 +516,10 @@ impl Pruner {
                         unknown.insert(key.clone());
                         continue;
                     };
-                    if let Some(p) = property(s, key) {
+                    let property = properties
+                        .and_then(|p| p.get(key))
+                        .and_then(Value::as_object);
+                    if let Some(p) = property {
                         self.descend(key, child, Some(p), depth);
                     } else {
                         match additional(s) {
@@ -533,7 +627,7 @@ fn drop_nulls(value: &mut Value, schema: Option<&Schema>, root: bool, depth: usi
                 }
             });
             for (key, child) in map.iter_mut() {
-                if !is_root_field(root, key) {
+                if !is_root_field(root, key) && (child.is_object() || child.is_array()) {
                     drop_nulls(child, field_schema(schema, key), false, depth + 1);
                 }
             }
@@ -549,44 +643,53 @@ fn drop_nulls(value: &mut Value, schema: Option<&Schema>, root: bool, depth: usi
 }
 
 /// Applies `default`s of absent fields (and of non-nullable nulls), recursively: defaults inside
-/// a newly defaulted object, in list items and in map values apply too.
-fn apply_defaults(value: &mut Value, schema: Option<&Schema>, root: bool, depth: usize) {
+/// a newly defaulted object, in list items and in map values apply too. Nodes with no default
+/// below them are passed over.
+fn apply_defaults(
+    plan: &Plan,
+    value: &mut Value,
+    schema: Option<&Schema>,
+    root: bool,
+    depth: usize,
+) {
     let Some(s) = schema else {
         return;
     };
-    if depth > WALK_LIMIT {
+    if depth > WALK_LIMIT || plan.defaults_free(s) {
         return;
     }
     match value {
         Value::Object(map) => {
-            if let Some(props) = s.get("properties").and_then(Value::as_object) {
-                for (key, p) in props {
-                    let Some(p) = p.as_object() else {
-                        continue;
-                    };
-                    if is_root_field(root, key) {
-                        continue;
-                    }
-                    let Some(default) = default_of(p) else {
-                        continue;
-                    };
-                    let missing = match map.get(key) {
-                        None => true,
-                        Some(Value::Null) => !flag(p, "nullable"),
-                        Some(_) => false,
-                    };
-                    if missing {
-                        map.insert(key.clone(), default.clone());
-                    }
+            let props = s.get("properties").and_then(Value::as_object);
+            for (key, p) in props.into_iter().flatten() {
+                let Some(p) = p.as_object() else {
+                    continue;
+                };
+                if is_root_field(root, key) {
+                    continue;
+                }
+                let Some(default) = default_of(p) else {
+                    continue;
+                };
+                let missing = match map.get(key) {
+                    None => true,
+                    Some(Value::Null) => !flag(p, "nullable"),
+                    Some(_) => false,
+                };
+                if missing {
+                    map.insert(key.clone(), default.clone());
                 }
             }
             let map_values = additional_schema(s);
             for (key, child) in map.iter_mut() {
-                if is_root_field(root, key) {
+                // Scalars hold nothing to default (a null map value may take its default).
+                if is_root_field(root, key)
+                    || !(child.is_object() || child.is_array() || child.is_null())
+                {
                     continue;
                 }
-                if let Some(p) = property(s, key) {
-                    apply_defaults(child, Some(p), false, depth + 1);
+                if let Some(p) = props.and_then(|p| p.get(key)).and_then(Value::as_object) {
+                    apply_defaults(plan, child, Some(p), false, depth + 1);
                 } else if let Some(a) = map_values {
                     if child.is_null()
                         && !flag(a, "nullable")
@@ -594,7 +697,7 @@ fn apply_defaults(value: &mut Value, schema: Option<&Schema>, root: bool, depth:
                     {
                         *child = default.clone();
                     }
-                    apply_defaults(child, Some(a), false, depth + 1);
+                    apply_defaults(plan, child, Some(a), false, depth + 1);
                 }
             }
         }
@@ -607,7 +710,7 @@ fn apply_defaults(value: &mut Value, schema: Option<&Schema>, root: bool, depth:
                     {
                         *item = default.clone();
                     }
-                    apply_defaults(item, Some(item_schema), false, depth + 1);
+                    apply_defaults(plan, item, Some(item_schema), false, depth + 1);
                 }
             }
         }
@@ -865,28 +968,39 @@ impl Checker<'_> {
         if depth > WALK_LIMIT {
             return;
         }
-        let types = types(s);
+        let view = View::of(s);
+        let types = view.types();
         if value.is_null() {
-            if !types.is_empty() && !flag(s, "nullable") {
+            if !types.is_empty() && !view.nullable {
                 out.push(type_invalid(name, "null", &types.join(",")));
             }
-            check_enum(s, value, name, out);
+            if view.enumerated {
+                check_enum(s, value, name, out);
+            }
             return;
         }
-        check_type(s, value, name, &types, out);
-        self.check_junctors(s, value, name, root, depth, out);
+        check_type(s, value, name, types, view.format, out);
+        if view.junctors {
+            self.check_junctors(s, value, name, root, depth, out);
+        }
         match value {
             Value::String(text) => {
-                self.check_string(s, text, name, out);
-                check_format(s, text, name, out);
+                if view.strings {
+                    self.check_string(s, text, name, out);
+                }
+                if view.format {
+                    check_format(s, text, name, out);
+                }
             }
-            Value::Number(n) => check_number(s, n, value, name, &types, out),
+            Value::Number(n) => check_number(s, n, value, name, types, out),
             Value::Array(list) => self.check_list(s, list, name, depth, out),
             _ => {}
         }
-        check_enum(s, value, name, out);
+        if view.enumerated {
+            check_enum(s, value, name, out);
+        }
         if let Value::Object(map) = value {
-            self.check_object(s, map, name, root, depth, out);
+            self.check_object(s, &view, map, name, root, depth, out);
         }
     }
 
@@ -1080,13 +1194,66 @@ impl Checker<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn check_object(
+        &mut self,
+        s: &Schema,
+        view: &View,
+        map: &Map<String, Value>,
+        name: &str,
+        root: bool,
+        depth: usize,
+        out: &mut Vec<Cause>,
+    ) {
+        if view.objects {
+            self.check_object_keywords(s, map, name, root, out);
+        }
+        let properties = view.properties;
+        let map_values = match view.additional {
+            Some(Value::Object(a)) => Some(a),
+            _ => None,
+        };
+        // One name for every child, rewritten in place: `name.key` (a property of the root:
+        // `key`).
+        let mut child_name = String::with_capacity(name.len() + 24);
+        for (key, child) in map {
+            if is_root_field(root, key) || (root && self.unchanged.contains(key)) {
+                continue;
+            }
+            let property = properties
+                .and_then(|p| p.get(key))
+                .and_then(Value::as_object);
+            let (child_schema, prefixed) = match property {
+                Some(p) => (p, !name.is_empty()),
+                None => match map_values {
+                    Some(a) => (a, true),
+                    None => continue,
+                },
+            };
+            child_name.clear();
+            if prefixed {
+                child_name.push_str(name);
+                child_name.push('.');
+            }
+            child_name.push_str(key);
+            self.check(
+                Some(child_schema),
+                child,
+                &child_name,
+                false,
+                depth + 1,
+                out,
+            );
+        }
+    }
+
+    /// `minProperties`, `maxProperties`, `required` and `additionalProperties: false`.
+    fn check_object_keywords(
         &mut self,
         s: &Schema,
         map: &Map<String, Value>,
         name: &str,
         root: bool,
-        depth: usize,
         out: &mut Vec<Cause>,
     ) {
         let count = i64::try_from(map.len()).unwrap_or(i64::MAX);
@@ -1130,48 +1297,29 @@ impl Checker<'_> {
                 }
             }
         }
-        let map_values = additional_schema(s);
-        // One name for every child, rewritten in place: `name.key` (a property of the root:
-        // `key`).
-        let mut child_name = String::with_capacity(name.len() + 24);
-        for (key, child) in map {
-            if is_root_field(root, key) || (root && self.unchanged.contains(key)) {
-                continue;
-            }
-            let (child_schema, prefixed) = match property(s, key) {
-                Some(p) => (p, !name.is_empty()),
-                None => match map_values {
-                    Some(a) => (a, true),
-                    None => continue,
-                },
-            };
-            child_name.clear();
-            if prefixed {
-                child_name.push_str(name);
-                child_name.push('.');
-            }
-            child_name.push_str(key);
-            self.check(
-                Some(child_schema),
-                child,
-                &child_name,
-                false,
-                depth + 1,
-                out,
-            );
-        }
     }
 }
 
 /// kube-openapi's type check. Integral numbers pass for `integer` and integers for `number`.
 /// As kube-openapi does, a non-numeric schema with a recognized format lets strings and lists
 /// through (the format check then applies to strings only).
-fn check_type(s: &Schema, value: &Value, name: &str, types: &[&str], out: &mut Vec<Cause>) {
+fn check_type(
+    s: &Schema,
+    value: &Value,
+    name: &str,
+    types: &[&str],
+    formatted: bool,
+    out: &mut Vec<Cause>,
+) {
     if types.is_empty() {
         return;
     }
     let numeric = types.contains(&"number") || types.contains(&"integer");
-    if !numeric && string_format(s).is_some() && (value.is_string() || value.is_array()) {
+    if !numeric
+        && formatted
+        && string_format(s).is_some()
+        && (value.is_string() || value.is_array())
+    {
         return;
     }
     let kind = json_kind(value);
@@ -1703,9 +1851,17 @@ struct Rule {
     /// The rule's `fieldPath`, normalized against the schema (`.size` → `size`).
     field_path: Option<String>,
     optional_old_self: bool,
-    program: Result<Rc<cel::Program>, String>,
-    message_program: Option<Rc<cel::Program>>,
+    program: Result<Arc<cel::Program>, String>,
+    message_program: Option<Arc<cel::Program>>,
     uses_old_self: bool,
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule")
+            .field("text", &self.text)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Rule {
@@ -1772,12 +1928,12 @@ impl Rule {
 }
 
 thread_local! {
-    static PROGRAMS: Compiled<Result<Rc<cel::Program>, String>> = RefCell::default();
+    static PROGRAMS: Compiled<Result<Arc<cel::Program>, String>> = RefCell::default();
 }
 
-fn compile_cel(source: &str) -> Result<Rc<cel::Program>, String> {
+fn compile_cel(source: &str) -> Result<Arc<cel::Program>, String> {
     compiled(&PROGRAMS, source, |source| {
-        compile_cel_uncached(source).map(Rc::new)
+        compile_cel_uncached(source).map(Arc::new)
     })
 }
 
@@ -1939,8 +2095,6 @@ struct RuleRun<'p> {
     base: Rc<cel::Context<'static>>,
     /// The top-level fields the write left as stored.
     unchanged: HashSet<String>,
-    /// Compiled rules per schema node (by address: the schema outlives the run).
-    compiled: HashMap<usize, Rc<Vec<Rule>>>,
     causes: Vec<Cause>,
 }
 
@@ -1950,24 +2104,8 @@ impl<'p> RuleRun<'p> {
             plan,
             base: BASE_CONTEXT.with(Rc::clone),
             unchanged,
-            compiled: HashMap::new(),
             causes: Vec::new(),
         }
-    }
-
-    fn rules_of(&mut self, s: &Schema) -> Rc<Vec<Rule>> {
-        let key = s as *const Schema as usize;
-        self.compiled
-            .entry(key)
-            .or_insert_with(|| {
-                let rules = s
-                    .get(RULES)
-                    .and_then(Value::as_array)
-                    .map(|raw| raw.iter().filter_map(|r| Rule::compile(r, s)).collect())
-                    .unwrap_or_default();
-                Rc::new(rules)
-            })
-            .clone()
     }
 
     fn walk(
@@ -2073,10 +2211,9 @@ impl<'p> RuleRun<'p> {
         path: &str,
         root: bool,
     ) {
-        let rules = self.rules_of(s);
-        if rules.is_empty() {
+        let Some(rules) = self.plan.rules_of(s).filter(|r| !r.is_empty()).cloned() else {
             return;
-        }
+        };
         let this = to_cel(value, Some(s), root, 0);
         // An unchanged value (a status write's spec) is converted once for both.
         let before = old.map(|o| {
@@ -2995,10 +3132,64 @@ mod tests {
         );
         assert!(!plan.uses_old_self(node("/properties/extra")));
 
+        // Rules are compiled with the plan, once: every write of the resource shares them.
+        let rules = plan.rules_of(node("/properties/spec/properties/name"));
+        assert_eq!(
+            rules.map(|r| r.iter().map(|r| r.text.as_str()).collect::<Vec<_>>()),
+            Some(vec!["self == oldSelf"])
+        );
+        assert!(rules.is_some_and(|r| r[0].uses_old_self && r[0].program.is_ok()));
+        assert!(plan.rules_of(node("/properties/spec")).is_none());
+        assert!(
+            plan.rules_of(node("/properties/extra/allOf/0"))
+                .is_some_and(|r| r.len() == 1)
+        );
+
         let replaced = Arc::new((*schema).clone());
         assert!(!Arc::ptr_eq(&plan, &Plan::of(&replaced)));
         let plain = Plan::of(&Arc::new(json!({"type": "object"})));
         assert!(!plain.has_rules && !plain.too_deep);
+    }
+
+    #[test]
+    fn defaulting_passes_over_nodes_with_no_default_below_and_still_reaches_deep_ones() {
+        let schema = Arc::new(json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "plain": {"type": "object", "properties": {"a": {"type": "string"}}},
+                "deep": {"type": "object", "properties": {
+                    "list": {"type": "array", "items": {"type": "object", "properties": {
+                        "mode": {"type": "string", "default": "auto"},
+                    }}},
+                    "labels": {"type": "object",
+                        "additionalProperties": {"type": "string", "default": "x"}},
+                }},
+            }},
+            "status": {"type": "object", "properties": {"phase": {"type": "string"}}},
+        }}));
+        let plan = Plan::of(&schema);
+        let node = |path: &str| {
+            schema
+                .pointer(path)
+                .and_then(Value::as_object)
+                .expect("a schema node")
+        };
+        assert!(plan.defaults_free(node("/properties/status")));
+        assert!(plan.defaults_free(node("/properties/spec/properties/plain")));
+        assert!(!plan.defaults_free(node("")));
+        assert!(!plan.defaults_free(node("/properties/spec")));
+        assert!(!plan.defaults_free(node("/properties/spec/properties/deep")));
+        assert!(!plan.defaults_free(node("/properties/spec/properties/deep/properties/list")));
+
+        let mut object = json!({"spec": {
+            "plain": {"a": "b"},
+            "deep": {"list": [{}, {"mode": "manual"}], "labels": {"k": null}},
+        }, "status": {"phase": "Ready"}});
+        admit_with(&plan, &mut object, None).expect("admitted");
+        assert_eq!(
+            object["spec"]["deep"],
+            json!({"list": [{"mode": "auto"}, {"mode": "manual"}], "labels": {"k": "x"}})
+        );
+        assert_eq!(object["spec"]["plain"], json!({"a": "b"}));
     }
 
     /// `field: message` of every cause, or the admitted object.
