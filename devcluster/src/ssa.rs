@@ -152,7 +152,8 @@ pub fn apply(
     let scope = Scope::of(manager);
     let config = scoped_config(applied_map, scope);
 
-    let mut entries = parse_entries(managed_fields_of(live_obj));
+    // Other managers' entries are read only when the apply may take or free their fields.
+    let mut entries = parse_entries_lazily(managed_fields_of(live_obj));
     if live.is_some() && entries.is_empty() {
         // An object nobody has claimed yet: its current fields belong to "before-first-apply",
         // so that an apply conflicts instead of silently taking them over.
@@ -174,6 +175,9 @@ pub fn apply(
     let own = entries
         .iter()
         .position(|e| e.is(manager.name, Operation::Apply, manager.subresource));
+    if let Some(i) = own {
+        entries[i].read();
+    }
     let last_set = own
         .map(|i| scope.track(entries[i].set.clone()))
         .unwrap_or_default();
@@ -182,20 +186,27 @@ pub fn apply(
     let mut merged =
         merge(Some(live_obj), Some(&config), root, 0).unwrap_or_else(|| live_obj.clone());
 
-    if !last_set.is_empty() {
-        // Remove what this manager applied last time, no longer applies, and nobody else owns.
+    // What this manager applied last time and no longer applies: removed unless someone else
+    // owns it. A manager applying the same fields again (a controller's next status) frees
+    // nothing, and the other entries and the object's fields need not be gathered.
+    let applied_named = with_named_parents(&applied_set);
+    let dropped: FieldSet = with_named_parents(&last_set)
+        .into_iter()
+        .filter(|p| !applied_named.contains(p) && scope.tracks(p))
+        .collect();
+    if !dropped.is_empty() {
         let mut managed = applied_set.clone();
-        for (i, e) in entries.iter().enumerate() {
+        for (i, e) in entries.iter_mut().enumerate() {
             if Some(i) != own {
+                e.read();
                 managed.extend(e.set.iter().cloned());
             }
         }
-        let last = with_named_parents(&last_set);
         let managed = with_named_parents(&managed);
         let present = with_named_parents(&collect_set(&merged, root));
-        let to_remove: FieldSet = last
+        let to_remove: FieldSet = dropped
             .intersection(&present)
-            .filter(|p| !managed.contains(*p) && scope.tracks(p))
+            .filter(|p| !managed.contains(*p))
             .cloned()
             .collect();
         remove_paths(&mut merged, root, &mut Vec::new(), &to_remove);
@@ -203,6 +214,11 @@ pub fn apply(
 
     let diff = diff_objects(live_obj, &merged, root, scope);
     let changed: FieldSet = diff.added.union(&diff.modified).cloned().collect();
+    for (i, e) in entries.iter_mut().enumerate() {
+        if Some(i) != own && e.holds_any(changed.iter().chain(&diff.removed)) {
+            e.read();
+        }
+    }
 
     let mut conflicts: Vec<Conflict> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
@@ -224,7 +240,7 @@ pub fn apply(
     }
 
     for (i, e) in entries.iter_mut().enumerate() {
-        if Some(i) != own {
+        if Some(i) != own && e.parsed {
             e.retain(|p| !changed.contains(p) && !diff.removed.contains(p));
         }
     }
@@ -249,7 +265,7 @@ pub fn apply(
         Some(i) => entries[i] = entry,
         None => entries.push(entry),
     }
-    entries.retain(|e| !e.set.is_empty());
+    entries.retain(|e| !e.is_empty());
     set_managed_fields(&mut merged, &entries);
     Ok(merged)
 }
@@ -1109,6 +1125,42 @@ impl Entry {
         }
     }
 
+    /// Reads the entry's stored `fieldsV1` into `set`, if not read yet.
+    fn read(&mut self) {
+        if !self.parsed {
+            self.set = self
+                .fields
+                .as_ref()
+                .map(parse_fields_v1)
+                .unwrap_or_default();
+            self.parsed = true;
+        }
+    }
+
+    /// Whether the entry owns any of `paths` (an unread entry: as its stored fields say).
+    fn holds_any<'p>(&self, mut paths: impl Iterator<Item = &'p Path>) -> bool {
+        match (&self.fields, self.parsed) {
+            (Some(fields), false) => {
+                // Paths come sorted, most under a few top-level fields: an entry without the
+                // field holds none of them.
+                let mut last: Option<(&Pe, bool)> = None;
+                paths.any(|p| {
+                    let under = match (p.first(), last) {
+                        (Some(first), Some((seen, under))) if first == seen => under,
+                        (Some(first @ Pe::Field(_)), _) => {
+                            let under = fields.get(pe_key(first)).is_some();
+                            last = Some((first, under));
+                            under
+                        }
+                        _ => true,
+                    };
+                    under && holds(fields, p)
+                })
+            }
+            _ => paths.any(|p| self.set.contains(p)),
+        }
+    }
+
     /// Keeps the paths `keep` accepts, dropping the stored `fieldsV1` if any path goes.
     fn retain(&mut self, keep: impl FnMut(&Path) -> bool) {
         let before = self.set.len();
@@ -1225,12 +1277,8 @@ fn stored_entries(
     let mut entries = parse_entries_lazily(v);
     for e in entries.iter_mut().filter(|e| !e.parsed) {
         let own = !changed.is_empty() && e.is(manager.name, Operation::Update, manager.subresource);
-        let Some(fields) = &e.fields else {
-            continue;
-        };
-        if own || changed.iter().chain(removed).any(|p| holds(fields, p)) {
-            e.set = parse_fields_v1(fields);
-            e.parsed = true;
+        if own || e.holds_any(changed.iter().chain(removed)) {
+            e.read();
         }
     }
     entries
@@ -1626,6 +1674,61 @@ mod tests {
             entry(&stored, "watcher", "Update", Some("status")),
             "untouched: kept as stored"
         );
+    }
+
+    #[test]
+    fn an_apply_reads_only_the_entries_it_takes_or_frees_fields_of() {
+        let s = schema();
+        let mut object = widget(
+            json!({}),
+            json!({"replicas": 1, "containers": [{"name": "a", "image": "x"}]}),
+        );
+        record_update(None, &mut object, &Manager::new("maker"), Some(&s), T1);
+        // The maker's entry as another server may have written it: an element key with a
+        // space, which reading the entry and writing it out again makes canonical.
+        let containers =
+            &mut object["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:containers"];
+        let element = containers
+            .as_object_mut()
+            .and_then(|c| c.remove(r#"k:{"name":"a"}"#))
+            .expect("the container's element");
+        containers[r#"k:{"name": "a"}"#] = element;
+        let stored = entry(&object, "maker", "Update", None);
+
+        // A controller applying its status, again and again, never reads the maker's entry.
+        let ctl = Manager::status("ctl");
+        let first = apply_ok(Some(&object), &status(json!({"phase": "Up"})), &ctl, T2);
+        let second = apply_ok(Some(&first), &status(json!({"phase": "Down"})), &ctl, T3);
+        assert_eq!(second["status"], json!({"phase": "Down"}));
+        assert_eq!(entry(&second, "maker", "Update", None), stored);
+        assert_eq!(
+            owned(&second, "ctl", "Apply", Some("status")),
+            [".status.phase"]
+        );
+
+        // Applying fields no longer applied frees them, and an apply taking the maker's field
+        // reads its entry (written out canonical, without the field taken).
+        let nothing = json!({"apiVersion": API, "kind": "Widget", "metadata": {"name": "w1"}});
+        let third = apply_ok(Some(&second), &nothing, &ctl, T3);
+        assert_eq!(third.get("status"), None, "{third}");
+        assert_eq!(entry(&third, "maker", "Update", None), stored);
+        let s = schema();
+        let scaled = apply(
+            Some(&third),
+            &spec(json!({"replicas": 3})),
+            &Manager::new("scaler"),
+            true,
+            Some(&s),
+            T3,
+        )
+        .expect("forced");
+        let maker = entry(&scaled, "maker", "Update", None).expect("the maker's entry");
+        assert!(
+            maker["fieldsV1"]["f:spec"]["f:containers"]
+                .get(r#"k:{"name":"a"}"#)
+                .is_some()
+        );
+        assert_eq!(maker["fieldsV1"]["f:spec"].get("f:replicas"), None);
     }
 
     #[test]
