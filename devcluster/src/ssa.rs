@@ -183,14 +183,8 @@ pub fn apply(
         .unwrap_or_default();
     let applied_set = scope.track(collect_set(&config, root));
 
-    // The live object's managedFields are written anew below: they are not copied.
-    let mut merged = merge(
-        Some(without_managed_fields(live_obj)),
-        Some(&config),
-        root,
-        0,
-    )
-    .unwrap_or_default();
+    let mut merged =
+        merge(Some(live_obj), Some(&config), root, 0).unwrap_or_else(|| live_obj.clone());
 
     // What this manager applied last time and no longer applies: removed unless someone else
     // owns it. A manager applying the same fields again (a controller's next status) frees
@@ -272,7 +266,7 @@ pub fn apply(
         None => entries.push(entry),
     }
     entries.retain(|e| !e.is_empty());
-    set_managed_fields(&mut merged, entries);
+    set_managed_fields(&mut merged, &entries);
     Ok(merged)
 }
 
@@ -355,7 +349,7 @@ pub fn record_update(
         }
     }
     entries.retain(|e| !e.is_empty());
-    set_managed_fields(new, entries);
+    set_managed_fields(new, &entries);
 }
 
 /// The field set of an object (what a manager owning all of it would own), in FieldsV1 JSON.
@@ -915,30 +909,25 @@ fn compare(l: Option<&Value>, r: Option<&Value>, shape: Shape, path: &mut Path, 
 }
 
 /// Merges an apply configuration `r` into `l` (structured-merge-diff's `Merge`, except that list
-/// elements keep the live order with new ones appended). `l` is taken: what the
-/// configuration leaves alone is moved, not copied.
-fn merge(l: Option<Value>, r: Option<&Value>, shape: Shape, depth: usize) -> Option<Value> {
+/// elements keep the live order with new ones appended).
+fn merge(l: Option<&Value>, r: Option<&Value>, shape: Shape, depth: usize) -> Option<Value> {
     let (l, r) = match (l, r) {
         (None, None) => return None,
-        (Some(v), None) => return Some(v),
-        (None, Some(v)) => return Some(v.clone()),
+        (Some(v), None) | (None, Some(v)) => return Some(v.clone()),
         (Some(l), Some(r)) => (l, r),
     };
     if depth > MAX_DEPTH {
         return Some(r.clone());
     }
-    match pair_kind(shape, Some(&l), Some(r)) {
+    match pair_kind(shape, Some(l), Some(r)) {
         Kind::Leaf => Some(r.clone()),
         Kind::Struct => {
-            let mut out = match l {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            };
+            let mut out = l.as_object().cloned().unwrap_or_default();
             for (k, rv) in r.as_object().into_iter().flatten() {
                 match field_child(shape, k) {
                     Some((child_shape, _)) => {
-                        let current = out.remove(k);
-                        if let Some(v) = merge(current, Some(rv), child_shape, depth + 1) {
+                        let current = out.get_mut(k).map(std::mem::take);
+                        if let Some(v) = merge(current.as_ref(), Some(rv), child_shape, depth + 1) {
                             out.insert(k.clone(), v);
                         }
                     }
@@ -954,10 +943,7 @@ fn merge(l: Option<Value>, r: Option<&Value>, shape: Shape, depth: usize) -> Opt
             Some(Value::Object(out))
         }
         Kind::Set => {
-            let mut out = match l {
-                Value::Array(items) => items,
-                _ => Vec::new(),
-            };
+            let mut out: Vec<Value> = list_items(Some(l)).to_vec();
             let mut seen: BTreeSet<Pe> = out.iter().map(value_pe).collect();
             for item in list_items(Some(r)) {
                 if seen.insert(value_pe(item)) {
@@ -971,14 +957,10 @@ fn merge(l: Option<Value>, r: Option<&Value>, shape: Shape, depth: usize) -> Opt
             for element in list_items(Some(r)) {
                 rindex.entry(key_pe(element, &keys)).or_insert(element);
             }
-            let live = match l {
-                Value::Array(items) => items,
-                _ => Vec::new(),
-            };
-            let mut out = Vec::with_capacity(live.len());
+            let mut out = Vec::new();
             let mut seen: BTreeSet<Pe> = BTreeSet::new();
-            for element in live {
-                let pe = key_pe(&element, &keys);
+            for element in list_items(Some(l)) {
+                let pe = key_pe(element, &keys);
                 let first = seen.insert(pe.clone());
                 match rindex.get(&pe) {
                     Some(other) if first => {
@@ -986,7 +968,7 @@ fn merge(l: Option<Value>, r: Option<&Value>, shape: Shape, depth: usize) -> Opt
                             out.push(v);
                         }
                     }
-                    _ => out.push(element),
+                    _ => out.push(element.clone()),
                 }
             }
             for element in list_items(Some(r)) {
@@ -1202,26 +1184,24 @@ impl Entry {
             && self.subresource.as_deref() == subresource
     }
 
-    /// The entry as stored in managedFields; its stored `fieldsV1`, if still what it says, is
-    /// moved, not copied.
-    fn into_value(self) -> Value {
+    fn to_value(&self) -> Value {
         let mut m = Map::new();
-        m.insert("manager".to_owned(), Value::from(self.manager));
+        m.insert("manager".to_owned(), Value::from(self.manager.clone()));
         m.insert("operation".to_owned(), Value::from(self.operation.as_str()));
-        if let Some(v) = self.api_version {
-            m.insert("apiVersion".to_owned(), Value::from(v));
+        if let Some(v) = &self.api_version {
+            m.insert("apiVersion".to_owned(), Value::from(v.clone()));
         }
-        if let Some(t) = self.time {
-            m.insert("time".to_owned(), Value::from(t));
+        if let Some(t) = &self.time {
+            m.insert("time".to_owned(), Value::from(t.clone()));
         }
         m.insert("fieldsType".to_owned(), Value::from("FieldsV1"));
-        let fields = match self.fields {
-            Some(stored) => stored,
+        let fields = match &self.fields {
+            Some(stored) => stored.clone(),
             None => fields_v1(&self.set),
         };
         m.insert("fieldsV1".to_owned(), fields);
-        if let Some(s) = self.subresource {
-            m.insert("subresource".to_owned(), Value::from(s));
+        if let Some(s) = &self.subresource {
+            m.insert("subresource".to_owned(), Value::from(s.clone()));
         }
         Value::Object(m)
     }
@@ -1358,30 +1338,7 @@ fn holds(fields: &Value, path: &Path) -> bool {
     }
 }
 
-/// A copy of `object` without its `metadata.managedFields`.
-fn without_managed_fields(object: &Value) -> Value {
-    let Value::Object(root) = object else {
-        return object.clone();
-    };
-    let copy = root
-        .iter()
-        .map(|(key, value)| {
-            let value = match value {
-                Value::Object(meta) if key == "metadata" => Value::Object(
-                    meta.iter()
-                        .filter(|(k, _)| *k != "managedFields")
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-                other => other.clone(),
-            };
-            (key.clone(), value)
-        })
-        .collect();
-    Value::Object(copy)
-}
-
-fn set_managed_fields(object: &mut Value, entries: Vec<Entry>) {
+fn set_managed_fields(object: &mut Value, entries: &[Entry]) {
     let Value::Object(root) = object else {
         return;
     };
@@ -1400,7 +1357,7 @@ fn set_managed_fields(object: &mut Value, entries: Vec<Entry>) {
     if let Value::Object(meta) = meta {
         meta.insert(
             "managedFields".to_owned(),
-            Value::Array(entries.into_iter().map(Entry::into_value).collect()),
+            Value::Array(entries.iter().map(Entry::to_value).collect()),
         );
     }
 }
