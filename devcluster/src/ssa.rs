@@ -189,11 +189,15 @@ pub fn apply(
     // What this manager applied last time and no longer applies: removed unless someone else
     // owns it. A manager applying the same fields again (a controller's next status) frees
     // nothing, and the other entries and the object's fields need not be gathered.
-    let applied_named = with_named_parents(&applied_set);
-    let dropped: FieldSet = with_named_parents(&last_set)
-        .into_iter()
-        .filter(|p| !applied_named.contains(p) && scope.tracks(p))
-        .collect();
+    let dropped: FieldSet = if last_set.is_empty() || last_set == applied_set {
+        FieldSet::new()
+    } else {
+        let applied_named = with_named_parents(&applied_set);
+        with_named_parents(&last_set)
+            .into_iter()
+            .filter(|p| !applied_named.contains(p) && scope.tracks(p))
+            .collect()
+    };
     if !dropped.is_empty() {
         let mut managed = applied_set.clone();
         for (i, e) in entries.iter_mut().enumerate() {
@@ -213,9 +217,9 @@ pub fn apply(
     }
 
     let diff = diff_objects(live_obj, &merged, root, scope);
-    let changed: FieldSet = diff.added.union(&diff.modified).cloned().collect();
+    let (changed, removed) = diff.changed_and_removed();
     for (i, e) in entries.iter_mut().enumerate() {
-        if Some(i) != own && e.holds_any(changed.iter().chain(&diff.removed)) {
+        if Some(i) != own && e.holds_any(changed.iter().chain(&removed)) {
             e.read();
         }
     }
@@ -241,7 +245,7 @@ pub fn apply(
 
     for (i, e) in entries.iter_mut().enumerate() {
         if Some(i) != own && e.parsed {
-            e.retain(|p| !changed.contains(p) && !diff.removed.contains(p));
+            e.retain(|p| !changed.contains(p) && !removed.contains(p));
         }
     }
     let api_version =
@@ -308,7 +312,7 @@ pub fn record_update(
     });
     let stored = managed_fields_of(old_obj);
     let diff = diff_objects(old_obj, new, root, scope);
-    let changed: FieldSet = diff.added.union(&diff.modified).cloned().collect();
+    let (changed, removed) = diff.changed_and_removed();
     let mut entries = match provided {
         // A client's own entries are written back as this server would write them; entries
         // sent back as read are the stored ones.
@@ -316,10 +320,10 @@ pub fn record_update(
             .into_iter()
             .map(|e| Entry { fields: None, ..e })
             .collect(),
-        _ => stored_entries(stored, manager, &changed, &diff.removed),
+        _ => stored_entries(stored, manager, &changed, &removed),
     };
     for e in entries.iter_mut().filter(|e| e.parsed) {
-        e.retain(|p| !changed.contains(p) && !diff.removed.contains(p));
+        e.retain(|p| !changed.contains(p) && !removed.contains(p));
     }
     if !changed.is_empty() {
         let api_version = string_at(new, "apiVersion").or_else(|| string_at(old_obj, "apiVersion"));
@@ -804,6 +808,25 @@ struct Diff {
     added: FieldSet,
     modified: FieldSet,
     removed: FieldSet,
+}
+
+impl Diff {
+    /// The paths added or modified, and the paths removed; the sets are moved, not copied (a
+    /// creation adds every field of the object).
+    fn changed_and_removed(self) -> (FieldSet, FieldSet) {
+        let Diff {
+            added,
+            modified,
+            removed,
+        } = self;
+        let (mut larger, smaller) = if added.len() >= modified.len() {
+            (added, modified)
+        } else {
+            (modified, added)
+        };
+        larger.extend(smaller);
+        (larger, removed)
+    }
 }
 
 fn diff_objects(old: &Value, new: &Value, root: Shape, scope: Scope) -> Diff {
