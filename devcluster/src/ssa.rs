@@ -506,38 +506,58 @@ fn has_descendant(set: &FieldSet, path: &Path) -> bool {
         .is_some_and(|p| p.starts_with(path))
 }
 
-#[derive(Default)]
-struct TreeNode {
-    member: bool,
-    children: BTreeMap<Pe, TreeNode>,
-}
-
-impl TreeNode {
-    fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        if self.member && !self.children.is_empty() {
-            m.insert(".".to_owned(), Value::Object(Map::new()));
-        }
-        for (pe, child) in &self.children {
-            m.insert(pe_key(pe), child.to_value());
-        }
-        Value::Object(m)
-    }
-}
-
-/// Serializes a set as FieldsV1.
+/// Serializes a set as FieldsV1. The paths come sorted, each after its ancestors and before
+/// the paths of its next sibling, so the tree is built one branch at a time: every node is
+/// made once and closed into its parent when the paths leave it.
 fn fields_v1(set: &FieldSet) -> Value {
-    let mut root = TreeNode::default();
-    for path in set {
-        let mut node = &mut root;
-        for pe in path {
-            node = node.children.entry(pe.clone()).or_default();
+    struct Open {
+        key: String,
+        member: bool,
+        children: Map<String, Value>,
+    }
+    fn close(node: Open, parent: &mut Open) {
+        let mut children = node.children;
+        if node.member && !children.is_empty() {
+            children.insert(".".to_owned(), Value::Object(Map::new()));
         }
-        if !path.is_empty() {
+        parent.children.insert(node.key, Value::Object(children));
+    }
+    let open = |key: String| Open {
+        key,
+        member: false,
+        children: Map::new(),
+    };
+    let mut stack = vec![open(String::new())];
+    let mut branch: &[Pe] = &[];
+    for path in set {
+        let common = branch
+            .iter()
+            .zip(path.iter())
+            .take_while(|(a, b)| a == b)
+            .count();
+        while stack.len() > common + 1 {
+            let Some(node) = stack.pop() else { break };
+            if let Some(parent) = stack.last_mut() {
+                close(node, parent);
+            }
+        }
+        for pe in &path[common..] {
+            stack.push(open(pe_key(pe)));
+        }
+        if !path.is_empty()
+            && let Some(node) = stack.last_mut()
+        {
             node.member = true;
         }
+        branch = path;
     }
-    root.to_value()
+    while stack.len() > 1 {
+        let Some(node) = stack.pop() else { break };
+        if let Some(parent) = stack.last_mut() {
+            close(node, parent);
+        }
+    }
+    Value::Object(stack.pop().map(|root| root.children).unwrap_or_default())
 }
 
 /// Parses FieldsV1, skipping what is not understood.
@@ -831,12 +851,34 @@ impl Diff {
 
 fn diff_objects(old: &Value, new: &Value, root: Shape, scope: Scope) -> Diff {
     let mut d = Diff::default();
-    compare(Some(old), Some(new), root, &mut Vec::new(), &mut d);
-    Diff {
-        added: scope.track(d.added),
-        modified: scope.track(d.modified),
-        removed: scope.track(d.removed),
+    let (Some(lm), Some(rm)) = (old.as_object(), new.as_object()) else {
+        compare(Some(old), Some(new), root, &mut Vec::new(), &mut d);
+        return Diff {
+            added: scope.track(d.added),
+            modified: scope.track(d.modified),
+            removed: scope.track(d.removed),
+        };
+    };
+    // Only the top-level fields the scope tracks are compared: a status write's spec is not
+    // walked at all.
+    let mut path = Vec::new();
+    let only_left = lm.keys();
+    let only_right = rm.keys().filter(|k| !lm.contains_key(*k));
+    for key in only_left.chain(only_right) {
+        if !scope.tracks_field(key) {
+            continue;
+        }
+        if let Some((shape, _)) = field_child(root, key) {
+            path.push(Pe::Field(key.clone()));
+            compare(lm.get(key), rm.get(key), shape, &mut path, &mut d);
+            path.pop();
+        }
     }
+    let metadata = metadata_path();
+    for set in [&mut d.added, &mut d.modified, &mut d.removed] {
+        set.remove(&metadata);
+    }
+    d
 }
 
 fn compare(l: Option<&Value>, r: Option<&Value>, shape: Shape, path: &mut Path, d: &mut Diff) {
@@ -1083,6 +1125,15 @@ impl Scope {
             Scope::Main { ignore_status } => !(ignore_status && status),
         };
         in_scope && *path != metadata_path()
+    }
+
+    /// Whether paths under the top-level field `key` are in scope ([`Scope::tracks`], but for
+    /// the `metadata` node itself).
+    fn tracks_field(self, key: &str) -> bool {
+        match self {
+            Scope::Status => key == "status",
+            Scope::Main { ignore_status } => !(ignore_status && key == "status"),
+        }
     }
 
     fn track(self, set: FieldSet) -> FieldSet {
@@ -1769,6 +1820,44 @@ mod tests {
             fields_v1(&parsed),
             json!({"f:spec": {"f:c": {"k:{\"name\":\"x\",\"port\":80}": {}}}})
         );
+    }
+
+    #[test]
+    fn fields_v1_nests_members_with_children_and_closes_deep_branches_before_siblings() {
+        let f = |name: &str| Pe::Field(name.to_owned());
+        let set: FieldSet = [
+            vec![f("metadata"), f("labels"), f("app")],
+            vec![f("spec")],
+            vec![f("spec"), f("a"), f("b"), f("c")],
+            vec![f("spec"), f("a"), f("d")],
+            vec![f("spec"), f("list"), Pe::Key(r#"{"name":"x"}"#.to_owned())],
+            vec![
+                f("spec"),
+                f("list"),
+                Pe::Key(r#"{"name":"x"}"#.to_owned()),
+                f("port"),
+            ],
+            vec![f("spec"), f("tags"), Pe::Value(r#""t""#.to_owned())],
+            vec![f("status")],
+        ]
+        .into_iter()
+        .collect();
+        let fields = fields_v1(&set);
+        assert_eq!(
+            fields,
+            json!({
+                "f:metadata": {"f:labels": {"f:app": {}}},
+                "f:spec": {
+                    ".": {},
+                    "f:a": {"f:b": {"f:c": {}}, "f:d": {}},
+                    "f:list": {r#"k:{"name":"x"}"#: {".": {}, "f:port": {}}},
+                    "f:tags": {r#"v:"t""#: {}},
+                },
+                "f:status": {},
+            })
+        );
+        assert_eq!(parse_fields_v1(&fields), set);
+        assert_eq!(fields_v1(&FieldSet::new()), json!({}));
     }
 
     #[test]
