@@ -389,11 +389,22 @@ fn metadata_path() -> Path {
     vec![Pe::Field("metadata".to_owned())]
 }
 
+/// Whether `path` is [`metadata_path`], without making one.
+fn is_metadata_path(path: &[Pe]) -> bool {
+    matches!(path, [Pe::Field(f)] if f == "metadata")
+}
+
 fn pe_key(pe: &Pe) -> String {
+    let prefixed = |prefix: &str, text: &str| {
+        let mut key = String::with_capacity(prefix.len() + text.len());
+        key.push_str(prefix);
+        key.push_str(text);
+        key
+    };
     match pe {
-        Pe::Field(f) => format!("f:{f}"),
-        Pe::Key(k) => format!("k:{k}"),
-        Pe::Value(v) => format!("v:{v}"),
+        Pe::Field(f) => prefixed("f:", f),
+        Pe::Key(k) => prefixed("k:", k),
+        Pe::Value(v) => prefixed("v:", v),
         Pe::Index(i) => format!("i:{i}"),
     }
 }
@@ -1124,7 +1135,7 @@ impl Scope {
             Scope::Status => status,
             Scope::Main { ignore_status } => !(ignore_status && status),
         };
-        in_scope && *path != metadata_path()
+        in_scope && !is_metadata_path(path)
     }
 
     /// Whether paths under the top-level field `key` are in scope ([`Scope::tracks`], but for
@@ -1136,8 +1147,9 @@ impl Scope {
         }
     }
 
-    fn track(self, set: FieldSet) -> FieldSet {
-        set.into_iter().filter(|p| self.tracks(p)).collect()
+    fn track(self, mut set: FieldSet) -> FieldSet {
+        set.retain(|p| self.tracks(p));
+        set
     }
 }
 
