@@ -835,20 +835,6 @@ fn subject_attributes(
     out
 }
 
-fn certificate_subject_attributes(der: &[u8]) -> BTreeSet<(String, String)> {
-    use x509_parser::prelude::FromDer;
-    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der) else {
-        return BTreeSet::new();
-    };
-    cert.subject()
-        .iter_attributes()
-        .filter_map(|a| {
-            let oid = a.attr_type().to_id_string();
-            (oid != "2.5.4.3").then(|| (oid, a.as_str().unwrap_or_default().to_owned()))
-        })
-        .collect()
-}
-
 /// How an issued certificate (and the Order that asked for it) differs from the spec, if it
 /// does. Pure.
 pub fn spec_mismatch(
@@ -890,7 +876,9 @@ pub fn spec_mismatch(
             spec.email_addresses, sans.email_addresses
         ));
     }
-    if subject_attributes(spec.subject.as_ref()) != certificate_subject_attributes(&info.der) {
+    if subject_attributes(spec.subject.as_ref())
+        != info.subject_attributes.iter().cloned().collect()
+    {
         return Some(format!(
             "subject differs from the certificate's {:?}",
             info.subject

@@ -492,6 +492,26 @@ mod tests {
     }
 
     #[test]
+    fn a_certificates_reading_holds_its_subject_attributes_besides_the_common_name() {
+        let key = generate_key_for(KeyAlgorithm::EcdsaP256).unwrap();
+        let mut p = profile("Root", None);
+        p.subject.rest.organizations = vec!["Example".into()];
+        p.subject.rest.countries = vec!["GB".into()];
+        let ca = issue_root_ca(&p, &key).unwrap();
+        let info = crate::pki::inspect_pem(&ca.certificate_pem).unwrap();
+        let attributes: std::collections::BTreeSet<(&str, &str)> = info
+            .subject_attributes
+            .iter()
+            .map(|(oid, value)| (oid.as_str(), value.as_str()))
+            .collect();
+        assert_eq!(
+            attributes,
+            [("2.5.4.10", "Example"), ("2.5.4.6", "GB")].into()
+        );
+        assert_eq!(info.common_name.as_deref(), Some("Root"));
+    }
+
+    #[test]
     fn a_profile_from_a_spec_runs_from_now_for_the_duration() {
         let spec: PrivateCASpec = serde_json::from_value(serde_json::json!({
             "subject": {"commonName": "Root", "organizations": ["Example"]},

@@ -52,6 +52,9 @@ pub struct CertificateInfo {
     pub common_name: Option<String>,
     /// The subject, RFC 4514 style (`CN=…, O=…`).
     pub subject: String,
+    /// The subject's attributes other than its common names, as (OID, value), in the
+    /// certificate's order; a value that is not a string is empty.
+    pub subject_attributes: Vec<(String, String)>,
     /// The issuer, RFC 4514 style.
     pub issuer: String,
     /// Subject alternative names.
@@ -128,6 +131,9 @@ pub(crate) fn parse_der<'a>(what: &str, der: &'a [u8]) -> Result<X509Certificate
     Ok(cert)
 }
 
+/// The OID of the X.520 commonName attribute.
+const COMMON_NAME_OID: &str = "2.5.4.3";
+
 /// Inspects one DER certificate.
 pub fn inspect_der(der: &[u8]) -> Result<CertificateInfo> {
     let cert = parse_der("certificate", der)?;
@@ -148,6 +154,14 @@ pub fn inspect_der(der: &[u8]) -> Result<CertificateInfo> {
             .and_then(|cn| cn.as_str().ok())
             .map(str::to_string),
         subject: cert.subject().to_string(),
+        subject_attributes: cert
+            .subject()
+            .iter_attributes()
+            .filter_map(|a| {
+                let oid = a.attr_type().to_id_string();
+                (oid != COMMON_NAME_OID).then(|| (oid, a.as_str().unwrap_or_default().to_owned()))
+            })
+            .collect(),
         issuer: cert.issuer().to_string(),
         subject_alt_names: SubjectAltNames::default(),
         is_ca: false,
