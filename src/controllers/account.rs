@@ -342,15 +342,16 @@ pub async fn funds_inputs(
     Ok((inputs, archive, listed))
 }
 
-/// Every object `api` lists, when there is one to ask.
-async fn list_if<K>(api: Option<Api<K>>) -> Result<Option<kube::api::ObjectList<K>>, Error>
+/// Every object `api` lists (without managed fields), when there is one to ask.
+async fn list_if<K>(api: Option<Api<K>>) -> Result<Option<Vec<K>>, Error>
 where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api {
-        Some(api) => Ok(Some(api.list(&ListParams::default()).await?)),
-        None => Ok(None),
-    }
+    let Some(api) = api else {
+        return Ok(None);
+    };
+    let listed = super::lean::api(&api).list(&ListParams::default()).await?;
+    Ok(Some(listed.items.into_iter().map(|lean| lean.0).collect()))
 }
 
 /// Every Order in `namespaces`: from the caches when they cover them all, else listed fresh.

@@ -78,8 +78,9 @@ where
         .map_ok(event)
 }
 
-/// The same resource and namespace as `api`, decoded lean.
-fn api<K: kube::Resource<DynamicType = ()> + Clone>(api: &Api<K>) -> Api<Lean<K>> {
+/// The same resource and namespace as `api`, decoded lean: for watches, and for writes whose
+/// answer is kept.
+pub fn api<K: kube::Resource<DynamicType = ()> + Clone>(api: &Api<K>) -> Api<Lean<K>> {
     let client = api.clone().into_client();
     match api.namespace() {
         Some(namespace) => Api::namespaced_with(client, namespace, &()),

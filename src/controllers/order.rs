@@ -782,12 +782,12 @@ impl Step<'_> {
         };
         let (namespace, name) = (order.namespace().unwrap_or_default(), order.name_any());
         let _sending = self.ctx.echoes.send::<Order>(&namespace, &name);
-        match self
-            .api
+        // The answer is kept (the books record it) without its managed fields.
+        match super::lean::api(&self.api)
             .patch_status(&name, &params, &Patch::Merge(&patch))
             .await
         {
-            Ok(written) => {
+            Ok(super::lean::Lean(written)) => {
                 let noted = cache::Written::applied(&written);
                 self.ctx.echoes.note(&namespace, &noted);
                 Ok(Some(written))
