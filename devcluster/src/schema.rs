@@ -197,14 +197,8 @@ impl Plan {
         if depth > WALK_LIMIT {
             return true;
         }
-        let properties = s.get("properties").and_then(Value::as_object).into_iter();
-        let below = properties
-            .flat_map(|p| p.values())
-            .chain(s.get("items"))
-            .chain(s.get("additionalProperties"))
-            .filter_map(Value::as_object);
         let mut defaulted = false;
-        for child in below {
+        for child in value_schemas(s) {
             defaulted |= self.survey_defaults(child, depth + 1);
         }
         if !defaulted {
@@ -226,13 +220,7 @@ impl Plan {
         }
         let mut marked =
             flag(s, EMBEDDED) || matches!(text(s, "x-kubernetes-list-type"), Some("set" | "map"));
-        let properties = s.get("properties").and_then(Value::as_object).into_iter();
-        let below = properties
-            .flat_map(|p| p.values())
-            .chain(s.get("items"))
-            .chain(s.get("additionalProperties"))
-            .filter_map(Value::as_object);
-        for child in below {
+        for child in value_schemas(s) {
             marked |= self.survey_marks(child, depth + 1);
         }
         if !marked {
@@ -293,6 +281,17 @@ impl Plan {
     fn rules_of(&self, s: &Schema) -> Option<&Arc<[Rule]>> {
         self.rules.get(&(s as *const Schema as usize))
     }
+}
+
+/// The schemas of the values directly under a node's value: its properties', its items',
+/// its map values'.
+fn value_schemas(s: &Schema) -> impl Iterator<Item = &Schema> {
+    let properties = s.get("properties").and_then(Value::as_object).into_iter();
+    properties
+        .flat_map(|p| p.values())
+        .chain(s.get("items"))
+        .chain(s.get("additionalProperties"))
+        .filter_map(Value::as_object)
 }
 
 /// Objects nest at most this deep (serde_json refuses deeper documents anyway).
