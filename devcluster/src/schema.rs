@@ -383,7 +383,7 @@ struct View<'s> {
     junctors: bool,
     /// `maxLength`, `minLength` or `pattern`.
     strings: bool,
-    /// `minProperties`, `maxProperties`, `required` or `additionalProperties`.
+    /// `minProperties`, `maxProperties`, `required` or `additionalProperties: false`.
     objects: bool,
     enumerated: bool,
     properties: Option<&'s Schema>,
@@ -403,7 +403,7 @@ impl<'s> View<'s> {
                 "maxLength" | "minLength" | "pattern" => view.strings = true,
                 "minProperties" | "maxProperties" | "required" => view.objects = true,
                 "additionalProperties" => {
-                    view.objects = true;
+                    view.objects |= value == &Value::Bool(false);
                     view.additional = Some(value);
                 }
                 "enum" => view.enumerated = true,
