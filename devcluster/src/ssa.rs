@@ -526,12 +526,19 @@ fn fields_v1(set: &FieldSet) -> Value {
         member: bool,
         children: Map<String, Value>,
     }
-    fn close(node: Open, parent: &mut Open) {
-        let mut children = node.children;
-        if node.member && !children.is_empty() {
-            children.insert(".".to_owned(), Value::Object(Map::new()));
+    /// Closes the open nodes above the first `depth` into their parents.
+    fn close_to(stack: &mut Vec<Open>, depth: usize) {
+        while stack.len() > depth {
+            let Some(node) = stack.pop() else { break };
+            let Some(parent) = stack.last_mut() else {
+                break;
+            };
+            let mut children = node.children;
+            if node.member && !children.is_empty() {
+                children.insert(".".to_owned(), Value::Object(Map::new()));
+            }
+            parent.children.insert(node.key, Value::Object(children));
         }
-        parent.children.insert(node.key, Value::Object(children));
     }
     let open = |key: String| Open {
         key,
@@ -546,12 +553,7 @@ fn fields_v1(set: &FieldSet) -> Value {
             .zip(path.iter())
             .take_while(|(a, b)| a == b)
             .count();
-        while stack.len() > common + 1 {
-            let Some(node) = stack.pop() else { break };
-            if let Some(parent) = stack.last_mut() {
-                close(node, parent);
-            }
-        }
+        close_to(&mut stack, common + 1);
         for pe in &path[common..] {
             stack.push(open(pe_key(pe)));
         }
@@ -562,12 +564,7 @@ fn fields_v1(set: &FieldSet) -> Value {
         }
         branch = path;
     }
-    while stack.len() > 1 {
-        let Some(node) = stack.pop() else { break };
-        if let Some(parent) = stack.last_mut() {
-            close(node, parent);
-        }
-    }
+    close_to(&mut stack, 1);
     Value::Object(stack.pop().map(|root| root.children).unwrap_or_default())
 }
 
@@ -1130,12 +1127,11 @@ impl Scope {
     }
 
     fn tracks(self, path: &Path) -> bool {
-        let status = matches!(path.first(), Some(Pe::Field(f)) if f == "status");
-        let in_scope = match self {
-            Scope::Status => status,
-            Scope::Main { ignore_status } => !(ignore_status && status),
+        let top = match path.first() {
+            Some(Pe::Field(f)) => f.as_str(),
+            _ => "",
         };
-        in_scope && !is_metadata_path(path)
+        self.tracks_field(top) && !is_metadata_path(path)
     }
 
     /// Whether paths under the top-level field `key` are in scope ([`Scope::tracks`], but for
