@@ -559,6 +559,65 @@ impl Intake {
     }
 }
 
+/// The requests (CSRs) the Certificate controller built for the Orders it created, until the
+/// Order controller of the same process parses them: a request whose bytes are the ones built
+/// here was signed here, with a key this process holds, so its signature need not be checked
+/// again ([`crate::pki::Possession::Known`]). An Order is matched by namespace, name and the
+/// exact request text, so a request changed since, or a hand-made Order, is checked in full.
+/// Forgetting is always safe (the signature is checked), so at most [`BuiltRequests::LIMIT`]
+/// are held: past it, the record starts again.
+#[derive(Default)]
+pub struct BuiltRequests {
+    /// The request built for each Order, by (namespace, name).
+    built: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+}
+
+impl BuiltRequests {
+    const LIMIT: usize = 4_096;
+
+    /// Notes `request`, built for the Order `namespace/name` about to be created.
+    pub fn put(&self, namespace: &str, name: &str, request: &str) {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if built.len() >= Self::LIMIT {
+            built.clear();
+        }
+        built.insert((namespace.to_owned(), name.to_owned()), request.to_owned());
+    }
+
+    /// How `order`'s request is to be parsed: [`Possession::Known`] when it is, byte for
+    /// byte, the request built for it here. The note is let go either way.
+    ///
+    /// [`Possession::Known`]: crate::pki::Possession::Known
+    pub fn take(&self, order: &crate::api::Order) -> crate::pki::Possession {
+        let meta = &order.metadata;
+        let built = match (&meta.namespace, &meta.name) {
+            (Some(namespace), Some(name)) => self
+                .built
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(namespace.clone(), name.clone())),
+            _ => None,
+        };
+        if built.as_deref() == Some(order.spec.request.as_str()) {
+            crate::pki::Possession::Known
+        } else {
+            crate::pki::Possession::Verify
+        }
+    }
+
+    /// Lets go of the request noted for the Order `namespace/name` (it was not created).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+        built.remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Requests noted now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.built.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 /// The status of each Order the Order controller is issuing, certificate included, until the
 /// Certificate controller takes it for the Secret. The shared watch keeps an Issued Order
 /// without its certificate ([`order_view`]), so without this the Certificate controller would
@@ -1346,6 +1405,36 @@ mod tests {
         let mut recreated = order.clone();
         recreated.metadata.uid = Some("o2".into());
         assert!(issued.take(&cached(&recreated, &status)).is_none());
+    }
+
+    #[test]
+    fn a_request_is_known_only_byte_for_byte_to_its_own_order_and_once() {
+        use crate::pki::Possession::{Known, Verify};
+        let built = BuiltRequests::default();
+        let (order, _) = issued_order();
+        let request = order.spec.request.clone();
+        assert_eq!(built.take(&order), Verify, "nothing noted");
+
+        built.put("shop", "web-1", &request);
+        assert_eq!(built.take(&order), Known);
+        assert_eq!(built.take(&order), Verify, "taken once");
+
+        // A request changed since it was built, or another Order's.
+        built.put("shop", "web-1", &request);
+        let mut changed = order.clone();
+        changed.spec.request.push('\n');
+        assert_eq!(built.take(&changed), Verify);
+        assert_eq!(built.take(&order), Verify, "let go");
+        built.put("shop", "web-2", &request);
+        built.put("other", "web-1", &request);
+        assert_eq!(built.take(&order), Verify);
+        assert_eq!(built.held(), 2);
+
+        // Bounded: past the limit the record starts again.
+        for n in 0..BuiltRequests::LIMIT {
+            built.put("shop", &format!("o{n}"), &request);
+        }
+        assert!(built.held() <= BuiltRequests::LIMIT);
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub struct Context {
     pub issued: Arc<cache::IssuedOrders>,
     /// The Orders created and not yet taken up by the Order controller.
     pub intake: Arc<cache::Intake>,
+    /// The requests built for the Orders created, for the Order controller.
+    pub built: Arc<cache::BuiltRequests>,
 }
 
 /// The private key of each Certificate's next Order, held from before the Order is made
@@ -1644,10 +1646,12 @@ async fn reconcile_with(
     // rather than its Order in that controller's queue.
     let order_name = order.name_any();
     ctx.intake.enter(&namespace, &order_name).await;
+    ctx.built.put(&namespace, &order_name, &order.spec.request);
     let create = receipt::create(&orders_api, &params, &order);
     let created = sent::<Order, _, _>(ctx, certificate, &order_name, create, applied).await;
     if created.is_err() {
         ctx.intake.taken(&namespace, &order_name);
+        ctx.built.forget(&namespace, &order_name);
     }
     let created = match created {
         Ok(created) => created,
@@ -2214,6 +2218,7 @@ async fn run_in(
         held_keys: Default::default(),
         issued: shared.issued(),
         intake: shared.intake(),
+        built: shared.built(),
     };
     controller
         .owns_shared_stream(order_changes)

@@ -622,6 +622,7 @@ pub struct SharedOrders {
     scopes: Arc<[(Scope, cache::SharedWatch<crate::api::Order>)]>,
     issued: Arc<cache::IssuedOrders>,
     intake: Arc<cache::Intake>,
+    built: Arc<cache::BuiltRequests>,
 }
 
 impl SharedOrders {
@@ -644,6 +645,7 @@ impl SharedOrders {
             scopes: scopes.collect(),
             issued: Arc::default(),
             intake: Arc::default(),
+            built: Arc::default(),
         }
     }
 
@@ -668,6 +670,11 @@ impl SharedOrders {
     /// The Orders created and not yet taken up by the Order controller.
     pub fn intake(&self) -> Arc<cache::Intake> {
         self.intake.clone()
+    }
+
+    /// The requests built for the Orders created, until the Order controller parses them.
+    pub fn built(&self) -> Arc<cache::BuiltRequests> {
+        self.built.clone()
     }
 }
 

@@ -235,6 +235,8 @@ pub struct Context {
     pub issued: Arc<cache::IssuedOrders>,
     /// The Orders the Certificate controller created, until taken up here.
     pub intake: Arc<cache::Intake>,
+    /// The requests the Certificate controller built for them, until parsed here.
+    pub built: Arc<cache::BuiltRequests>,
     /// This controller's status writes, whose watch events reconcile nothing new.
     pub echoes: Arc<cache::Echoes>,
 }
@@ -875,7 +877,7 @@ pub async fn reconcile(order: Arc<Order>, ctx: Arc<Context>) -> Result<Action, E
         Ok(inputs) => inputs,
         Err(hold) => return on_hold(&step, &order, state, hold).await,
     };
-    let csr = match pki::parse_csr(&order.spec.request) {
+    let csr = match pki::parse_csr_with(&order.spec.request, ctx.built.take(&order)) {
         Ok(csr) => csr,
         Err(e) => {
             let hold = Hold::Reject("InvalidRequest", format!("Order {name:?}: {e}"));
@@ -1269,6 +1271,7 @@ async fn run_in(
         client: client.clone(),
         issued: shared.issued(),
         intake: shared.intake(),
+        built: shared.built(),
         echoes: echoes.clone(),
     });
     // The caches' watches run with the controller; an order waiting for one of them retries

@@ -186,10 +186,26 @@ pub(crate) fn distinguished_name(
     Ok(dn)
 }
 
+/// Whether parsing a CSR checks its signature: the requester's proof that it holds the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Possession {
+    /// Checked: the CSR came from outside.
+    Verify,
+    /// Known: these very bytes came from [`build_csr`] in this process, signed with a key it
+    /// holds. A signature is a function of the bytes, so checking it again proves nothing.
+    Known,
+}
+
 /// Parses a CSR (PEM), checks its signature, and extracts subject, names and public key.
 /// Requested extensions other than subject alternative names are ignored: the signer, not
 /// the requester, decides usages and constraints.
 pub fn parse_csr(text: &str) -> Result<ParsedCsr> {
+    parse_csr_with(text, Possession::Verify)
+}
+
+/// [`parse_csr`], checking the signature only if `possession` is [`Possession::Verify`].
+/// Everything else (the weak-signature refusal, names, key) is checked either way.
+pub fn parse_csr_with(text: &str, possession: Possession) -> Result<ParsedCsr> {
     let block = parse_one_pem(
         "CSR",
         text,
@@ -207,8 +223,10 @@ pub fn parse_csr(text: &str) -> Result<ParsedCsr> {
             "signature algorithm {sig_oid} uses SHA-1, which is not accepted"
         )));
     }
-    csr.verify_signature()
-        .map_err(|e| invalid(format!("signature does not verify ({e})")))?;
+    if possession == Possession::Verify {
+        csr.verify_signature()
+            .map_err(|e| invalid(format!("signature does not verify ({e})")))?;
+    }
     let info = &csr.certification_request_info;
     let key_algorithm =
         key_algorithm_of_spki(&info.subject_pki).map_err(|e| invalid(e.to_string()))?;
@@ -320,7 +338,21 @@ mod tests {
             KeyAlgorithm::Rsa2048,
         ] {
             let key = generate_key_for(alg).unwrap();
-            let parsed = parse_csr(&build_csr(&spec(), &key).unwrap()).unwrap();
+            let csr = build_csr(&spec(), &key).unwrap();
+            let parsed = parse_csr(&csr).unwrap();
+            let known = parse_csr_with(&csr, Possession::Known).unwrap();
+            let reading = |c: &ParsedCsr| {
+                let names: Vec<_> = c.distinguished_name.iter().collect();
+                format!(
+                    "{} {:?} {:?} {:?} {:?} {names:?}",
+                    c.subject,
+                    c.common_name,
+                    c.subject_alt_names,
+                    c.key_algorithm,
+                    c.public_key_der
+                )
+            };
+            assert_eq!(reading(&known), reading(&parsed));
             assert_eq!(parsed.key_algorithm, alg);
             assert_eq!(parsed.public_key_der, key.public_key_der());
             assert_eq!(parsed.common_name.as_deref(), Some("web.example.com"));
@@ -392,6 +424,9 @@ mod tests {
         let tampered = crate::pki::to_pem("CERTIFICATE REQUEST", &der);
         let err = parse_csr(&tampered).unwrap_err().to_string();
         assert!(err.contains("signature does not verify"), "{err}");
+        // Only the signature is taken on trust for a CSR known to be built here.
+        let known = parse_csr_with(&tampered, Possession::Known).unwrap();
+        assert_eq!(known.common_name.as_deref(), Some("xeb.example.com"));
         let err = parse_csr(
             "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
         )

@@ -21,7 +21,7 @@ pub mod verify;
 pub use ca::{
     CaCertificate, CaProfile, IssuedCertificate, Issuer, issue_intermediate_ca, issue_root_ca,
 };
-pub use csr::{ParsedCsr, build_csr, parse_csr};
+pub use csr::{ParsedCsr, Possession, build_csr, parse_csr, parse_csr_with};
 pub use inspect::{
     CertificateInfo, SubjectAltNames, chain_depth, inspect_der, inspect_pem, split_pem_chain,
 };
