@@ -1372,7 +1372,8 @@ pub async fn reconcile(certificate: Arc<Certificate>, ctx: Arc<Context>) -> Resu
     }
     let mut view = View::cached(&ctx, &certificate);
     loop {
-        match reconcile_with(&certificate, &ctx, view).await? {
+        // Boxed: a pass's future is kilobytes, and this one's is moved into a box as it starts.
+        match Box::pin(reconcile_with(&certificate, &ctx, view)).await? {
             Next::Done(action) => return Ok(action),
             Next::Again(fresh) => view = *fresh,
         }

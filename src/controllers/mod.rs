@@ -773,7 +773,9 @@ where
     move |object, ctx| {
         let kind = kind.clone();
         let started = std::time::Instant::now();
-        let run = reconcile(object, ctx);
+        // Boxed where it is made: a reconcile's future is kilobytes, and moving it into the
+        // future below and that into its box copied it twice per reconcile.
+        let run = Box::pin(reconcile(object, ctx));
         Box::pin(async move {
             let result = run.await;
             crate::metrics::reconciles().observe(&kind, started.elapsed(), result.is_err());
