@@ -3,6 +3,7 @@
 //! Every write is a read-modify-write under the store's lock, so optimistic concurrency,
 //! finalizers, managed fields and generation are decided against the object as it is.
 
+use crate::At;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -603,7 +604,7 @@ impl Cluster {
         let object = parse_body(request)?;
         check_type(&target.def, &object)?;
         let object = crate::convert::to_storage(&target.def, object);
-        match object.pointer("/metadata/name").and_then(Value::as_str) {
+        match object.at(&["metadata", "name"]).and_then(Value::as_str) {
             Some(body_name) if body_name != name => {
                 return Err(ApiError::bad_request(format!(
                     "the name of the object ({body_name}) does not match the name on the URL ({name})"
@@ -615,7 +616,7 @@ impl Cluster {
         self.write(target, name, request, &manager, |current| {
             let current = current.ok_or_else(|| target.not_found(name))?;
             if let Some(rv) = object
-                .pointer("/metadata/resourceVersion")
+                .at(&["metadata", "resourceVersion"])
                 .and_then(Value::as_str)
                 && !rv.is_empty()
                 && Some(rv) != resource_version(current)
@@ -659,7 +660,7 @@ impl Cluster {
                 ));
             }
             check_type(&target.def, &applied)?;
-            if let Some(body_name) = applied.pointer("/metadata/name").and_then(Value::as_str)
+            if let Some(body_name) = applied.at(&["metadata", "name"]).and_then(Value::as_str)
                 && body_name != name
             {
                 return Err(ApiError::bad_request(format!(
@@ -703,7 +704,7 @@ impl Cluster {
                 other => return Err(ApiError::unsupported_media_type(other)),
             }
             if let Some(rv) = patched
-                .pointer("/metadata/resourceVersion")
+                .at(&["metadata", "resourceVersion"])
                 .and_then(Value::as_str)
                 && Some(rv) != resource_version(current)
             {
@@ -1203,7 +1204,7 @@ impl Filter {
     pub fn matches(&self, object: &Value) -> bool {
         self.labels.matches(
             object
-                .pointer("/metadata/labels")
+                .at(&["metadata", "labels"])
                 .and_then(Value::as_object),
         ) && self.fields.matches(object)
     }
@@ -1363,7 +1364,7 @@ fn finish_update(
         return Err(ApiError::bad_request("the object must be a JSON object"));
     }
     let name = current
-        .pointer("/metadata/name")
+        .at(&["metadata", "name"])
         .and_then(Value::as_str)
         .unwrap_or_default();
     if def.status_subresource {
@@ -1463,7 +1464,7 @@ fn finish_update(
     }
     if def.key() == CRD_KEY {
         crd_status(&mut next)?;
-        if let Some(conditions) = current.pointer("/status/conditions").cloned()
+        if let Some(conditions) = current.at(&["status", "conditions"]).cloned()
             && is_deleting(current)
         {
             next["status"]["conditions"] = conditions;
@@ -1499,7 +1500,7 @@ fn admit(def: &ResourceDef, object: &mut Value, old: Option<&Value>) -> Result<(
         Ok(_) => Ok(()),
         Err(causes) => {
             let name = object
-                .pointer("/metadata/name")
+                .at(&["metadata", "name"])
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             Err(ApiError::invalid(&def.group, &def.kind, name, causes))
@@ -1510,7 +1511,7 @@ fn admit(def: &ResourceDef, object: &mut Value, old: Option<&Value>) -> Result<(
 /// A CRD's status as the apiextensions controllers set it: names accepted, established.
 fn crd_status(crd: &mut Value) -> Result<(), ApiError> {
     let name = crd
-        .pointer("/metadata/name")
+        .at(&["metadata", "name"])
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
@@ -1526,14 +1527,14 @@ fn crd_status(crd: &mut Value) -> Result<(), ApiError> {
             }],
         )
     })?;
-    let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+    let names = crd.at(&["spec", "names"]).cloned().unwrap_or(json!({}));
     let mut accepted = names;
     if let (Some(first), Some(fields)) = (defs.first(), accepted.as_object_mut()) {
         fields.insert("singular".into(), json!(first.singular));
         fields.insert("listKind".into(), json!(first.list_kind));
     }
     let storage: Vec<Value> = crd
-        .pointer("/spec/versions")
+        .at(&["spec", "versions"])
         .and_then(Value::as_array)
         .map(|versions| {
             versions
@@ -1600,12 +1601,14 @@ pub fn remove_finalizer(object: &mut Value, finalizer: &str) {
 /// The finalizers that hold an object: `metadata.finalizers`, and a namespace's
 /// `spec.finalizers`.
 pub fn finalizers(object: &Value) -> Vec<String> {
-    ["/metadata/finalizers", "/spec/finalizers"]
-        .iter()
-        .filter(|p| {
-            **p == "/metadata/finalizers" || object.get("kind") == Some(&json!("Namespace"))
-        })
-        .filter_map(|p| object.pointer(p).and_then(Value::as_array))
+    let namespace = object.get("kind").and_then(Value::as_str) == Some("Namespace");
+    let spec = namespace
+        .then(|| object.at(&["spec", "finalizers"]))
+        .flatten();
+    [object.at(&["metadata", "finalizers"]), spec]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
         .flatten()
         .filter_map(Value::as_str)
         .map(str::to_owned)
@@ -1614,17 +1617,17 @@ pub fn finalizers(object: &Value) -> Vec<String> {
 
 pub fn is_deleting(object: &Value) -> bool {
     object
-        .pointer("/metadata/deletionTimestamp")
+        .at(&["metadata", "deletionTimestamp"])
         .is_some_and(|t| !t.is_null())
 }
 
 fn uid(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/uid").and_then(Value::as_str)
+    object.at(&["metadata", "uid"]).and_then(Value::as_str)
 }
 
 fn resource_version(object: &Value) -> Option<&str> {
     object
-        .pointer("/metadata/resourceVersion")
+        .at(&["metadata", "resourceVersion"])
         .and_then(Value::as_str)
 }
 
@@ -1632,11 +1635,11 @@ fn resource_version(object: &Value) -> Option<&str> {
 fn position(object: &Value) -> (&str, &str) {
     (
         object
-            .pointer("/metadata/namespace")
+            .at(&["metadata", "namespace"])
             .and_then(Value::as_str)
             .unwrap_or(""),
         object
-            .pointer("/metadata/name")
+            .at(&["metadata", "name"])
             .and_then(Value::as_str)
             .unwrap_or(""),
     )

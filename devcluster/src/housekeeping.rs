@@ -2,6 +2,7 @@
 //! serves: empty a terminating namespace, then let it go; delete a terminating CRD's objects,
 //! then let it go; collect garbage by owner references (background, foreground, orphan).
 
+use crate::At;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -16,7 +17,7 @@ use crate::store::{Change, Event, EventType, ObjectKey, owner_uids};
 use tokio::sync::broadcast;
 
 fn uid(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/uid").and_then(Value::as_str)
+    object.at(&["metadata", "uid"]).and_then(Value::as_str)
 }
 
 /// Runs until `shutdown` turns true, acting on every change.
@@ -181,7 +182,7 @@ fn finish_owner_deletion(cluster: &Cluster, key: &ObjectKey) {
                 continue;
             };
             let blocks = object
-                .pointer("/metadata/ownerReferences")
+                .at(&["metadata", "ownerReferences"])
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -202,7 +203,7 @@ fn finish_owner_deletion(cluster: &Cluster, key: &ObjectKey) {
 pub fn sweep(cluster: &Cluster) {
     let (namespaces, _) = cluster.store.list(NAMESPACE_KEY, None);
     for namespace in namespaces.iter().filter(|n| is_deleting(n)) {
-        let Some(name) = namespace.pointer("/metadata/name").and_then(Value::as_str) else {
+        let Some(name) = namespace.at(&["metadata", "name"]).and_then(Value::as_str) else {
             continue;
         };
         let contents = cluster.store.keys_in_namespace(name);
@@ -220,7 +221,7 @@ pub fn sweep(cluster: &Cluster) {
     }
     let (crds, _) = cluster.store.list(CRD_KEY, None);
     for crd in crds.iter().filter(|c| is_deleting(c)) {
-        let Some(name) = crd.pointer("/metadata/name").and_then(Value::as_str) else {
+        let Some(name) = crd.at(&["metadata", "name"]).and_then(Value::as_str) else {
             continue;
         };
         let Some(resource) = defs_from_crd(crd)

@@ -34,6 +34,21 @@ mod table;
 mod tls;
 mod watch;
 
+/// A field at a fixed path of a JSON value, found by name at each step. `Value::pointer`
+/// unescapes every token of its path into a new string, on every call: the store, the
+/// watches and the handlers look up metadata fields many times per request.
+pub(crate) trait At {
+    /// The value at `path` (object field names), if every step is an object holding it.
+    fn at(&self, path: &[&str]) -> Option<&serde_json::Value>;
+}
+
+impl At for serde_json::Value {
+    fn at(&self, path: &[&str]) -> Option<&serde_json::Value> {
+        path.iter()
+            .try_fold(self, |value, name| value.as_object()?.get(*name))
+    }
+}
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -334,4 +349,37 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> 
     #[cfg(unix)]
     options.mode(0o600);
     options.open(path)?.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::At;
+    use serde_json::json;
+
+    #[test]
+    fn a_path_finds_the_field_pointer_finds_and_nothing_through_non_objects() {
+        let object = json!({
+            "metadata": {"name": "web", "labels": {"a/b": "x"}, "finalizers": ["f"]},
+            "spec": null,
+        });
+        for path in [&["metadata", "name"][..], &["metadata"], &["spec"], &[]] {
+            let pointer = format!("/{}", path.join("/"));
+            let pointer = if path.is_empty() {
+                ""
+            } else {
+                pointer.as_str()
+            };
+            assert_eq!(object.at(path), object.pointer(pointer), "{path:?}");
+        }
+        // A name is taken as it is: no JSON-pointer escapes.
+        assert_eq!(object.at(&["metadata", "labels", "a/b"]), Some(&json!("x")));
+        assert_eq!(object.at(&["metadata", "missing"]), None);
+        assert_eq!(object.at(&["metadata", "name", "deeper"]), None);
+        assert_eq!(object.at(&["spec", "anything"]), None);
+        assert_eq!(
+            object.at(&["metadata", "finalizers", "0"]),
+            None,
+            "lists are not indexed"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! The resources the server serves: the built-ins, and one per version of every established
 //! CustomResourceDefinition. Also renders discovery documents from them.
 
+use crate::At;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -374,7 +375,7 @@ pub fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
     let plural = text(names, "plural")?;
     let kind = text(names, "kind")?;
     let expected_name = format!("{plural}.{group}");
-    let name = crd.pointer("/metadata/name").and_then(Value::as_str);
+    let name = crd.at(&["metadata", "name"]).and_then(Value::as_str);
     if name != Some(expected_name.as_str()) {
         return Err(format!(
             "metadata.name: Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group ({expected_name:?})"
@@ -421,7 +422,7 @@ pub fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
             continue;
         }
         let schema = version
-            .pointer("/schema/openAPIV3Schema")
+            .at(&["schema", "openAPIV3Schema"])
             .cloned()
             .map(Arc::new);
         let version_name = version
@@ -438,7 +439,7 @@ pub fn defs_from_crd(crd: &Value) -> Result<Vec<ResourceDef>, String> {
             namespaced,
             short_names: strings(names.get("shortNames")),
             categories: strings(names.get("categories")),
-            status_subresource: version.pointer("/subresources/status").is_some(),
+            status_subresource: version.at(&["subresources", "status"]).is_some(),
             schema: schema.clone(),
             merge_schema: schema,
             printer_columns: version

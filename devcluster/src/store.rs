@@ -1,6 +1,7 @@
 //! One ordered store for every object, one monotonically increasing resourceVersion, and a
 //! window of recent changes that watches resume from.
 
+use crate::At;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -171,13 +172,13 @@ impl Inner {
 }
 
 fn uid_of(object: &Value) -> Option<&str> {
-    object.pointer("/metadata/uid").and_then(Value::as_str)
+    object.at(&["metadata", "uid"]).and_then(Value::as_str)
 }
 
 /// The uids an object's owner references name.
 pub fn owner_uids(object: &Value) -> impl Iterator<Item = &str> {
     object
-        .pointer("/metadata/ownerReferences")
+        .at(&["metadata", "ownerReferences"])
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -1,6 +1,7 @@
 //! Server-side printing: `meta.k8s.io/v1` Tables (what `kubectl get` shows) from a CRD's
 //! `additionalPrinterColumns` or a built-in's usual columns, and PartialObjectMetadata.
 
+use crate::At;
 use serde_json::{Value, json};
 
 use crate::registry::ResourceDef;
@@ -246,10 +247,10 @@ pub fn partial_list(objects: &[Value], list_metadata: Value) -> Value {
 fn cell(cell: &Cell, kind: &str, object: &Value) -> Value {
     match cell {
         Cell::Name => object
-            .pointer("/metadata/name")
+            .at(&["metadata", "name"])
             .cloned()
             .unwrap_or(Value::Null),
-        Cell::Age => age(object.pointer("/metadata/creationTimestamp")),
+        Cell::Age => age(object.at(&["metadata", "creationTimestamp"])),
         Cell::Count(field) => json!(
             object
                 .get(*field)
@@ -258,7 +259,7 @@ fn cell(cell: &Cell, kind: &str, object: &Value) -> Value {
         ),
         Cell::ServicePorts => {
             let ports: Vec<String> = object
-                .pointer("/spec/ports")
+                .at(&["spec", "ports"])
                 .and_then(Value::as_array)
                 .map(|ports| {
                     ports

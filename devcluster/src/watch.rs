@@ -2,6 +2,7 @@
 //! or from the current state, with bookmarks, timeouts and an in-stream 410 for a version the
 //! window no longer holds.
 
+use crate::At;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,7 +213,7 @@ impl Render<'_> {
             Format::Metadata => table::partial(&present(self.def, stored)),
             Format::Table(include) => {
                 let object = present(self.def, stored);
-                let rv = json!({"resourceVersion": object.pointer("/metadata/resourceVersion")});
+                let rv = json!({"resourceVersion": object.at(&["metadata", "resourceVersion"])});
                 let first = std::mem::replace(&mut self.first, false);
                 table::table(self.def, &[object], rv, include, first)
             }
