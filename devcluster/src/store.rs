@@ -143,7 +143,16 @@ struct Inner {
 impl Inner {
     /// Keeps the uid and owner indexes in step with the object at `key` changing from
     /// `before` to `after`.
+    /// An update that keeps the uid and the owners (nearly every one) changes nothing here.
     fn index(&mut self, key: &ObjectKey, before: Option<&Value>, after: Option<&Value>) {
+        if before.and_then(uid_of) == after.and_then(uid_of)
+            && before
+                .into_iter()
+                .flat_map(owner_uids)
+                .eq(after.into_iter().flat_map(owner_uids))
+        {
+            return;
+        }
         if let Some(before) = before {
             if let Some(uid) = uid_of(before) {
                 self.uids.remove(uid);
@@ -392,7 +401,13 @@ impl Store {
                 inner.rv = next_rv;
                 let object = Arc::new(object);
                 inner.index(key, current.as_deref(), Some(&object));
-                inner.objects.insert(key.clone(), object.clone());
+                // An update keeps the stored key: inserting would copy it only to drop the copy.
+                match inner.objects.get_mut(key) {
+                    Some(stored) => *stored = object.clone(),
+                    None => {
+                        inner.objects.insert(key.clone(), object.clone());
+                    }
+                }
                 let kind = if current.is_some() {
                     EventType::Modified
                 } else {
@@ -692,6 +707,51 @@ mod tests {
         assert_eq!(renders.get(), 1);
         let other = heard.presented("v2", || b"{}".to_vec());
         assert_eq!(&*other, b"{}", "another version is rendered apart");
+    }
+
+    #[test]
+    fn the_uid_and_owner_indexes_follow_updates_that_keep_or_change_them() {
+        let store = Store::new(10);
+        let key = ObjectKey::new("/secrets", "shop", "web-tls");
+        let write = |object: Option<Value>| {
+            store
+                .mutate::<PersistError>(&key, |_, _| {
+                    Ok(match object {
+                        Some(object) => Change::Put(object),
+                        None => Change::Remove,
+                    })
+                })
+                .unwrap();
+        };
+        let secret = |uid: &str, owners: &[&str], data: &str| {
+            let owners: Vec<Value> = owners.iter().map(|o| json!({"uid": o})).collect();
+            json!({"metadata": {"name": "web-tls", "uid": uid, "ownerReferences": owners},
+                "data": {"x": data}})
+        };
+        let dependents = |uid: &str| store.dependents_of(uid).len();
+
+        write(Some(secret("s1", &["c1"], "1")));
+        assert_eq!(store.key_of_uid("s1"), Some(key.clone()));
+        assert_eq!(dependents("c1"), 1);
+        // Kept: the indexes are as they were.
+        write(Some(secret("s1", &["c1"], "2")));
+        assert_eq!(store.key_of_uid("s1"), Some(key.clone()));
+        assert_eq!((dependents("c1"), store.owned().len()), (1, 1));
+        // Changed owners: the object moves from one owner's dependents to the others'.
+        write(Some(secret("s1", &["c2", "c3"], "3")));
+        assert_eq!(
+            (dependents("c1"), dependents("c2"), dependents("c3")),
+            (0, 1, 1)
+        );
+        write(Some(secret("s1", &[], "4")));
+        assert_eq!((dependents("c2"), store.owned().len()), (0, 0));
+        // A new uid at the same key (deleted and made again in one step).
+        write(Some(secret("s2", &["c1"], "5")));
+        assert_eq!(store.key_of_uid("s1"), None);
+        assert_eq!(store.key_of_uid("s2"), Some(key.clone()));
+        assert_eq!(dependents("c1"), 1);
+        write(None);
+        assert_eq!((store.key_of_uid("s2"), dependents("c1")), (None, 0));
     }
 
     #[test]
