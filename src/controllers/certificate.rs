@@ -1113,13 +1113,6 @@ fn generation_of(order: &Order) -> Option<i64> {
 // Build: the Order, the next-key Secret, the certificate Secret
 // ---------------------------------------------------------------------------------------
 
-fn owner_reference(certificate: &Certificate) -> Value {
-    certificate
-        .controller_owner_ref(&())
-        .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
-        .map_or(json!([]), |o| json!([o]))
-}
-
 /// The Order for a revision (contract §2). Pure.
 pub fn build_order(
     certificate: &Certificate,
@@ -1129,24 +1122,11 @@ pub fn build_order(
     request: String,
     sealed_key: Option<String>,
     because: &str,
-) -> Result<Order, Error> {
+) -> Order {
     let name = certificate.name_any();
-    let value = json!({
-        "apiVersion": "certinext.io/v1alpha1",
-        "kind": "Order",
-        "metadata": {
-            "name": order_name(&name, revision),
-            "namespace": certificate.namespace(),
-            "labels": {CERTIFICATE_LABEL: name, MANAGED_BY.0: MANAGED_BY.1},
-            "annotations": {
-                GENERATION_ANNOTATION: certificate.metadata.generation.unwrap_or_default().to_string(),
-                ORDERED_BECAUSE_ANNOTATION: because,
-            },
-            "ownerReferences": owner_reference(certificate),
-            // Its charge outlives it in the payer's archive (see the Order controller).
-            "finalizers": [super::order::FINALIZER],
-        },
-        "spec": OrderSpec {
+    let mut order = Order::new(
+        &order_name(&name, revision),
+        OrderSpec {
             certificate_ref: crate::api::common::LocalObjectReference { name: name.clone() },
             revision,
             order_type,
@@ -1159,9 +1139,22 @@ pub fn build_order(
             approval: None,
             sealed_key,
         },
-    });
-    serde_json::from_value(value)
-        .map_err(|e| Error::Internal(format!("Certificate {name:?}: building its Order: {e}")))
+    );
+    let generation = certificate.metadata.generation.unwrap_or_default();
+    order.metadata = ObjectMeta {
+        name: order.metadata.name.take(),
+        namespace: certificate.namespace(),
+        labels: Some(base_labels(&name)),
+        annotations: Some(BTreeMap::from([
+            (GENERATION_ANNOTATION.to_owned(), generation.to_string()),
+            (ORDERED_BECAUSE_ANNOTATION.to_owned(), because.to_owned()),
+        ])),
+        owner_references: certificate.controller_owner_ref(&()).map(|o| vec![o]),
+        // Its charge outlives it in the payer's archive (see the Order controller).
+        finalizers: Some(vec![super::order::FINALIZER.to_owned()]),
+        ..ObjectMeta::default()
+    };
+    order
 }
 
 fn secret_object(
@@ -1638,7 +1631,7 @@ async fn reconcile_with(
         request,
         Some(sealed),
         &because,
-    )?;
+    );
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -2571,8 +2564,7 @@ mod tests {
             String::new(),
             None,
             "",
-        )
-        .unwrap();
+        );
         (secret, order)
     }
 
@@ -2848,13 +2840,33 @@ mod tests {
             "CSR".into(),
             Some("v1.sealed".into()),
             because,
-        )
-        .unwrap();
+        );
         assert_eq!(order.name_any(), "web-3");
         assert_eq!(order.annotations()[ORDERED_BECAUSE_ANNOTATION], because);
         assert_eq!(order.labels()[CERTIFICATE_LABEL], "web");
         assert_eq!(order.labels()[MANAGED_BY.0], MANAGED_BY.1);
         assert_eq!(order.owner_references()[0].uid, "uid-web");
+        assert_eq!(order.owner_references()[0].controller, Some(true));
+        assert_eq!(order.namespace(), certificate.namespace());
+        assert_eq!(order.finalizers(), [super::super::order::FINALIZER]);
+        assert_eq!(
+            order.annotations()[GENERATION_ANNOTATION],
+            certificate
+                .metadata
+                .generation
+                .unwrap_or_default()
+                .to_string()
+        );
+        let sent = serde_json::to_value(&order).unwrap();
+        assert_eq!(
+            (&sent["apiVersion"], &sent["kind"], &sent["spec"]["request"]),
+            (
+                &json!("certinext.io/v1alpha1"),
+                &json!("Order"),
+                &json!("CSR")
+            )
+        );
+        assert!(sent.get("status").is_none_or(Value::is_null));
         assert_eq!(
             order
                 .spec
