@@ -98,10 +98,12 @@ pub async fn report<K>(
 ) -> Result<Option<String>, Error>
 where
     K: kube::Resource<DynamicType = ()>
+        + kube::core::object::HasStatus
         + Clone
         + serde::de::DeserializeOwned
         + serde::Serialize
         + std::fmt::Debug,
+    K::Status: serde::Serialize,
 {
     let (ready, reason, message) = match standing {
         Ok(message) => (true, "Ready", message.as_str()),
@@ -137,10 +139,12 @@ pub async fn apply_status<K>(
 ) -> Result<Option<String>, Error>
 where
     K: kube::Resource<DynamicType = ()>
+        + kube::core::object::HasStatus
         + Clone
         + serde::de::DeserializeOwned
         + serde::Serialize
         + std::fmt::Debug,
+    K::Status: serde::Serialize,
 {
     let generation = object.meta().generation;
     if let Some(fields) = fields.as_object_mut() {
@@ -157,8 +161,10 @@ where
     }
     // A status that already says all this is not written again: most reconciles change
     // nothing, and each write would wake every watcher of the kind.
-    let current = serde_json::to_value(object).unwrap_or(Value::Null);
-    if status_holds(current.get("status"), &fields) {
+    let current = object
+        .status()
+        .and_then(|status| serde_json::to_value(status).ok());
+    if status_holds(current.as_ref(), &fields) {
         return Ok(None);
     }
     let patch = json!({
