@@ -168,15 +168,15 @@ impl Context {
 #[derive(Clone, Debug, Default)]
 pub struct Referenced {
     /// The account holding the Certificate's namespace.
-    pub account: Option<Account>,
+    pub account: Option<Arc<Account>>,
     /// Whether the group named by `groupRef` exists (None without a groupRef).
     pub group_exists: Option<bool>,
     /// The product named by `productRef`, and the account holding its namespace.
-    pub product: Option<Product>,
+    pub product: Option<Arc<Product>>,
     pub product_account: Option<String>,
     /// The PrivateCA that issues (the product's, or `issuerRef`), and the account holding
     /// its namespace.
-    pub ca: Option<PrivateCA>,
+    pub ca: Option<Arc<PrivateCA>>,
     pub ca_account: Option<String>,
 }
 
@@ -234,7 +234,7 @@ async fn dereference(
     let namespace = certificate.namespace().unwrap_or_default();
     let holder = |ns: &str| tenancy.holder(ns).map(|a| a.name_any());
     let mut found = Referenced {
-        account: tenancy.holder(&namespace).map(|a| (**a).clone()),
+        account: tenancy.holder(&namespace).cloned(),
         ..Default::default()
     };
     let (client, scope) = (&ctx.client, &ctx.scope);
@@ -254,14 +254,14 @@ async fn dereference(
             &product_ref.name,
         )
         .await?;
-        found.product = product.map(|p| (*p).clone());
+        found.product = product;
         found.product_account = holder(&product_namespace);
-        ca_ref = found.product.as_ref().map(product_issuer);
+        ca_ref = found.product.as_deref().map(product_issuer);
     }
     if let Some(ca_ref) = ca_ref {
         let ca_namespace = namespace_of(&ca_ref);
         let ca = cache::namespaced(&ctx.cas, client, scope, ca_namespace, &ca_ref.name).await?;
-        found.ca = ca.map(|c| (*c).clone());
+        found.ca = ca;
         found.ca_account = holder(ca_namespace);
     }
     Ok(found)
@@ -2314,11 +2314,11 @@ mod tests {
 
     fn found() -> Referenced {
         Referenced {
-            account: Some(account("acme", None)),
+            account: Some(Arc::new(account("acme", None))),
             group_exists: None,
-            product: Some(product("acme", true, json!({}))),
+            product: Some(Arc::new(product("acme", true, json!({})))),
             product_account: Some("acme".into()),
-            ca: Some(ca(true)),
+            ca: Some(Arc::new(ca(true))),
             ca_account: Some("acme".into()),
         }
     }
@@ -2365,7 +2365,7 @@ mod tests {
             (
                 "product not ready",
                 json!({}),
-                |f| f.product = Some(product("acme", false, json!({}))),
+                |f| f.product = Some(Arc::new(product("acme", false, json!({})))),
                 Some("ProductNotReady"),
                 "not Ready",
             ),
@@ -2379,7 +2379,7 @@ mod tests {
             (
                 "CA not ready",
                 json!({}),
-                |f| f.ca = Some(ca(false)),
+                |f| f.ca = Some(Arc::new(ca(false))),
                 Some("IssuerNotReady"),
                 "not Ready",
             ),
@@ -2408,11 +2408,11 @@ mod tests {
                 "name outside the product",
                 json!({}),
                 |f| {
-                    f.product = Some(product(
+                    f.product = Some(Arc::new(product(
                         "acme",
                         true,
                         json!({"allowedDomains": ["shop.acme.example"]}),
-                    ))
+                    )))
                 },
                 Some("DomainNotAllowed"),
                 "allowed domains of Product \"web\"",
@@ -2421,11 +2421,11 @@ mod tests {
                 "key the product forbids",
                 json!({"privateKey": {"algorithm": "RSA", "size": 4096}}),
                 |f| {
-                    f.product = Some(product(
+                    f.product = Some(Arc::new(product(
                         "acme",
                         true,
                         json!({"allowedKeyAlgorithms": ["ECDSA-P256"]}),
-                    ))
+                    )))
                 },
                 Some("KeyAlgorithmNotAllowed"),
                 "RSA-4096 is not among the allowedKeyAlgorithms",
@@ -2493,7 +2493,7 @@ mod tests {
     #[test]
     fn a_sub_account_may_order_its_resellers_product() {
         let mut referenced = found();
-        referenced.account = Some(account("acme", Some("reseller")));
+        referenced.account = Some(Arc::new(account("acme", Some("reseller"))));
         referenced.product_account = Some("reseller".into());
         let plan = validate(
             &certificate(json!({"productRef": {"name": "web", "namespace": "reseller"}})),
