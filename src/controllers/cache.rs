@@ -495,6 +495,8 @@ pub struct Intake {
     room: Arc<tokio::sync::Semaphore>,
     /// The places held, by `namespace/name` of their Order.
     held: std::sync::Mutex<std::collections::HashMap<String, Place>>,
+    /// When the places were last looked over for stale ones.
+    swept: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 type Place = (tokio::time::Instant, tokio::sync::OwnedSemaphorePermit);
@@ -504,6 +506,7 @@ impl Default for Intake {
         Intake {
             room: Arc::new(tokio::sync::Semaphore::new(Self::LIMIT)),
             held: Default::default(),
+            swept: Default::default(),
         }
     }
 }
@@ -515,6 +518,8 @@ impl Intake {
     pub const WAIT: std::time::Duration = std::time::Duration::from_secs(1);
     /// How long a place may be held before it is taken to be lost and given back.
     pub const STALE: std::time::Duration = std::time::Duration::from_secs(60);
+    /// How often, at most, the places are looked over for stale ones.
+    const SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
     /// Takes a place for the Order `namespace/name`, about to be created: at once when there
     /// is room, else as soon as there is, or without one after [`Intake::WAIT`].
@@ -547,7 +552,18 @@ impl Intake {
         }
     }
 
+    /// Gives back the places held past [`Intake::STALE`]. Under a burst every Certificate
+    /// finds the intake full, so the places are looked over at most once a second: a stale
+    /// place is given back at most that much later.
     fn give_back_stale(&self) {
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            if swept.is_some_and(|at| now.duration_since(at) < Self::SWEEP) {
+                return;
+            }
+            *swept = Some(now);
+        }
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.retain(|_, (since, _)| since.elapsed() < Self::STALE);
     }
@@ -1227,6 +1243,22 @@ mod tests {
         intake.enter("shop", "late-3").await;
         assert_eq!(before.elapsed(), Intake::WAIT + Intake::STALE, "no wait");
         assert_eq!(intake.held(), 1, "late-3's place only");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_places_are_looked_for_at_most_once_a_second() {
+        use std::time::Duration;
+        let intake = Intake::default();
+        intake.enter("shop", "web-1").await;
+        tokio::time::advance(Intake::STALE - Duration::from_millis(500)).await;
+        intake.give_back_stale();
+        assert_eq!(intake.held(), 1, "not stale yet");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        intake.give_back_stale();
+        assert_eq!(intake.held(), 1, "stale, but looked over 0.6 s ago");
+        tokio::time::advance(Duration::from_millis(400)).await;
+        intake.give_back_stale();
+        assert_eq!(intake.held(), 0, "given back a second after the last look");
     }
 
     #[tokio::test(start_paused = true)]
