@@ -378,7 +378,7 @@ impl LabelIndex {
     }
 
     /// The cached objects of `namespace` noted under `value`, as `store` holds them now.
-    pub fn objects<K>(&self, store: &Store<K>, namespace: &str, value: &str) -> Vec<K>
+    pub fn objects<K>(&self, store: &Store<K>, namespace: &str, value: &str) -> Vec<Arc<K>>
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
@@ -391,7 +391,7 @@ impl LabelIndex {
         noted.retain(
             |name| match store.get(&ObjectRef::new(name).within(namespace)) {
                 Some(object) => {
-                    found.push((*object).clone());
+                    found.push(object);
                     true
                 }
                 None => false,
@@ -1489,8 +1489,11 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::Apply(s.clone()));
             index.note("cert", &s);
         }
-        let names = |found: Vec<Secret>| -> Vec<String> {
-            found.into_iter().filter_map(|s| s.metadata.name).collect()
+        let names = |found: Vec<Arc<Secret>>| -> Vec<String> {
+            found
+                .into_iter()
+                .filter_map(|s| s.metadata.name.clone())
+                .collect()
         };
         assert_eq!(
             names(index.objects(&reader, "shop", "web")),

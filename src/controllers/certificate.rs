@@ -293,9 +293,9 @@ async fn ca_certificate(
 
 /// The Secrets and Orders of one Certificate, from the caches or read afresh.
 struct View {
-    secret: Option<Secret>,
-    next_key_secret: Option<Secret>,
-    orders: Vec<Order>,
+    secret: Option<Arc<Secret>>,
+    next_key_secret: Option<Arc<Secret>>,
+    orders: Vec<Arc<Order>>,
     fresh: bool,
     /// Whether the view shows every Secret and Order this controller wrote for the
     /// Certificate ([`cache::OwnWrites`]); a fresh view does.
@@ -305,11 +305,7 @@ struct View {
 impl View {
     fn cached(ctx: &Context, certificate: &Certificate) -> View {
         let namespace = certificate.namespace().unwrap_or_default();
-        let get = |name: &str| {
-            ctx.secrets
-                .get(&ObjectRef::new(name).within(&namespace))
-                .map(|s| (*s).clone())
-        };
+        let get = |name: &str| ctx.secrets.get(&ObjectRef::new(name).within(&namespace));
         let name = certificate.name_any();
         let mut view = View {
             secret: get(&certificate.spec.secret_name),
@@ -364,12 +360,21 @@ impl View {
         let orders: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
         let selector = format!("{CERTIFICATE_LABEL}={name}");
         Ok(View {
-            secret: secrets.get_opt(&certificate.spec.secret_name).await?,
-            next_key_secret: secrets.get_opt(&next_key_secret_name(&name)).await?,
+            secret: secrets
+                .get_opt(&certificate.spec.secret_name)
+                .await?
+                .map(Arc::new),
+            next_key_secret: secrets
+                .get_opt(&next_key_secret_name(&name))
+                .await?
+                .map(Arc::new),
             orders: orders
                 .list(&ListParams::default().labels(&selector))
                 .await?
-                .items,
+                .items
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
             fresh: true,
             caught_up: true,
         })
@@ -397,11 +402,11 @@ impl View {
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
         let orders: Api<Order> = Api::namespaced(ctx.client.clone(), &namespace);
         let secret = secrets.get_opt(&certificate.spec.secret_name).await?;
-        if version(secret.as_ref()) != version(self.secret.as_ref()) {
+        if version(secret.as_ref()) != version(self.secret.as_deref()) {
             return Ok(false);
         }
         let next_key = secrets.get_opt(&next_key_secret_name(&name)).await?;
-        if version(next_key.as_ref()) != version(self.next_key_secret.as_ref()) {
+        if version(next_key.as_ref()) != version(self.next_key_secret.as_deref()) {
             return Ok(false);
         }
         let taken = orders
@@ -1010,7 +1015,7 @@ fn issuer_mismatch(held: &Held, ca: &CaIdentity) -> Option<String> {
 
 /// The next revision: 1 + the highest among the Orders and the status (a failed attempt
 /// consumes its number and stays as an audit record).
-pub fn next_revision(orders: &[Order], status_revision: Option<i64>) -> i64 {
+pub fn next_revision(orders: &[Arc<Order>], status_revision: Option<i64>) -> i64 {
     orders
         .iter()
         .map(|o| o.spec.revision)
@@ -1064,9 +1069,10 @@ fn order_ready(order: &Order) -> Option<(String, String, jiff::Timestamp)> {
 
 /// Failed issuances since the certificate in the Secret: how many, and when the last was.
 /// Derived from the Orders, so it survives restarts and counts each Order once.
-pub fn failures(orders: &[Order], since_revision: i64) -> (i32, Option<jiff::Timestamp>) {
+pub fn failures(orders: &[Arc<Order>], since_revision: i64) -> (i32, Option<jiff::Timestamp>) {
     let failed: Vec<&Order> = orders
         .iter()
+        .map(Arc::as_ref)
         .filter(|o| o.spec.revision > since_revision && failed(state_of(o)))
         .collect();
     let last = failed
@@ -1082,8 +1088,8 @@ pub fn failures(orders: &[Order], since_revision: i64) -> (i32, Option<jiff::Tim
 
 /// The Orders to delete once Ready: the oldest finished ones beyond `limit`, never the
 /// current revision's nor one in flight. Pure.
-pub fn history_to_delete(orders: &[Order], current: i64, limit: usize) -> Vec<String> {
-    let mut sorted: Vec<&Order> = orders.iter().collect();
+pub fn history_to_delete(orders: &[Arc<Order>], current: i64, limit: usize) -> Vec<String> {
+    let mut sorted: Vec<&Order> = orders.iter().map(Arc::as_ref).collect();
     sorted.sort_by_key(|o| o.spec.revision);
     let mut excess = sorted.len().saturating_sub(limit);
     let mut doomed = Vec::new();
@@ -1417,7 +1423,7 @@ async fn reconcile_with(
     let tenancy = ctx.tenancy();
     let found = dereference(ctx, certificate, &tenancy).await?;
     let orders_api: Api<Order> = Api::namespaced(client.clone(), &namespace);
-    let current = read_secret(view.secret.as_ref());
+    let current = read_secret(view.secret.as_deref());
     let (next_key_secret, orders) = (&view.next_key_secret, &view.orders);
     let issued_revision = match &current {
         Current::Held(held) => held.revision.or(status_revision),
@@ -1450,7 +1456,10 @@ async fn reconcile_with(
         key_id: ca_info.and_then(|i| i.subject_key_id.clone()),
     };
     let now = jiff::Timestamp::now();
-    let issued_order = orders.iter().find(|o| o.spec.revision == issued_revision);
+    let issued_order = orders
+        .iter()
+        .map(Arc::as_ref)
+        .find(|o| o.spec.revision == issued_revision);
     if let Current::Held(held) = &current {
         let renewal = renewal_time(spec, &held.info);
         progress.certificate = Some((held.info.clone(), renewal));
@@ -1479,7 +1488,7 @@ async fn reconcile_with(
                     certificate,
                     &plan,
                     order,
-                    next_key_secret.as_ref(),
+                    next_key_secret.as_deref(),
                     orders,
                 )
                 .await?
@@ -1606,7 +1615,7 @@ async fn reconcile_with(
     }
 
     // Next private key, held, and sealed into the Order.
-    let key = next_private_key(ctx, certificate, &current, next_key_secret.as_ref()).await?;
+    let key = next_private_key(ctx, certificate, &current, next_key_secret.as_deref()).await?;
 
     // Order.
     let revision = next_revision(orders, status_revision.max(Some(issued_revision)));
@@ -1852,7 +1861,7 @@ async fn write_issued(
     plan: &Plan,
     order: &Order,
     next_key_secret: Option<&Secret>,
-    orders: &[Order],
+    orders: &[Arc<Order>],
 ) -> Result<Option<Action>, Error> {
     let name = certificate.name_any();
     let order_name = order.name_any();
@@ -2069,7 +2078,7 @@ async fn mark_superseded(orders: &Api<Order>, names: &[String]) -> Result<(), Er
 async fn cleanup_history(
     orders_api: &Api<Order>,
     certificate: &Certificate,
-    orders: &[Order],
+    orders: &[Arc<Order>],
     current: i64,
 ) -> Result<(), Error> {
     let limit = certificate
@@ -2718,7 +2727,10 @@ mod tests {
             (vec![1, 7], Some(3), 8),
             (vec![2], Some(9), 10),
         ] {
-            let orders: Vec<Order> = revisions.iter().map(|r| order(*r, None)).collect();
+            let orders: Vec<Arc<Order>> = revisions
+                .iter()
+                .map(|r| Arc::new(order(*r, None)))
+                .collect();
             assert_eq!(
                 next_revision(&orders, status),
                 wanted,
@@ -2759,6 +2771,7 @@ mod tests {
             order(6, Some("Cancelled")),
             order(7, None),
         ];
+        let orders: Vec<Arc<Order>> = orders.into_iter().map(Arc::new).collect();
         let (count, last) = failures(&orders, 3);
         assert_eq!(count, 2);
         assert_eq!(last.map(timestamp).as_deref(), Some("2025-01-01T00:00:05Z"));
@@ -2767,14 +2780,17 @@ mod tests {
 
     #[test]
     fn history_keeps_the_limit_never_the_current_nor_one_in_flight() {
-        let orders: Vec<Order> = vec![
+        let orders: Vec<Arc<Order>> = [
             order(1, Some("Issued")),
             order(2, Some("Rejected")),
             order(3, None),
             order(4, Some("Issued")),
             order(5, Some("Issued")),
             order(6, Some("PendingApproval")),
-        ];
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
         for (current, limit, wanted) in [
             (5, 3, vec!["web-1", "web-2", "web-4"]),
             (5, 1, vec!["web-1", "web-2", "web-4"]),
