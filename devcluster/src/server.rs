@@ -189,18 +189,29 @@ fn watch_chunks(
     futures_util::stream::unfold(
         (receiver, None::<tokio::time::Instant>),
         |(mut receiver, last)| async move {
-            let mut chunk = receiver.recv().await?;
+            let first = receiver.recv().await?;
             if let Some(next) = last.map(|last| last + GATHER)
                 && tokio::time::Instant::now() < next
             {
                 tokio::time::sleep_until(next).await;
             }
-            while chunk.len() < CHUNK_LIMIT {
+            // The lines are taken first and copied once into a chunk of their size: appending
+            // each to the first grew the chunk, and copied it, again and again.
+            let mut size = first.len();
+            let mut lines = vec![first];
+            while size < CHUNK_LIMIT {
                 match receiver.try_recv() {
-                    Ok(line) => chunk.extend_from_slice(&line),
+                    Ok(line) => {
+                        size += line.len();
+                        lines.push(line);
+                    }
                     Err(_) => break,
                 }
             }
+            let chunk = match <[Vec<u8>; 1]>::try_from(lines) {
+                Ok([line]) => line,
+                Err(lines) => lines.concat(),
+            };
             Some((chunk, (receiver, Some(tokio::time::Instant::now()))))
         },
     )
