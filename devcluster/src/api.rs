@@ -165,8 +165,11 @@ impl Cluster {
             "/version" => return Response::Json(200, version()),
             _ => {}
         }
-        let expected = format!("Bearer {}", self.token);
-        if request.authorization.as_deref() != Some(expected.as_str()) {
+        let bearer = request
+            .authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "));
+        if bearer != Some(self.token.as_str()) {
             return ApiError::unauthorized().into();
         }
         match self.route(&request) {
@@ -364,7 +367,7 @@ impl Cluster {
         match subresource.as_deref() {
             None => {}
             Some("status") if def.status_subresource => {}
-            Some("finalize") if def.key() == NAMESPACE_KEY => {}
+            Some("finalize") if def.has_key(NAMESPACE_KEY) => {}
             Some(_) => return Err(ApiError::no_route(&request.path)),
         }
         Ok(Target {
@@ -968,7 +971,7 @@ impl Cluster {
 
     /// What follows a stored write: a CRD starts (or keeps) serving its resources.
     fn after_write(&self, def: &ResourceDef, object: &Value) {
-        if def.key() == CRD_KEY
+        if def.has_key(CRD_KEY)
             && let Ok(defs) = defs_from_crd(object)
             && let Some(first) = defs.first()
         {
@@ -983,7 +986,7 @@ impl Cluster {
 
     /// What follows a removal: a CRD stops serving its resources.
     pub fn after_remove(&self, def: &ResourceDef, object: &Value) {
-        if def.key() == CRD_KEY
+        if def.has_key(CRD_KEY)
             && let Ok(defs) = defs_from_crd(object)
             && let Some(first) = defs.first()
         {
@@ -1186,11 +1189,11 @@ impl Filter {
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         for field in fields.fields() {
             let supported = matches!(field, "metadata.name" | "metadata.namespace")
-                || (def.key() == "/events"
+                || (def.has_key("/events")
                     && (field.starts_with("involvedObject.")
                         || matches!(field, "type" | "reason" | "reportingComponent")))
-                || (def.key() == "/secrets" && field == "type")
-                || (def.key() == NAMESPACE_KEY && field == "status.phase");
+                || (def.has_key("/secrets") && field == "type")
+                || (def.has_key(NAMESPACE_KEY) && field == "status.phase");
             if !supported {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
@@ -1400,7 +1403,7 @@ fn finish_update(
             },
         }
     }
-    if def.key() == NAMESPACE_KEY && subresource != Some("finalize") {
+    if def.has_key(NAMESPACE_KEY) && subresource != Some("finalize") {
         next["spec"] = current.get("spec").cloned().unwrap_or(json!({}));
     }
     let kept = [
@@ -1450,7 +1453,7 @@ fn finish_update(
             ));
         }
     }
-    if def.key() == "/secrets" && subresource.is_none() {
+    if def.has_key("/secrets") && subresource.is_none() {
         fold_string_data(def, &mut next)?;
     }
     // Pruning and defaulting come first: generation compares what will be stored.
@@ -1462,7 +1465,7 @@ fn finish_update(
             .unwrap_or(0);
         metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
     }
-    if def.key() == CRD_KEY {
+    if def.has_key(CRD_KEY) {
         crd_status(&mut next)?;
         if let Some(conditions) = current.at(&["status", "conditions"]).cloned()
             && is_deleting(current)

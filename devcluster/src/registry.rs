@@ -48,6 +48,19 @@ impl ResourceDef {
         }
     }
 
+    /// Whether [`ResourceDef::key`] is `key`, without making the key: writes ask this of
+    /// every object they store.
+    pub fn has_key(&self, key: &str) -> bool {
+        match self.shares_storage_of {
+            Some(own) => own == key,
+            None => {
+                key.strip_prefix(self.group.as_str())
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    == Some(self.plural.as_str())
+            }
+        }
+    }
+
     /// `v1` or `certinext.io/v1alpha1`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -238,7 +251,7 @@ impl Registry {
     pub fn by_key(&self, key: &str) -> Option<Arc<ResourceDef>> {
         self.resources
             .values()
-            .find(|d| d.key() == key && d.shares_storage_of.is_none())
+            .find(|d| d.has_key(key) && d.shares_storage_of.is_none())
             .cloned()
     }
 
@@ -464,6 +477,35 @@ mod tests {
         let mut versions = vec!["v1alpha1", "v2beta1", "v1", "v1beta2", "v2"];
         versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         assert_eq!(versions, ["v2", "v1", "v2beta1", "v1beta2", "v1alpha1"]);
+    }
+
+    #[test]
+    fn a_definition_has_exactly_its_own_storage_key() {
+        let defs = builtins();
+        let keys: Vec<String> = defs.iter().map(ResourceDef::key).collect();
+        let odd = [
+            "",
+            "/",
+            "secrets",
+            "/secrets/",
+            "apps",
+            "apps/",
+            "example.com/widgets",
+        ];
+        for def in &defs {
+            for key in keys.iter().map(String::as_str).chain(odd) {
+                assert_eq!(
+                    def.has_key(key),
+                    def.key() == key,
+                    "{} / {key:?}",
+                    def.key()
+                );
+            }
+        }
+        assert!(
+            defs.iter().any(|d| d.shares_storage_of.is_some()),
+            "both kinds covered"
+        );
     }
 
     #[test]

@@ -2152,7 +2152,8 @@ impl<'p> RuleRun<'p> {
                         root && self.unchanged.contains(key) && !self.plan.uses_old_self(p)
                     };
                     if let Some(p) = property(s, key) {
-                        if ratcheted(p) {
+                        // The path is made only for a node that may hold rules.
+                        if ratcheted(p) || self.plan.rule_free(p) {
                             continue;
                         }
                         self.walk(
@@ -2163,7 +2164,8 @@ impl<'p> RuleRun<'p> {
                             false,
                             depth + 1,
                         );
-                    } else if let Some(a) = additional_schema(s) {
+                    } else if let Some(a) = additional_schema(s).filter(|a| !self.plan.rule_free(a))
+                    {
                         self.walk(
                             Some(a),
                             child,
@@ -2176,7 +2178,7 @@ impl<'p> RuleRun<'p> {
                 }
             }
             Value::Array(list) => {
-                let Some(item_schema) = items(s) else {
+                let Some(item_schema) = items(s).filter(|i| !self.plan.rule_free(i)) else {
                     return;
                 };
                 let keys = list_map_keys(s);
