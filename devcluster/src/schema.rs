@@ -2215,6 +2215,14 @@ impl<'p> RuleRun<'p> {
         let Some(rules) = self.plan.rules_of(s).filter(|r| !r.is_empty()).cloned() else {
             return;
         };
+        // A creation runs no transition rule: when those are all a node has (an Order's spec),
+        // its value is not converted for nothing.
+        let skipped = |rule: &Rule| {
+            rule.program.is_ok() && rule.uses_old_self && old.is_none() && !rule.optional_old_self
+        };
+        if rules.iter().all(skipped) {
+            return;
+        }
         let this = to_cel(value, Some(s), root, 0);
         // An unchanged value (a status write's spec) is converted once for both.
         let before = old.map(|o| {
@@ -2241,7 +2249,7 @@ impl<'p> RuleRun<'p> {
                     continue;
                 }
             };
-            if rule.uses_old_self && before.is_none() && !rule.optional_old_self {
+            if skipped(rule) {
                 continue;
             }
             let vars = scopes[usize::from(rule.optional_old_self)].get_or_insert_with(|| {
@@ -3990,6 +3998,26 @@ mod tests {
             )
             .is_empty()
         );
+        // Beside transition rules, a creation still runs a plain rule and reports one that
+        // does not compile.
+        let beside = |rule: &str| {
+            json!({"type": "object", "properties": {"spec": {"type": "object",
+                "properties": {"name": {"type": "string"}},
+                "x-kubernetes-validations": [
+                    {"rule": "self.name == oldSelf.name", "message": "immutable"},
+                    {"rule": rule, "message": "plain"}]}}})
+        };
+        let created = json!({"spec": {"name": "b"}});
+        let plain = causes(&beside("self.name == 'a'"), created.clone(), None);
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert_eq!(plain[0].message, "Invalid value: \"object\": plain");
+        let broken = causes(&beside("self.name =="), created.clone(), None);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert!(
+            broken[0].message.contains("rule compile error"),
+            "{broken:?}"
+        );
+        assert!(causes(&beside("self.name == 'b'"), created, None).is_empty());
         // Items of other lists have no old value: their transition rules do not run.
         let listed = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
             "names": {"type": "array", "items": {"type": "string",
