@@ -2857,11 +2857,13 @@ fn is_date_time(value: &str) -> bool {
     let Some(re) = cached_regex(&TIME_OF_DAY, TIME_OF_DAY_PATTERN) else {
         return true;
     };
-    let Some(found) = re.captures(time) else {
+    // A match (cheaper than captures) starts with `hh:mm:ss` in ASCII digits, so the parts
+    // are the pattern's first three groups.
+    if !re.is_match(time) {
         return false;
-    };
-    let part = |i: usize| found.get(i).map(|m| m.as_str()).unwrap_or_default();
-    part(1) <= "23" && part(2) <= "59" && part(3) <= "59"
+    }
+    let part = |at: usize| time.get(at..at + 2).unwrap_or_default();
+    part(0) <= "23" && part(3) <= "59" && part(6) <= "59"
 }
 
 /// A Go duration (`1h30m`, `-1.5s`, `0`), or a spelled-out one (`3 days`, `1 week`).
@@ -3610,6 +3612,17 @@ mod tests {
                 "date-time",
                 "2024-05-01t10:00:00.5+02:00",
                 "2024-05-01T25:00:00Z",
+            ),
+            ("date-time", "2024-05-01T23:59:59Z", "2024-05-01T23:60:00Z"),
+            (
+                "date-time",
+                "2024-05-01T00:00:00-07:00",
+                "2024-05-01T00:00:60Z",
+            ),
+            (
+                "date-time",
+                "2024-05-01T09:05:07.123z",
+                "2024-05-01T9:05:07Z",
             ),
             ("date", "2024-02-29", "2023-02-29"),
             ("email", "jane@example.com", "jane.example.com"),
