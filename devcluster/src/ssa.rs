@@ -995,12 +995,22 @@ fn merge(l: Option<&Value>, r: Option<&Value>, shape: Shape, depth: usize) -> Op
     match pair_kind(shape, Some(l), Some(r)) {
         Kind::Leaf => Some(r.clone()),
         Kind::Struct => {
-            let mut out = l.as_object().cloned().unwrap_or_default();
-            for (k, rv) in r.as_object().into_iter().flatten() {
+            let (live, config) = (l.as_object(), r.as_object());
+            // A field the configuration merges into is copied by that merge, not here too.
+            let merged_below = |k: &str| {
+                config.is_some_and(|c| c.contains_key(k)) && field_child(shape, k).is_some()
+            };
+            let mut out: Map<String, Value> = live
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| !merged_below(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            for (k, rv) in config.into_iter().flatten() {
                 match field_child(shape, k) {
                     Some((child_shape, _)) => {
-                        let current = out.get_mut(k).map(std::mem::take);
-                        if let Some(v) = merge(current.as_ref(), Some(rv), child_shape, depth + 1) {
+                        let current = live.and_then(|m| m.get(k));
+                        if let Some(v) = merge(current, Some(rv), child_shape, depth + 1) {
                             out.insert(k.clone(), v);
                         }
                     }
