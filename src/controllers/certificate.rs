@@ -1130,25 +1130,9 @@ pub fn build_order(
     because: &str,
 ) -> Order {
     let name = certificate.name_any();
-    let mut order = Order::new(
-        &order_name(&name, revision),
-        OrderSpec {
-            certificate_ref: crate::api::common::LocalObjectReference { name: name.clone() },
-            revision,
-            order_type,
-            request,
-            product_ref: plan.product_ref.clone(),
-            issuer_ref: plan.issuer_ref.clone(),
-            group_ref: certificate.spec.group_ref.clone(),
-            duration: certificate.spec.duration,
-            usages: certificate.spec.usages.clone(),
-            approval: None,
-            sealed_key,
-        },
-    );
     let generation = certificate.metadata.generation.unwrap_or_default();
-    order.metadata = ObjectMeta {
-        name: order.metadata.name.take(),
+    let metadata = ObjectMeta {
+        name: Some(order_name(&name, revision)),
         namespace: certificate.namespace(),
         labels: Some(base_labels(&name)),
         annotations: Some(BTreeMap::from([
@@ -1160,7 +1144,23 @@ pub fn build_order(
         finalizers: Some(vec![super::order::FINALIZER.to_owned()]),
         ..ObjectMeta::default()
     };
-    order
+    Order {
+        metadata,
+        spec: OrderSpec {
+            certificate_ref: crate::api::common::LocalObjectReference { name },
+            revision,
+            order_type,
+            request,
+            product_ref: plan.product_ref.clone(),
+            issuer_ref: plan.issuer_ref.clone(),
+            group_ref: certificate.spec.group_ref.clone(),
+            duration: certificate.spec.duration,
+            usages: certificate.spec.usages.clone(),
+            approval: None,
+            sealed_key,
+        },
+        status: None,
+    }
 }
 
 fn secret_object(
