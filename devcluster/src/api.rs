@@ -676,7 +676,7 @@ impl Cluster {
             }
             return self.write(target, name, request, &manager, |current| {
                 Ok(Computed::Applied {
-                    applied: applied.clone(),
+                    applied: &applied,
                     force,
                     existed: current.is_some(),
                 })
@@ -722,13 +722,13 @@ impl Cluster {
 
     /// The shared path of update, patch and apply: compute the next object from the current
     /// one, keep what clients may not change, record managed fields, validate, and store.
-    fn write(
+    fn write<'a>(
         &self,
         target: &Target,
         name: &str,
         request: &Request,
         manager: &Manager,
-        mut compute: impl FnMut(Option<&Arc<Value>>) -> Result<Computed, ApiError>,
+        mut compute: impl FnMut(Option<&Arc<Value>>) -> Result<Computed<'a>, ApiError>,
     ) -> Result<Response, ApiError> {
         let def = target.store_def.clone();
         let key = target.key(name);
@@ -756,7 +756,7 @@ impl Cluster {
                 (Computed::Applied { applied, force, .. }, Some(current)) => {
                     let merged = ssa::apply(
                         Some(current),
-                        &applied,
+                        applied,
                         &manager.as_ssa(),
                         force,
                         def.merge_schema.as_deref(),
@@ -1020,10 +1020,12 @@ pub enum Deleted {
 }
 
 /// What a write computed from the current object.
-enum Computed {
+enum Computed<'a> {
     Update(Value),
+    /// An apply of the configuration, borrowed: a write that runs again after a concurrent
+    /// change reads the same configuration, and the first run need not copy it.
     Applied {
-        applied: Value,
+        applied: &'a Value,
         force: bool,
         existed: bool,
     },
@@ -1373,24 +1375,8 @@ fn finish_update(
     if def.status_subresource {
         match subresource {
             Some("status") => {
-                let status = next
-                    .as_object_mut()
-                    .and_then(|fields| fields.remove("status"));
-                let managed = next
-                    .get_mut("metadata")
-                    .and_then(Value::as_object_mut)
-                    .and_then(|metadata| metadata.remove("managedFields"));
-                next = current.clone();
-                match status {
-                    Some(status) => next["status"] = status,
-                    None => {
-                        if let Some(fields) = next.as_object_mut() {
-                            fields.remove("status");
-                        }
-                    }
-                }
-                if let Some(managed) = managed {
-                    metadata_mut(&mut next).insert("managedFields".into(), managed);
+                if let (Value::Object(next), Value::Object(current)) = (&mut next, current) {
+                    keep_all_but_status(next, current);
                 }
             }
             _ => match current.get("status") {
@@ -1474,6 +1460,51 @@ fn finish_update(
         }
     }
     Ok(next)
+}
+
+/// A status write's object: `current` but for its status, which is `next`'s (none when `next`
+/// has none), and its managed fields, which are `next`'s when it has them.
+///
+/// `next` was made from `current` (patched or applied), so nearly all of it is already equal:
+/// equal parts are kept as they are and only the parts that differ are copied, where copying
+/// the stored object whole would copy its spec and metadata on every status write.
+fn keep_all_but_status(next: &mut Map<String, Value>, current: &Map<String, Value>) {
+    next.retain(|field, _| field == "status" || current.contains_key(field));
+    for (field, value) in current {
+        match (field.as_str(), next.get_mut(field), value) {
+            ("status", _, _) => {}
+            ("metadata", Some(Value::Object(metadata)), Value::Object(stored)) => {
+                let own_managed = metadata.contains_key("managedFields");
+                metadata.retain(|key, _| key == "managedFields" || stored.contains_key(key));
+                for (key, value) in stored {
+                    if !(own_managed && key == "managedFields") {
+                        make_equal(metadata, key, value);
+                    }
+                }
+            }
+            _ => make_equal(next, field, value),
+        }
+    }
+}
+
+/// Makes `fields[key]` equal to `value`, copying only the parts of `value` that differ.
+fn make_equal(fields: &mut Map<String, Value>, key: &str, value: &Value) {
+    match (fields.get_mut(key), value) {
+        (Some(Value::Object(own)), Value::Object(wanted)) => {
+            own.retain(|k, _| wanted.contains_key(k));
+            for (k, v) in wanted {
+                make_equal(own, k, v);
+            }
+        }
+        (Some(own), _) => {
+            if own != value {
+                *own = value.clone();
+            }
+        }
+        (None, _) => {
+            fields.insert(key.to_owned(), value.clone());
+        }
+    }
 }
 
 /// Whether anything but metadata (and status, where it is a subresource) changed. Compared
@@ -1819,5 +1850,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(10, dir.path(), false).unwrap();
         assert!(Cluster::new(store, "token".into(), address).may_wait());
+    }
+
+    /// A status write keeps everything of the stored object but its status, whatever the
+    /// written object changed, added or dropped elsewhere; its own managed fields win.
+    #[test]
+    fn a_status_write_takes_only_the_status_and_its_managed_fields() {
+        let current = json!({
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "labels": {"a": "1", "b": "2"},
+                "annotations": {"keep": "me"}, "finalizers": ["f"],
+                "managedFields": [{"manager": "stored"}]},
+            "spec": {"size": 1, "nested": {"deep": [1, 2]}},
+            "status": {"seen": 1, "old": true},
+        });
+        let as_object = |value: Value| match value {
+            Value::Object(fields) => fields,
+            _ => unreachable!("the cases are objects"),
+        };
+        let stored = as_object(current.clone());
+        let written = |next: Value| {
+            let mut next = as_object(next);
+            keep_all_but_status(&mut next, &stored);
+            Value::Object(next)
+        };
+
+        let changed_everywhere = json!({
+            "apiVersion": "example.com/v1", "kind": "Widget", "extra": "dropped",
+            "metadata": {"name": "w", "labels": {"a": "changed", "c": "added"},
+                "finalizers": ["f", "g"], "managedFields": [{"manager": "written"}]},
+            "spec": {"size": 99, "nested": {"deep": [3], "more": 1}},
+            "status": {"seen": 7},
+        });
+        let mut expected = current.clone();
+        expected["status"] = json!({"seen": 7});
+        expected["metadata"]["managedFields"] = json!([{"manager": "written"}]);
+        assert_eq!(written(changed_everywhere), expected);
+
+        // Without managed fields of its own, the stored ones stay; without a status, none.
+        let bare = json!({"metadata": {"name": "w"}, "spec": {}});
+        let mut expected = current.clone();
+        expected.as_object_mut().unwrap().remove("status");
+        assert_eq!(written(bare), expected);
+
+        // A copy of the stored object with a new status is that object with the new status.
+        let mut copy = current.clone();
+        copy["status"] = json!({"seen": 2});
+        let mut expected = current.clone();
+        expected["status"] = json!({"seen": 2});
+        assert_eq!(written(copy), expected);
     }
 }
