@@ -618,6 +618,72 @@ async fn concurrent_orders_never_overdraw_a_group() {
     stop(controllers);
 }
 
+/// Charges are written after the wallet's lock is let go. While slow writes are in flight,
+/// the charges decided after them count them (no overdraft), and a write the API server
+/// refuses takes its charge back: exactly the five orders the funds cover are charged,
+/// whatever the conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_in_flight_are_counted_and_refused_writes_are_taken_back() {
+    let cluster = TestCluster::with_crds().await;
+    let controllers =
+        certinext::controllers::start_except(&cluster.client, &Default::default(), &["PrivateCA"]);
+    // 50.00 covers five of the twelve orders at 10.00.
+    enterprise(&cluster, "50.00", "10.00").await;
+    // Every patch is slow, and one in six is refused with 409 Conflict.
+    cluster.cluster.set_faults(devcluster::Faults {
+        conflict_rate: 0.16,
+        verbs: vec!["patch".into()],
+        latency: std::time::Duration::from_millis(300),
+        ..Default::default()
+    });
+    let orders: Api<Order> = Api::namespaced(cluster.client.clone(), "acme");
+    let creates = (0..12).map(|i| {
+        let orders = orders.clone();
+        async move {
+            let name = format!("slow{i}-1");
+            let dns = format!("slow{i}.acme.example");
+            orders
+                .create(
+                    &PostParams::default(),
+                    &order(&name, "acme", ("web", "acme"), Some("team"), &[&dns]),
+                )
+                .await
+                .expect("Order created");
+        }
+    });
+    futures_util::future::join_all(creates).await;
+    let all = eventually("every order ends", || async {
+        let all = charges(&orders).await;
+        all.values()
+            .all(|o| state(o).is_some_and(OrderState::is_terminal))
+            .then_some(all)
+    })
+    .await;
+    let (_, conflicts, _) = cluster.cluster.injected_faults();
+    cluster.cluster.set_faults(devcluster::Faults::default());
+    assert!(conflicts > 0, "the test refused some writes");
+    let count = |wanted: OrderState| all.values().filter(|o| state(o) == Some(wanted)).count();
+    assert_eq!(
+        (count(OrderState::Issued), count(OrderState::Rejected)),
+        (5, 7),
+        "{:#?}",
+        all.values().map(ready_message).collect::<Vec<_>>()
+    );
+    assert_eq!(audit(&all), m("50"));
+    for rejected in all
+        .values()
+        .filter(|o| state(o) == Some(OrderState::Rejected))
+    {
+        assert!(transactions(rejected).is_empty());
+        let message = ready_message(rejected);
+        assert!(
+            message.contains("Group acme/team cannot pay 10.00 USD: it has 0.00 USD available"),
+            "{message}"
+        );
+    }
+    stop(controllers);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_in_the_middle_charges_no_order_twice() {
     let cluster = TestCluster::with_crds().await;

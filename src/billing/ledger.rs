@@ -205,9 +205,15 @@ impl Ledger {
     /// Records (or replaces) an order's entry from its status; an order without a charge has
     /// none.
     pub fn record(&mut self, order: &Order) {
+        self.record_as(order, order.status.as_ref());
+    }
+
+    /// Records `order` as if its status were `status`: a charge decided and not yet written.
+    pub fn record_as(&mut self, order: &Order, status: Option<&OrderStatus>) {
         let key = order_key(order);
         self.remove(&key);
-        if let Some(entry) = Entry::of_order(order) {
+        if let Some(mut entry) = status.and_then(Entry::of) {
+            entry.uid = order.uid().unwrap_or_default();
             self.payers
                 .entry(entry.payer.clone())
                 .or_default()
@@ -498,6 +504,36 @@ mod tests {
         ledger.record(&again);
         assert_eq!(ledger.spent(&group("team")).unwrap(), m("20"));
         assert_eq!(ledger.charges(&group("team")), 2);
+    }
+
+    #[test]
+    fn a_charge_decided_counts_until_the_order_as_written_or_as_it_was_replaces_it() {
+        use TransactionType::*;
+        let mut ledger = Ledger::default();
+        let uncharged = order("a", Some(group("team")), vec![]);
+        let charged = order(
+            "a",
+            Some(group("team")),
+            vec![transaction(Purchase, m("20"))],
+        );
+        ledger.record(&uncharged);
+        assert_eq!(ledger.spent(&group("team")).unwrap(), Money::ZERO);
+        // Decided: counted before any write.
+        ledger.record_as(&uncharged, charged.status.as_ref());
+        assert_eq!(ledger.spent(&group("team")).unwrap(), m("20"));
+        assert_eq!(
+            ledger.entry(&uncharged).map(|e| e.uid.as_str()),
+            Some("uid-a")
+        );
+        // Written: the order as the server holds it, counted once.
+        ledger.record(&charged);
+        assert_eq!(ledger.spent(&group("team")).unwrap(), m("20"));
+        assert_eq!(ledger.charges(&group("team")), 1);
+        // Not written: the order as it was, uncharged.
+        ledger.record_as(&uncharged, charged.status.as_ref());
+        ledger.record(&uncharged);
+        assert_eq!(ledger.spent(&group("team")).unwrap(), Money::ZERO);
+        assert_eq!(ledger.charges(&group("team")), 0);
     }
 
     #[test]

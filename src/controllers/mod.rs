@@ -221,9 +221,21 @@ impl Context {
 /// deleted Group's spending folded into the account) does it under the account's lock, so
 /// each decision reads what the one before it wrote. Created once per operator and handed to
 /// the controllers that need it.
+///
+/// A charge decides under the lock and writes after letting it go ([`Wallets::writing`]):
+/// its charge is in the Order controller's books from the decision on, so the charges after
+/// it count it, and every other holder of the lock waits until the charges in flight have
+/// landed (or failed) before it reads anything.
 #[derive(Default)]
 pub struct Wallets {
-    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<Wallet>>>>,
+    accounts: std::sync::Mutex<std::collections::HashMap<String, Arc<AccountWallet>>>,
+}
+
+/// One account's lock, and the count of its charges written after their decision.
+#[derive(Default)]
+struct AccountWallet {
+    lock: Arc<tokio::sync::Mutex<Wallet>>,
+    writing: tokio::sync::watch::Sender<usize>,
 }
 
 /// An account's wallet, as its holder finds it.
@@ -234,25 +246,67 @@ pub struct Wallet {
     pub funds: Option<account::FundsRead>,
 }
 
+/// A charge being written after its decision; dropping it says the write is over, however it
+/// ended.
+pub struct Writing {
+    account: Arc<AccountWallet>,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.account
+            .writing
+            .send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 impl Wallets {
     /// Waits for `account`'s wallet; it is held until the guard is dropped. The holder may
-    /// move the account's money (allocate, fold, release), so the last read of its funds is
-    /// let go.
+    /// move the account's money (allocate, fold, release), so it also waits for the charges
+    /// in flight to land, and the last read of its funds is let go.
     pub async fn lock(&self, account: &str) -> tokio::sync::OwnedMutexGuard<Wallet> {
-        let mut wallet = self.wallet(account).lock_owned().await;
+        let account = self.account(account);
+        let mut wallet = account.lock.clone().lock_owned().await;
+        account.landed().await;
         wallet.funds = None;
         wallet
     }
 
-    /// The same for a charge, which keeps the last read of the funds: a charge's own
-    /// spending is in the books, not in the read.
+    /// The same for a charge, which keeps the last read of the funds (a charge's own
+    /// spending is in the books, not in the read) and does not wait for the charges in
+    /// flight: the books count them.
     pub async fn lock_to_charge(&self, account: &str) -> tokio::sync::OwnedMutexGuard<Wallet> {
-        self.wallet(account).lock_owned().await
+        self.account(account).lock.clone().lock_owned().await
     }
 
-    fn wallet(&self, account: &str) -> Arc<tokio::sync::Mutex<Wallet>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(account.to_owned()).or_default().clone()
+    /// Marks a charge of `account`, decided under its lock and already in the books, as
+    /// being written; the lock may then be let go.
+    pub fn writing(&self, account: &str) -> Writing {
+        let account = self.account(account);
+        account.writing.send_modify(|n| *n += 1);
+        Writing { account }
+    }
+
+    /// Whether a charge of `account` is being written.
+    pub fn has_writing(&self, account: &str) -> bool {
+        *self.account(account).writing.borrow() > 0
+    }
+
+    /// Waits until no charge of `account` is being written.
+    pub async fn landed(&self, account: &str) {
+        self.account(account).landed().await;
+    }
+
+    fn account(&self, account: &str) -> Arc<AccountWallet> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.entry(account.to_owned()).or_default().clone()
+    }
+}
+
+impl AccountWallet {
+    async fn landed(&self) {
+        // The sender lives as long as `self`, so the wait ends only when the count is zero.
+        let _ = self.writing.subscribe().wait_for(|n| *n == 0).await;
     }
 }
 
@@ -889,5 +943,43 @@ mod tests {
             std::time::Duration::ZERO,
             "one long after goes at once"
         );
+    }
+
+    /// A charge's writing keeps every other holder of its account's wallet waiting (not
+    /// other charges, and not other accounts) until it is over, however it ends.
+    #[tokio::test]
+    async fn holders_of_a_wallet_wait_for_the_charges_in_flight_and_charges_do_not() {
+        let wallets = Arc::new(Wallets::default());
+        let decided = wallets.lock_to_charge("acme").await;
+        let writing = wallets.writing("acme");
+        drop(decided);
+        assert!(wallets.has_writing("acme"));
+        assert!(!wallets.has_writing("globex"));
+
+        let soon = std::time::Duration::from_millis(50);
+        let charge = tokio::time::timeout(soon, wallets.lock_to_charge("acme")).await;
+        assert!(charge.is_ok(), "another charge decides meanwhile");
+        drop(charge);
+        let other = tokio::time::timeout(soon, wallets.lock("globex")).await;
+        assert!(other.is_ok(), "another account's wallet is not held");
+        drop(other);
+
+        let waiting = tokio::spawn({
+            let wallets = wallets.clone();
+            async move {
+                let _wallet = wallets.lock("acme").await;
+            }
+        });
+        tokio::time::sleep(soon).await;
+        assert!(!waiting.is_finished(), "an allocation waits for the write");
+        drop(writing);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the allocation goes once the write is over")
+            .expect("no panic");
+        assert!(!wallets.has_writing("acme"));
+        tokio::time::timeout(soon, wallets.landed("acme"))
+            .await
+            .expect("nothing left in flight");
     }
 }

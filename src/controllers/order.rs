@@ -8,13 +8,15 @@
 //!
 //! Charging exactly once rests on three things. The charge is written into the Order's own
 //! status, so the Order is the idempotency key. Charges to an account's wallet and to its
-//! groups are serialised by the account's lock (shared with the controllers that allocate its
-//! funds). The write is guarded by the resourceVersion of the Order the decision was made
-//! on, so an attempt on a stale copy (one charged, decided or superseded since) fails with a
-//! conflict instead of writing a second charge; only a write that succeeded enters the
-//! in-memory ledger, which is rebuilt from a fresh list of every Order when the controller
-//! starts. The charge and the certificate travel in the same write, so no Order is charged
-//! without its certificate, nor issued without its charge.
+//! groups are decided in turn under the account's lock (shared with the controllers that
+//! allocate its funds, which wait for the charges in flight). The write is guarded by the
+//! resourceVersion of the Order the decision was made on, so an attempt on a stale copy (one
+//! charged, decided or superseded since) fails with a conflict instead of writing a second
+//! charge. A charge enters the in-memory ledger when it is decided, so the charges decided
+//! while it is written count it; a write that fails takes it out again, one that succeeds
+//! replaces it with the Order as written. The ledger is rebuilt from a fresh list of every
+//! Order when the controller starts. The charge and the certificate travel in the same
+//! write, so no Order is charged without its certificate, nor issued without its charge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +121,12 @@ impl Books {
     fn record(&self, order: &Order) {
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         ledger.record(order);
+    }
+
+    /// Records the charge `status` holds for `order`, decided and about to be written.
+    fn record_charge(&self, order: &Order, status: &OrderStatus) {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        ledger.record_as(order, Some(status));
     }
 
     /// Sets a payer's archive as its annotation holds it now (read under the account's lock,
@@ -964,12 +972,16 @@ async fn on_hold(
     }
 }
 
-/// Signs an order's certificate and charges the order exactly once, serialised with every
-/// other charge to its payer: the charge and the certificate are written in one status write,
-/// so an order is never charged without its certificate nor issued without its charge. The
-/// certificate is signed before the wallet's lock is taken, which is held only to read the
-/// funds and write; a certificate whose order is refused, or whose write fails (a newer
-/// order, a restart), is never handed out, and the next reconcile signs again.
+/// Signs an order's certificate and charges the order exactly once, decided in turn with
+/// every other charge to its payer: the charge and the certificate are written in one status
+/// write, so an order is never charged without its certificate nor issued without its charge.
+/// The certificate is signed before the wallet's lock is taken, which is held only to read
+/// the funds and decide. The charge enters the books as decided, before the lock is let go,
+/// so the charges decided after it count it while it is written; a write that fails takes it
+/// out again. A refusal for want of funds is decided only when no charge of the account is
+/// in flight, so none is refused for a charge that then fails. A certificate whose order is
+/// refused, or whose write fails (a newer order, a restart), is never handed out, and the
+/// next reconcile signs again.
 async fn charge_and_issue(
     step: &Step<'_>,
     order: &Order,
@@ -980,53 +992,62 @@ async fn charge_and_issue(
     let name = order.name_any();
     let books = &step.ctx.books;
     let signed = sign(&name, inputs.issuer, csr, plan.leaf.clone()).await?;
-    let waiting = std::time::Instant::now();
-    let mut wallet = step
-        .ctx
-        .wallets
-        .lock_to_charge(&inputs.account.name_any())
-        .await;
+    let account_name = inputs.account.name_any();
+    let wallets = &step.ctx.wallets;
+    let (wallet, available) = loop {
+        let waiting = std::time::Instant::now();
+        let mut wallet = wallets.lock_to_charge(&account_name).await;
 
-    // The cached order is charged at its resourceVersion only: if the API server holds a
-    // newer one (charged, decided or superseded since), the write fails and the reconcile
-    // starts over from the cache.
-    let read = account::FundsRead::since(
-        wallet.funds.take(),
-        waiting,
-        &step.ctx.client,
-        &inputs.account,
-        &inputs.namespaces,
-    )
-    .await?;
-    let available = available(books, &inputs.account, &plan.payer, &read)?;
+        // The cached order is charged at its resourceVersion only: if the API server holds a
+        // newer one (charged, decided or superseded since), the write fails and the reconcile
+        // starts over from the cache.
+        let read = account::FundsRead::since(
+            wallet.funds.take(),
+            waiting,
+            &step.ctx.client,
+            &inputs.account,
+            &inputs.namespaces,
+        )
+        .await?;
+        let available = available(books, &inputs.account, &plan.payer, &read)?;
 
-    // Under the lock, a paying group as it is now (listed with the funds, else read): one
-    // being deleted pays for nothing new (its spending is about to move to its account).
-    if plan.payer.kind == PayerKind::Group {
-        let namespace = plan.payer.namespace.as_deref().unwrap_or_default();
-        let live = match read.groups.live(namespace, &plan.payer.name) {
-            Some(live) => live,
-            None => Api::<Group>::namespaced(step.ctx.client.clone(), namespace)
-                .get_metadata_opt(&plan.payer.name)
-                .await?
-                .is_some_and(|g| g.metadata.deletion_timestamp.is_none()),
-        };
-        if !live {
-            wallet.funds = Some(read);
-            let message = group_deleting(&name, &plan.payer.name);
-            return step
-                .end(
-                    order,
-                    Some(plan),
-                    OrderState::Rejected,
-                    "GroupDeleting",
-                    &message,
-                )
-                .await;
+        // Under the lock, a paying group as it is now (listed with the funds, else read): one
+        // being deleted pays for nothing new (its spending is about to move to its account).
+        if plan.payer.kind == PayerKind::Group {
+            let namespace = plan.payer.namespace.as_deref().unwrap_or_default();
+            let live = match read.groups.live(namespace, &plan.payer.name) {
+                Some(live) => live,
+                None => Api::<Group>::namespaced(step.ctx.client.clone(), namespace)
+                    .get_metadata_opt(&plan.payer.name)
+                    .await?
+                    .is_some_and(|g| g.metadata.deletion_timestamp.is_none()),
+            };
+            if !live {
+                wallet.funds = Some(read);
+                let message = group_deleting(&name, &plan.payer.name);
+                return step
+                    .end(
+                        order,
+                        Some(plan),
+                        OrderState::Rejected,
+                        "GroupDeleting",
+                        &message,
+                    )
+                    .await;
+            }
         }
-    }
-    // The charges waiting meanwhile may decide on this read too.
-    wallet.funds = Some(read);
+        // The charges waiting meanwhile may decide on this read too.
+        wallet.funds = Some(read);
+        // A refusal counts only charges that landed: with charges in flight, wait for them
+        // and decide again.
+        if ledger::may_charge(plan.price, available).is_err() && wallets.has_writing(&account_name)
+        {
+            drop(wallet);
+            wallets.landed(&account_name).await;
+            continue;
+        }
+        break (wallet, available);
+    };
     let payer = describe(&plan.payer);
     if let Err(shortfall) = ledger::may_charge(plan.price, available) {
         let message = format!(
@@ -1075,11 +1096,20 @@ async fn charge_and_issue(
     }];
     let info = with_certificate(&mut status, issued);
     step.ctx.issued.put(order, &status, info);
-    let Some(written) = step.write(order, status).await? else {
+    // The charge counts from here; the lock is let go while it is written.
+    books.record_charge(order, &status);
+    let writing = wallets.writing(&account_name);
+    drop(wallet);
+    let written = step.write(order, status).await;
+    match &written {
+        Ok(Some(written)) => books.record(written),
+        // Not written (a newer order, an error): the order as it was, uncharged.
+        _ => books.record(order),
+    }
+    drop(writing);
+    let Some(written) = written? else {
         return Ok(retry());
     };
-    // Only a charge the API server holds enters the ledger.
-    books.record(&written);
     tracing::info!(order = %name, namespace = ?written.namespace(), price = %plan.price, %payer, "order charged and issued");
     Ok(Action::await_change())
 }
