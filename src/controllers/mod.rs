@@ -231,11 +231,18 @@ pub struct Wallets {
     accounts: std::sync::Mutex<std::collections::HashMap<String, Arc<AccountWallet>>>,
 }
 
-/// One account's lock, and the count of its charges written after their decision.
+/// One account's lock, and its charges being written after their decision.
 #[derive(Default)]
 struct AccountWallet {
     lock: Arc<tokio::sync::Mutex<Wallet>>,
-    writing: tokio::sync::watch::Sender<usize>,
+    writing: tokio::sync::watch::Sender<InFlight>,
+}
+
+/// The charges of an account being written, numbered in the order they began.
+#[derive(Default)]
+struct InFlight {
+    next: u64,
+    open: std::collections::BTreeSet<u64>,
 }
 
 /// An account's wallet, as its holder finds it.
@@ -250,13 +257,14 @@ pub struct Wallet {
 /// ended.
 pub struct Writing {
     account: Arc<AccountWallet>,
+    number: u64,
 }
 
 impl Drop for Writing {
     fn drop(&mut self) {
-        self.account
-            .writing
-            .send_modify(|n| *n = n.saturating_sub(1));
+        self.account.writing.send_modify(|in_flight| {
+            in_flight.open.remove(&self.number);
+        });
     }
 }
 
@@ -283,16 +291,22 @@ impl Wallets {
     /// being written; the lock may then be let go.
     pub fn writing(&self, account: &str) -> Writing {
         let account = self.account(account);
-        account.writing.send_modify(|n| *n += 1);
-        Writing { account }
+        let mut number = 0;
+        account.writing.send_modify(|in_flight| {
+            number = in_flight.next;
+            in_flight.next += 1;
+            in_flight.open.insert(number);
+        });
+        Writing { account, number }
     }
 
     /// Whether a charge of `account` is being written.
     pub fn has_writing(&self, account: &str) -> bool {
-        *self.account(account).writing.borrow() > 0
+        !self.account(account).writing.borrow().open.is_empty()
     }
 
-    /// Waits until no charge of `account` is being written.
+    /// Waits until every charge of `account` being written now has landed or failed; charges
+    /// that begin meanwhile are not waited for, so a busy account does not keep the waiter.
     pub async fn landed(&self, account: &str) {
         self.account(account).landed().await;
     }
@@ -305,8 +319,13 @@ impl Wallets {
 
 impl AccountWallet {
     async fn landed(&self) {
-        // The sender lives as long as `self`, so the wait ends only when the count is zero.
-        let _ = self.writing.subscribe().wait_for(|n| *n == 0).await;
+        let begun = self.writing.borrow().next;
+        // The sender lives as long as `self`, so the wait ends only when those have ended.
+        let _ = self
+            .writing
+            .subscribe()
+            .wait_for(|in_flight| in_flight.open.first().is_none_or(|&n| n >= begun))
+            .await;
     }
 }
 
@@ -981,5 +1000,21 @@ mod tests {
         tokio::time::timeout(soon, wallets.landed("acme"))
             .await
             .expect("nothing left in flight");
+
+        // A wait is for the charges in flight when it began, not for those after it.
+        let first = wallets.writing("acme");
+        let waiting = tokio::spawn({
+            let wallets = wallets.clone();
+            async move { wallets.landed("acme").await }
+        });
+        tokio::time::sleep(soon).await;
+        let second = wallets.writing("acme");
+        drop(first);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ends with the first charge, the second still in flight")
+            .expect("no panic");
+        assert!(wallets.has_writing("acme"));
+        drop(second);
     }
 }
