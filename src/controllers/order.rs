@@ -978,8 +978,9 @@ async fn on_hold(
 /// The certificate is signed before the wallet's lock is taken, which is held only to read
 /// the funds and decide. The charge enters the books as decided, before the lock is let go,
 /// so the charges decided after it count it while it is written; a write that fails takes it
-/// out again. A refusal for want of funds is decided only when no charge of the account is
-/// in flight, so none is refused for a charge that then fails. A certificate whose order is
+/// out again. A refusal for want of funds waits for the charges in flight when it was
+/// decided and is decided again, so none is refused for a charge that then fails. A
+/// certificate whose order is
 /// refused, or whose write fails (a newer order, a restart), is never handed out, and the
 /// next reconcile signs again.
 async fn charge_and_issue(
@@ -994,6 +995,7 @@ async fn charge_and_issue(
     let signed = sign(&name, inputs.issuer, csr, plan.leaf.clone()).await?;
     let account_name = inputs.account.name_any();
     let wallets = &step.ctx.wallets;
+    let mut waited = false;
     let (wallet, available) = loop {
         let waiting = std::time::Instant::now();
         let mut wallet = wallets.lock_to_charge(&account_name).await;
@@ -1038,12 +1040,15 @@ async fn charge_and_issue(
         }
         // The charges waiting meanwhile may decide on this read too.
         wallet.funds = Some(read);
-        // A refusal counts only charges that landed: with charges in flight, wait for them
-        // and decide again.
-        if ledger::may_charge(plan.price, available).is_err() && wallets.has_writing(&account_name)
+        // A refusal does not rest on charges that may still fail: with charges in flight,
+        // wait once for them to land and decide again. Charges decided meanwhile came first.
+        if !waited
+            && ledger::may_charge(plan.price, available).is_err()
+            && wallets.has_writing(&account_name)
         {
             drop(wallet);
             wallets.landed(&account_name).await;
+            waited = true;
             continue;
         }
         break (wallet, available);
