@@ -79,7 +79,12 @@ impl Entry {
 
     /// The entry of an order, with its uid.
     pub fn of_order(order: &Order) -> Option<Entry> {
-        let mut entry = Entry::of(order.status.as_ref()?)?;
+        Entry::of_order_as(order, order.status.as_ref()?)
+    }
+
+    /// The entry `order` makes with `status` in place of its own.
+    pub fn of_order_as(order: &Order, status: &OrderStatus) -> Option<Entry> {
+        let mut entry = Entry::of(status)?;
         entry.uid = order.uid().unwrap_or_default();
         Some(entry)
     }
@@ -212,8 +217,7 @@ impl Ledger {
     pub fn record_as(&mut self, order: &Order, status: Option<&OrderStatus>) {
         let key = order_key(order);
         self.remove(&key);
-        if let Some(mut entry) = status.and_then(Entry::of) {
-            entry.uid = order.uid().unwrap_or_default();
+        if let Some(entry) = status.and_then(|status| Entry::of_order_as(order, status)) {
             self.payers
                 .entry(entry.payer.clone())
                 .or_default()
