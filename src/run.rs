@@ -71,7 +71,7 @@ pub struct RunArgs {
         long,
         value_name = "N",
         env = "CERTINEXT_CONCURRENCY",
-        default_value_t = 4,
+        default_value_t = controllers::DEFAULT_CONCURRENCY,
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     pub concurrency: u16,

@@ -773,10 +773,20 @@ pub struct Settings {
 /// The operator's own namespace when nothing says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "certinext-system";
 
+/// Reconciles of one kind at once when nothing says otherwise. A Certificate's issuance is
+/// a chain of round trips to the API server (its Order, the charge, the signature, the
+/// Secret, its status), so a reconcile spends most of its time waiting. With more of them in
+/// flight, the operator and the API server each handle several requests and watch events
+/// per wake-up instead of one: on a two-core machine, a burst of 10,000 certificates ran
+/// at about 1,100/s with 32 against about 750/s with 4, with half the context switches and
+/// about a third less CPU per certificate (docs/PERFORMANCE.md). One object is still never
+/// reconciled twice at once.
+pub const DEFAULT_CONCURRENCY: u16 = 32;
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            concurrency: 4,
+            concurrency: DEFAULT_CONCURRENCY,
             namespaces: Vec::new(),
             own_namespace: DEFAULT_NAMESPACE.to_owned(),
         }
