@@ -213,15 +213,14 @@ impl Persistence {
     }
 
     /// Writes the whole state as the new snapshot and starts the log over.
-    pub fn compact(
+    pub fn compact<'a>(
         &mut self,
         rv: u64,
-        objects: &BTreeMap<ObjectKey, Arc<Value>>,
+        objects: impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)>,
     ) -> Result<(), PersistError> {
         let snapshot = Snapshot {
             rv,
             objects: objects
-                .iter()
                 .map(|(key, object)| (StoredKey::from(key), (**object).clone()))
                 .collect(),
         };
@@ -305,7 +304,7 @@ mod tests {
             let (mut log, _) = Persistence::open(dir.path(), true).unwrap();
             log.append(2, &key("a"), Some(&json!({"n": 1}))).unwrap();
             let state = BTreeMap::from([(key("a"), Arc::new(json!({"n": 1})))]);
-            log.compact(2, &state).unwrap();
+            log.compact(2, state.iter()).unwrap();
             log.append(3, &key("b"), Some(&json!({"n": 2}))).unwrap();
         }
         let (_, recovered) = Persistence::open(dir.path(), false).unwrap();

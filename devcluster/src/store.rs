@@ -2,7 +2,7 @@
 //! window of recent changes that watches resume from.
 
 use crate::At;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -124,9 +124,65 @@ pub struct Store {
     persistent: bool,
 }
 
+/// The current objects. Every read and update finds its object by hash; the keys are also
+/// kept in order, for lists (sorted by namespace and name) and the snapshot. An update
+/// replaces the object under its key and leaves the order alone, so only creations and
+/// deletions walk the ordered keys: an ordered map walked for every read compared its keys'
+/// three strings a dozen times or more per lookup.
+#[derive(Default)]
+struct Objects {
+    by_key: HashMap<ObjectKey, Arc<Value>>,
+    order: BTreeSet<ObjectKey>,
+}
+
+impl Objects {
+    fn get(&self, key: &ObjectKey) -> Option<&Arc<Value>> {
+        self.by_key.get(key)
+    }
+
+    /// Stores `object` at `key`, copying the key only for a new object.
+    fn put(&mut self, key: &ObjectKey, object: Arc<Value>) {
+        match self.by_key.get_mut(key) {
+            Some(stored) => *stored = object,
+            None => {
+                self.by_key.insert(key.clone(), object);
+                self.order.insert(key.clone());
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &ObjectKey) -> Option<Arc<Value>> {
+        let removed = self.by_key.remove(key);
+        if removed.is_some() {
+            self.order.remove(key);
+        }
+        removed
+    }
+
+    /// The objects from `start` on, in key order.
+    fn from<'a>(
+        &'a self,
+        start: &ObjectKey,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> + use<'a> {
+        self.in_order(self.order.range(start..))
+    }
+
+    /// Every object, in key order.
+    fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<Value>)> {
+        self.in_order(self.order.iter())
+    }
+
+    fn in_order<'a>(
+        &'a self,
+        keys: impl Iterator<Item = &'a ObjectKey> + 'a,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> + 'a {
+        keys.filter_map(|key| self.by_key.get_key_value(key))
+    }
+}
+
 struct Inner {
     rv: u64,
-    objects: BTreeMap<ObjectKey, Arc<Value>>,
+    objects: Objects,
     history: VecDeque<Arc<Event>>,
     window: usize,
     /// The log every change is written to first, with `--data-dir`.
@@ -208,7 +264,7 @@ impl Store {
         Store {
             inner: Mutex::new(Inner {
                 rv: 1,
-                objects: BTreeMap::new(),
+                objects: Objects::default(),
                 history: VecDeque::with_capacity(window.min(65_536)),
                 window: window.max(1),
                 uids: HashMap::new(),
@@ -232,7 +288,7 @@ impl Store {
             inner.rv = inner.rv.max(recovered.snapshot_rv);
             for (key, object) in recovered.snapshot {
                 inner.index(&key, None, Some(&object));
-                inner.objects.insert(key, object);
+                inner.objects.put(&key, object);
             }
             for record in recovered.changes {
                 let key = ObjectKey::from(record.key);
@@ -242,7 +298,7 @@ impl Store {
                     Some(object) => {
                         let object = Arc::new(object);
                         inner.index(&key, previous.as_deref(), Some(&object));
-                        inner.objects.insert(key.clone(), object.clone());
+                        inner.objects.put(&key, object.clone());
                         let kind = if previous.is_some() {
                             EventType::Modified
                         } else {
@@ -322,7 +378,7 @@ impl Store {
         let start = ObjectKey::new(resource, namespace.unwrap_or(""), "");
         inner
             .objects
-            .range(start..)
+            .from(&start)
             .map(|(k, _)| k)
             .take_while(|k| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
             .cloned()
@@ -333,7 +389,8 @@ impl Store {
     pub fn keys_in_namespace(&self, namespace: &str) -> Vec<ObjectKey> {
         self.lock()
             .objects
-            .keys()
+            .iter()
+            .map(|(k, _)| k)
             .filter(|k| k.namespace == namespace)
             .cloned()
             .collect()
@@ -401,13 +458,7 @@ impl Store {
                 inner.rv = next_rv;
                 let object = Arc::new(object);
                 inner.index(key, current.as_deref(), Some(&object));
-                // An update keeps the stored key: inserting would copy it only to drop the copy.
-                match inner.objects.get_mut(key) {
-                    Some(stored) => *stored = object.clone(),
-                    None => {
-                        inner.objects.insert(key.clone(), object.clone());
-                    }
-                }
+                inner.objects.put(key, object.clone());
                 let kind = if current.is_some() {
                     EventType::Modified
                 } else {
@@ -478,7 +529,7 @@ impl Store {
         let inner = &mut *inner;
         if let Some(persistence) = inner.persistence.as_mut()
             && persistence.wants_compaction()
-            && let Err(error) = persistence.compact(inner.rv, &inner.objects)
+            && let Err(error) = persistence.compact(inner.rv, inner.objects.iter())
         {
             // The log keeps growing, which loses nothing; say so and try again later.
             tracing::warn!(%error, "cannot snapshot the store");
@@ -584,7 +635,7 @@ fn scan<'a>(
     let start = ObjectKey::new(resource, namespace.unwrap_or(""), "");
     inner
         .objects
-        .range(start..)
+        .from(&start)
         .take_while(move |(k, _)| {
             k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
         })
@@ -862,6 +913,54 @@ mod tests {
         assert_eq!(names, [json!("a"), json!("b"), json!("c")]);
         assert_eq!(rv, 5);
         assert!(store.list("/configmaps", Some("other")).0.is_empty());
+    }
+
+    #[test]
+    fn updates_and_removals_keep_lists_in_order_and_reads_current() {
+        let store = Store::new(10);
+        for name in ["b", "a", "c"] {
+            put(&store, name, json!({"v": 1}));
+        }
+        put(&store, "a", json!({"v": 2}));
+        let b = ObjectKey::new("/configmaps", "default", "b");
+        store
+            .mutate::<PersistError>(&b, |_, _| Ok(Change::Remove))
+            .unwrap();
+        let listed = |store: &Store| -> Vec<(Value, Value)> {
+            store
+                .list("/configmaps", None)
+                .0
+                .iter()
+                .map(|o| (o["metadata"]["name"].clone(), o["data"]["v"].clone()))
+                .collect()
+        };
+        assert_eq!(
+            listed(&store),
+            [(json!("a"), json!(2)), (json!("c"), json!(1))]
+        );
+        let names: Vec<String> = store
+            .keys("/configmaps", Some("default"))
+            .into_iter()
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        assert!(store.get(&b).is_none());
+        let a = ObjectKey::new("/configmaps", "default", "a");
+        assert_eq!(
+            store.get(&a).map(|o| o["data"]["v"].clone()),
+            Some(json!(2))
+        );
+
+        put(&store, "b", json!({"v": 3}));
+        assert_eq!(
+            listed(&store),
+            [
+                (json!("a"), json!(2)),
+                (json!("b"), json!(3)),
+                (json!("c"), json!(1))
+            ]
+        );
+        assert_eq!(store.keys_in_namespace("default").len(), 3);
     }
 
     #[test]
