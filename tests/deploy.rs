@@ -646,6 +646,14 @@ fn chart_renders_valid_objects_with_default_values() {
     ] {
         assert!(args.contains(&arg.to_owned()), "{arg} in {args:?}");
     }
+    let concurrency = format!(
+        "--concurrency={}",
+        certinext::controllers::DEFAULT_CONCURRENCY
+    );
+    assert!(
+        args.contains(&concurrency),
+        "the chart's default is the operator's own, {concurrency}: {args:?}"
+    );
     assert_least_privilege(&rbac_rules(&objects));
 }
 
