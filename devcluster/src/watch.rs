@@ -117,7 +117,30 @@ pub fn start(
                     None => std::future::pending().await,
                 }
             };
+            // In this order: a watch closed (`close_watches`, as by a restart of the API
+            // server) or past its time sends nothing more, even when changes made after that
+            // are already waiting; its client then resumes from the last change it was sent.
+            // A random pick could send one more, and the client would resume past the close.
             tokio::select! {
+                biased;
+                _ = closed.changed() => return,
+                _ = sender.closed() => return,
+                _ = timeout => {
+                    if injected_close {
+                        cluster.injected.watches_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return;
+                }
+                _ = bookmarks.tick(), if options.bookmarks.is_some() => {
+                    let bookmark = json!({
+                        "kind": def.kind,
+                        "apiVersion": def.api_version(),
+                        "metadata": {"resourceVersion": last_rv.to_string()},
+                    });
+                    if sender.send(line("BOOKMARK", &bookmark)).await.is_err() {
+                        return;
+                    }
+                }
                 received = subscription.receiver.recv() => match received {
                     // The receiver was subscribed under the store's lock: it holds exactly the
                     // changes after the snapshot and the backlog.
@@ -139,24 +162,6 @@ pub fn start(
                     Err(broadcast::error::RecvError::Lagged(_)) => return,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = bookmarks.tick(), if options.bookmarks.is_some() => {
-                    let bookmark = json!({
-                        "kind": def.kind,
-                        "apiVersion": def.api_version(),
-                        "metadata": {"resourceVersion": last_rv.to_string()},
-                    });
-                    if sender.send(line("BOOKMARK", &bookmark)).await.is_err() {
-                        return;
-                    }
-                }
-                _ = timeout => {
-                    if injected_close {
-                        cluster.injected.watches_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return;
-                }
-                _ = closed.changed() => return,
-                _ = sender.closed() => return,
             }
         }
     });

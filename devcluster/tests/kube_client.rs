@@ -247,7 +247,9 @@ async fn a_watcher_relists_after_410_and_converges() {
     loop {
         let event = tokio::time::timeout_at(deadline, receiver.recv())
             .await
-            .expect("converges in time")
+            .unwrap_or_else(|_| {
+                panic!("converges in time; relisted {relisted}, view {view:?}, events: {events:?}")
+            })
             .expect("watcher runs");
         match &event {
             Event::Init => {
